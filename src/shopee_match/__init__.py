@@ -1,0 +1,66 @@
+"""shopee_match: find every posting that is the same product, from titles and images.
+
+>>> from shopee_match import Pipeline, make_catalog
+>>> postings = make_catalog(n_groups=20, images=False, seed=0)
+>>> pipe = Pipeline.default(images=False).fit(postings)
+>>> sub = pipe.predict(postings)
+>>> list(sub.columns)
+['posting_id', 'matches']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Light imports only: TensorFlow, keras-hub, faiss, CuPy and cuML load where used.
+from ._registry import register
+from .data import Postings, PostingsError, group_kfold, read_postings, train_test_split_groups
+from .datasets import make_catalog
+from .embedder import BaseEmbedder, Embedder
+from .image.phash import PhashEmbedder
+from .metrics import f1_score, f1_scores, precision_score, recall_score
+from .neighbors import HashMatcher, NeighborMatcher
+from .text.preprocess import TitlePreprocessor
+from .text.tfidf import TfidfEmbedder
+
+_LAZY = {
+    "Pipeline": "shopee_match.pipeline",
+    "Ensemble": "shopee_match.ensemble",
+    "tune_thresholds": "shopee_match.tuning",
+    "ArcMarginProduct": "shopee_match.arcface",
+    "ImageEmbedder": "shopee_match.image.efficientnet",
+    "BertEmbedder": "shopee_match.text.bert",
+}
+
+__all__ = [
+    "BaseEmbedder",
+    "Embedder",
+    "HashMatcher",
+    "NeighborMatcher",
+    "PhashEmbedder",
+    "Postings",
+    "PostingsError",
+    "TfidfEmbedder",
+    "TitlePreprocessor",
+    "__version__",
+    "f1_score",
+    "f1_scores",
+    "group_kfold",
+    "make_catalog",
+    "precision_score",
+    "read_postings",
+    "recall_score",
+    "register",
+    "train_test_split_groups",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'shopee_match' has no attribute {name!r}")

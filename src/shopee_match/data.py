@@ -1,0 +1,300 @@
+"""Postings: the validated table every layer reads, its CSV reader, and group-aware splits."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "MAX_TITLE_CHARS",
+    "Postings",
+    "PostingsError",
+    "group_kfold",
+    "read_postings",
+    "train_test_split_groups",
+]
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = ("posting_id", "title")
+OPTIONAL = ("image", "image_phash", "label_group")
+#: Titles longer than this are cut (with a warning): no real product title is longer,
+#: and a pathological one would dominate tokenising time.
+MAX_TITLE_CHARS = 1000
+
+
+class PostingsError(ValueError):
+    """Bad postings input; the message names the file, column or row and the fix."""
+
+
+class Postings:
+    """A validated table of product postings.
+
+    Columns: ``posting_id`` (unique), ``title``; optional ``image`` (file name under
+    ``image_dir``), ``image_phash`` (16 hex digits) and ``label_group`` (ground truth).
+
+    >>> p = Postings(pd.DataFrame({"posting_id": ["a", "b"], "title": ["Red Mug", "red mug"],
+    ...                            "label_group": [1, 1]}))
+    >>> len(p), p.has_labels
+    (2, True)
+    >>> [list(m) for m in p.true_matches()]
+    [[0, 1], [0, 1]]
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        image_dir: str | Path | None = None,
+        *,
+        source: str = "postings",
+    ) -> None:
+        self.source = source
+        self.df = _validate_frame(df, source)
+        self.image_dir = Path(image_dir) if image_dir is not None else None
+        if self.image_dir is not None and not self.image_dir.is_dir():
+            raise PostingsError(
+                f"{source}: image directory {str(self.image_dir)!r} does not exist; "
+                "pass the folder that holds the `image` files."
+            )
+
+    # --- table access -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __repr__(self) -> str:
+        cols = ", ".join(self.df.columns)
+        return f"Postings(n={len(self)}, columns=[{cols}], image_dir={self.image_dir})"
+
+    @property
+    def posting_id(self) -> np.ndarray:
+        return self.df["posting_id"].to_numpy()
+
+    @property
+    def titles(self) -> list[str]:
+        return self.df["title"].tolist()
+
+    @property
+    def has_labels(self) -> bool:
+        return "label_group" in self.df.columns
+
+    @property
+    def has_images(self) -> bool:
+        return "image" in self.df.columns and self.image_dir is not None
+
+    @property
+    def has_phash(self) -> bool:
+        return "image_phash" in self.df.columns
+
+    def image_paths(self) -> list[Path | None]:
+        """Full path of each posting's image (``None`` where it has none)."""
+        if not self.has_images:
+            raise PostingsError(
+                f"{self.source}: no images: pass `image_dir` (CLI: --images DIR) and an "
+                "`image` column to use image steps."
+            )
+        assert self.image_dir is not None
+        return [
+            self.image_dir / name if isinstance(name, str) and name else None
+            for name in self.df["image"]
+        ]
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> Postings:
+        """The postings at positions ``rows``, as a new :class:`Postings`."""
+        out = Postings.__new__(Postings)
+        out.source = self.source
+        out.df = self.df.iloc[np.asarray(rows, dtype=np.intp)].reset_index(drop=True)
+        out.image_dir = self.image_dir
+        return out
+
+    # --- ground truth -------------------------------------------------------------
+    def _require_labels(self) -> pd.Series:
+        if not self.has_labels:
+            raise PostingsError(
+                f"{self.source}: needs a `label_group` column (ground truth) for fitting "
+                "or evaluation; unlabelled postings can only be matched."
+            )
+        return self.df["label_group"]
+
+    def groups(self) -> np.ndarray:
+        """Integer codes of ``label_group`` (0..n_groups-1), one per posting."""
+        codes, _ = pd.factorize(self._require_labels())
+        return codes.astype(np.intp)
+
+    def true_matches(self) -> list[np.ndarray]:
+        """For each posting, the sorted row positions of its label group (itself included)."""
+        codes = self.groups()
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        members = np.split(order, bounds)
+        by_code = {int(codes[m[0]]): np.sort(m) for m in members if len(m)}
+        return [by_code[int(c)] for c in codes]
+
+
+def _validate_frame(df: Any, source: str) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}.")
+    df = df.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise PostingsError(
+            f"{source}: missing required column(s) {missing}; found {list(df.columns)}. "
+            "A postings CSV needs at least `posting_id,title`."
+        )
+    if df["posting_id"].isna().any():
+        row = int(np.flatnonzero(df["posting_id"].isna().to_numpy())[0])
+        raise PostingsError(f"{source}: row {row + 1}: empty `posting_id`; every posting needs an id.")
+    df["posting_id"] = df["posting_id"].astype(str).str.strip()
+    dup = df["posting_id"].duplicated(keep="first")
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        pid = df["posting_id"].iloc[row]
+        raise PostingsError(
+            f"{source}: row {row + 1}: duplicate posting_id {pid!r} "
+            f"({int(dup.sum())} duplicate(s) in all); posting ids must be unique."
+        )
+    if df["posting_id"].str.contains(r"\s", regex=True).any():
+        row = int(np.flatnonzero(df["posting_id"].str.contains(r"\s").to_numpy())[0])
+        raise PostingsError(
+            f"{source}: row {row + 1}: posting_id {df['posting_id'].iloc[row]!r} contains "
+            "whitespace, which the submission format uses as a separator; remove it."
+        )
+    titles = df["title"]
+    empty = titles.isna() | (titles.astype(str).str.strip() == "")
+    if empty.any():
+        rows = (np.flatnonzero(empty.to_numpy()) + 1).tolist()
+        shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
+        warnings.warn(
+            f"{source}: {len(rows)} posting(s) have an empty title (rows {shown}); they "
+            "are kept and can still match by image.",
+            UserWarning,
+            stacklevel=3,
+        )
+    df["title"] = titles.fillna("").astype(str)
+    long = df["title"].str.len() > MAX_TITLE_CHARS
+    if long.any():
+        row = int(np.flatnonzero(long.to_numpy())[0])
+        warnings.warn(
+            f"{source}: {int(long.sum())} title(s) longer than {MAX_TITLE_CHARS} characters "
+            f"(first at row {row + 1}) were cut to that length.",
+            UserWarning,
+            stacklevel=3,
+        )
+        df.loc[long, "title"] = df.loc[long, "title"].str.slice(0, MAX_TITLE_CHARS)
+    if "image_phash" in df.columns:
+        _check_phash(df, source)
+    if "label_group" in df.columns and df["label_group"].isna().any():
+        row = int(np.flatnonzero(df["label_group"].isna().to_numpy())[0])
+        raise PostingsError(
+            f"{source}: row {row + 1}: empty `label_group`; label every posting or drop "
+            "the column to match without ground truth."
+        )
+    return df.reset_index(drop=True)
+
+
+def _check_phash(df: pd.DataFrame, source: str) -> None:
+    ph = df["image_phash"]
+    ok = ph.isna() | ph.astype(str).str.fullmatch(r"[0-9a-fA-F]{16}")
+    if not ok.all():
+        row = int(np.flatnonzero(~ok.to_numpy())[0])
+        raise PostingsError(
+            f"{source}: row {row + 1}: image_phash {ph.iloc[row]!r} is not 16 hex digits "
+            "(a 64-bit perceptual hash); fix it or drop the column to compute it from images."
+        )
+    df["image_phash"] = ph.where(ph.isna(), ph.astype(str).str.lower())
+
+
+def read_postings(
+    csv: str | Path,
+    image_dir: str | Path | None = None,
+    *,
+    encoding: str | None = None,
+) -> Postings:
+    """Read a postings CSV (``posting_id,title[,image,image_phash,label_group]``).
+
+    UTF-8 is tried first; a file that is not UTF-8 is read as latin-1 with a warning
+    (pass ``encoding`` to choose).
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "p.csv")
+    >>> _ = open(path, "w").write("posting_id,title\\n1,Red mug\\n2,Blue mug\\n")
+    >>> len(read_postings(path))
+    2
+    """
+    path = Path(csv)
+    if not path.is_file():
+        raise PostingsError(f"{path}: no such file; check the path to the postings CSV.")
+    dtype = {"posting_id": str, "title": str, "image": str, "image_phash": str}
+    kwargs: dict[str, Any] = {"dtype": dtype, "keep_default_na": False, "na_values": [""]}
+    try:
+        if encoding is None:
+            try:
+                df = pd.read_csv(path, encoding="utf-8", **kwargs)
+            except UnicodeDecodeError:
+                warnings.warn(
+                    f"{path}: not valid UTF-8; read as latin-1. Pass encoding=... "
+                    "(CLI: --encoding) if that is wrong.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                df = pd.read_csv(path, encoding="latin-1", **kwargs)
+        else:
+            df = pd.read_csv(path, encoding=encoding, **kwargs)
+    except pd.errors.EmptyDataError as exc:
+        raise PostingsError(f"{path}: the file is empty; expected a header `posting_id,title`.") from exc
+    except pd.errors.ParserError as exc:
+        raise PostingsError(f"{path}: not a readable CSV ({exc}).") from exc
+    return Postings(df, image_dir=image_dir, source=str(path))
+
+
+# --- group-aware splits ------------------------------------------------------------
+def train_test_split_groups(
+    postings: Postings, test_size: float = 1 / 3, random_state: int | None = 0
+) -> tuple[Postings, Postings]:
+    """Split postings so that no ``label_group`` is on both sides.
+
+    >>> df = pd.DataFrame({"posting_id": list("abcdef"), "title": list("abcdef"),
+    ...                    "label_group": [1, 1, 2, 2, 3, 3]})
+    >>> tr, te = train_test_split_groups(Postings(df), test_size=1/3)
+    >>> set(tr.df.label_group) & set(te.df.label_group)
+    set()
+    """
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"`test_size` must be in (0, 1), got {test_size!r}.")
+    codes = postings.groups()
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    if n_groups < 2:
+        raise PostingsError(
+            f"{postings.source}: need at least 2 label groups to split, got {n_groups}."
+        )
+    rng = np.random.default_rng(random_state)
+    perm = rng.permutation(n_groups)
+    n_test = min(max(1, round(test_size * n_groups)), n_groups - 1)
+    test_groups = np.zeros(n_groups, dtype=bool)
+    test_groups[perm[:n_test]] = True
+    is_test = test_groups[codes]
+    return postings.subset(np.flatnonzero(~is_test)), postings.subset(np.flatnonzero(is_test))
+
+
+def group_kfold(
+    groups: np.ndarray, n_splits: int = 3, random_state: int | None = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(train_rows, test_rows)`` with whole groups on one side, shuffled by group."""
+    groups = np.asarray(groups)
+    uniq, codes = np.unique(groups, return_inverse=True)
+    if len(uniq) < n_splits:
+        raise ValueError(
+            f"Cannot make {n_splits} group folds from {len(uniq)} label groups; "
+            "lower n_splits or add labelled data."
+        )
+    rng = np.random.default_rng(random_state)
+    fold_of_group = rng.permutation(len(uniq)) % n_splits
+    fold = fold_of_group[codes]
+    for f in range(n_splits):
+        yield np.flatnonzero(fold != f), np.flatnonzero(fold == f)

@@ -1,0 +1,92 @@
+"""Per-posting F1, precision and recall of match sets, and their means (the competition metric).
+
+A match set is any iterable of hashable ids (row positions, posting ids) or a
+space-separated string of ids, as in the submission's ``matches`` column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Union
+
+import numpy as np
+
+__all__ = [
+    "f1_score",
+    "f1_scores",
+    "precision_recall_f1",
+    "precision_score",
+    "recall_score",
+]
+
+MatchSet = Union[str, Iterable[Hashable]]
+
+
+def _as_set(m: MatchSet) -> set[Hashable]:
+    if isinstance(m, str):
+        return set(m.split())
+    if isinstance(m, np.ndarray):
+        return set(m.tolist())
+    return set(m)
+
+
+def precision_recall_f1(
+    true: Sequence[MatchSet], pred: Sequence[MatchSet]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-posting precision, recall and F1 arrays.
+
+    Two empty sets agree perfectly (all three are 1); an empty prediction against a
+    non-empty truth scores 0.
+
+    >>> p, r, f = precision_recall_f1([[1, 2]], [[1, 3, 4]])
+    >>> float(p[0]), float(r[0]), float(f[0])
+    (0.3333333333333333, 0.5, 0.4)
+    """
+    if len(true) != len(pred):
+        raise ValueError(
+            f"`true` and `pred` must have one match set per posting; got {len(true)} "
+            f"and {len(pred)}."
+        )
+    n = len(true)
+    prec = np.empty(n)
+    rec = np.empty(n)
+    f1 = np.empty(n)
+    for i, (t, p) in enumerate(zip(true, pred)):
+        ts, ps = _as_set(t), _as_set(p)
+        inter = len(ts & ps)
+        prec[i] = inter / len(ps) if ps else float(not ts)
+        rec[i] = inter / len(ts) if ts else float(not ps)
+        total = len(ts) + len(ps)
+        f1[i] = 2.0 * inter / total if total else 1.0
+    return prec, rec, f1
+
+
+def f1_scores(true: Sequence[MatchSet], pred: Sequence[MatchSet]) -> np.ndarray:
+    """F1 of each posting's predicted match set against its true one.
+
+    >>> f1_scores([{"a", "b"}], ["a b"]).tolist()
+    [1.0]
+    """
+    return precision_recall_f1(true, pred)[2]
+
+
+def f1_score(true: Sequence[MatchSet], pred: Sequence[MatchSet]) -> float:
+    """Mean per-posting F1, the Shopee competition's score.
+
+    >>> f1_score([[0, 1], [0, 1]], [[0], [0, 1]])
+    0.8333333333333333
+    """
+    scores = f1_scores(true, pred)
+    return float(scores.mean()) if len(scores) else 1.0
+
+
+def precision_score(true: Sequence[MatchSet], pred: Sequence[MatchSet]) -> float:
+    """Mean per-posting precision."""
+    p = precision_recall_f1(true, pred)[0]
+    return float(p.mean()) if len(p) else 1.0
+
+
+def recall_score(true: Sequence[MatchSet], pred: Sequence[MatchSet]) -> float:
+    """Mean per-posting recall."""
+    r = precision_recall_f1(true, pred)[1]
+    return float(r.mean()) if len(r) else 1.0

@@ -1,0 +1,18 @@
+"""Neighbour search: a tiny backend interface and the matchers built on it."""
+
+from ._base import Backend, available_backends, get_backend, register_backend
+from .graph import graph_from_knn, graph_to_sets, select
+from .hamming import HashMatcher
+from .matcher import NeighborMatcher
+
+__all__ = [
+    "Backend",
+    "HashMatcher",
+    "NeighborMatcher",
+    "available_backends",
+    "get_backend",
+    "graph_from_knn",
+    "graph_to_sets",
+    "register_backend",
+    "select",
+]

@@ -1,0 +1,136 @@
+"""The KNN backend interface (faiss-shaped) and the registry that ``backend="auto"`` reads."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "Backend",
+    "available_backends",
+    "chunk_rows",
+    "get_backend",
+    "register_backend",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Default working memory for one block of similarities, in MiB (as scikit-learn's).
+WORKING_MEMORY_MIB = 256
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Top-k inner-product search: ``fit(ref)`` then ``search(query, k)``.
+
+    ``search`` returns ``(similarities, indices)``, each ``(n_query, k)``, each row sorted
+    by falling similarity. Where a ``threshold`` is passed, slots whose similarity is below
+    it may come back as index ``-1`` and similarity ``-inf`` (the backend may skip
+    sorting them).
+    """
+
+    name: str
+    exact: bool
+
+    def fit(self, ref: Any) -> Any: ...
+
+    def search(
+        self, query: Any, k: int, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+# name -> (module, class, requirement check module, sparse input supported)
+_BACKENDS: dict[str, tuple[str, str, str | None, bool]] = {}
+# preference order for "auto"
+_AUTO_DENSE = ["cupy", "numpy"]
+_AUTO_SPARSE = ["sparse"]
+
+
+def register_backend(
+    name: str, module: str, cls: str, requires: str | None = None, sparse: bool = False
+) -> None:
+    """Register a backend class by import path (imported only when used)."""
+    _BACKENDS[name] = (module, cls, requires, sparse)
+
+
+register_backend("numpy", "shopee_match.neighbors._numpy", "NumpyBackend")
+register_backend("sparse", "shopee_match.neighbors._sparse", "SparseBackend", sparse=True)
+register_backend("sklearn", "shopee_match.neighbors._sklearn", "SklearnBackend", sparse=True)
+register_backend("cuml", "shopee_match.neighbors._cuml", "CumlBackend", requires="cuml")
+
+
+def _installed(module: str | None) -> bool:
+    if module is None:
+        return True
+    return importlib.util.find_spec(module) is not None
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose requirements are installed."""
+    return [n for n, (_, _, req, _) in _BACKENDS.items() if _installed(req)]
+
+
+def _gpu_present() -> bool:
+    try:
+        import cupy  # noqa: F401
+
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:
+        return False
+
+
+def get_backend(name: str, emb: Any, **kwargs: Any) -> Backend:
+    """Instantiate backend ``name`` (or pick one for ``emb`` when ``name == "auto"``)."""
+    sparse = sp.issparse(emb)
+    if name == "auto":
+        prefs = _AUTO_SPARSE if sparse else _AUTO_DENSE
+        for cand in prefs:
+            if cand in _BACKENDS and _installed(_BACKENDS[cand][2]):
+                if cand in ("cupy", "cuml") and not _gpu_present():
+                    continue
+                name = cand
+                break
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"Unknown KNN backend {name!r}; choose one of {['auto', *sorted(_BACKENDS)]}."
+        )
+    module, cls, req, supports_sparse = _BACKENDS[name]
+    if not _installed(req):
+        raise ImportError(
+            f"The {name!r} KNN backend needs the `{req}` package: "
+            f"pip install 'shopee_match[{_EXTRA.get(name, name)}]'."
+        )
+    if sparse and not supports_sparse:
+        raise TypeError(
+            f"The {name!r} backend needs dense embeddings but got a sparse matrix; use "
+            "backend='sparse' (or 'auto') for TF-IDF vectors, or densify with .toarray()."
+        )
+    obj = getattr(importlib.import_module(module), cls)(**kwargs)
+    logger.debug("KNN backend %s for %s input", name, "sparse" if sparse else "dense")
+    return obj  # type: ignore[no-any-return]
+
+
+_EXTRA = {"faiss": "faiss", "faiss_ivf": "faiss", "faiss_hnsw": "faiss", "cupy": "gpu", "cuml": "gpu"}
+
+
+def chunk_rows(n_cols: int, working_memory: float | None = None, bytes_per: int = 4) -> int:
+    """Rows per block so that one block of ``n_cols`` similarities fits the budget (MiB)."""
+    budget = (working_memory or WORKING_MEMORY_MIB) * 2**20
+    return max(1, int(budget // max(1, n_cols * bytes_per)))
+
+
+def topk_sorted(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of each row of a similarity block: ``(sims, idx)`` sorted by falling sim."""
+    n_rows, n_cols = block.shape
+    k = min(k, n_cols)
+    if k < n_cols:
+        part = np.argpartition(block, n_cols - k, axis=1)[:, n_cols - k:]
+    else:
+        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
+    vals = np.take_along_axis(block, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)

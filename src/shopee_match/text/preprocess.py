@@ -1,0 +1,191 @@
+"""Title preprocessing as the seed meant it, done right.
+
+Lower-case, decode escaped bytes, punctuation out, stop words out, Porter stemming,
+optional WordNet lemmatising. Works without NLTK's downloadable corpora: stop words
+fall back to scikit-learn's built-in English list and lemmatising is skipped with a
+warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import unicodedata
+import warnings
+from collections.abc import Iterable
+
+from sklearn.base import BaseEstimator
+
+from .._registry import register
+
+__all__ = ["TitlePreprocessor", "decode_escapes", "english_stop_words"]
+
+logger = logging.getLogger(__name__)
+
+_ESCAPED_BYTES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
+# A token is a run of letters/digits, with decimals kept whole ("4,5" -> "4.5").
+_TOKEN = re.compile(r"[^\W_]+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+_UNIT = re.compile(r"^[a-z]{1,3}$")
+
+
+def decode_escapes(text: str) -> str:
+    r"""Turn literal ``\xNN`` byte escapes (common in scraped titles) back into text.
+
+    >>> decode_escapes(r"Nescafe \xc3\x89clair")
+    'Nescafe Éclair'
+    """
+
+    def fix(m: re.Match[str]) -> str:
+        raw = bytes(int(h, 16) for h in m.group(0).split("\\x")[1:])
+        return raw.decode("utf-8", errors="ignore")
+
+    return _ESCAPED_BYTES.sub(fix, text)
+
+
+@functools.lru_cache(maxsize=1)
+def english_stop_words() -> frozenset[str]:
+    """NLTK's English stop words when its corpus is installed, else scikit-learn's list."""
+    try:
+        from nltk.corpus import stopwords
+
+        return frozenset(stopwords.words("english"))
+    except LookupError:
+        logger.info("NLTK stopwords corpus not found; using scikit-learn's English list.")
+    except ImportError:  # pragma: no cover - nltk is a dependency
+        pass
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():  # type: ignore[no-untyped-def]
+    from nltk.stem import PorterStemmer
+
+    return PorterStemmer()
+
+
+@functools.lru_cache(maxsize=1)
+def _lemmatizer():  # type: ignore[no-untyped-def]
+    """WordNet lemmatizer, or ``None`` (with one warning) when WordNet is missing."""
+    try:
+        from nltk.stem import WordNetLemmatizer
+
+        lem = WordNetLemmatizer()
+        lem.lemmatize("tests")  # raises LookupError when the corpus is absent
+        return lem
+    except LookupError:
+        warnings.warn(
+            "NLTK's WordNet corpus is not installed, so lemmatize=True is skipped. "
+            "Install it with `python -m nltk.downloader wordnet` where you have internet.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return None
+
+
+@register()
+class TitlePreprocessor(BaseEstimator):  # type: ignore[misc]
+    """Normalise product titles into a space-joined string of tokens.
+
+    Parameters
+    ----------
+    lowercase, decode : lower-case; decode literal ``\\xNN`` escapes and strip accents.
+    stop_words : ``"english"``, ``None``, or a list of words to drop.
+    stem : Porter-stem each token (no NLTK data needed).
+    lemmatize : WordNet-lemmatise each token (needs NLTK's ``wordnet``; skipped with a
+        warning without it).
+    join_units : glue a number to a short unit after it ("397 gr" -> "397gr") so sizes
+        and model numbers stay one token.
+
+    >>> TitlePreprocessor().transform_one("The Running Shoes, 42 cm (NEW!)")
+    'run shoe 42cm new'
+    """
+
+    def __init__(
+        self,
+        lowercase: bool = True,
+        decode: bool = True,
+        stop_words: str | list[str] | None = "english",
+        stem: bool = True,
+        lemmatize: bool = False,
+        join_units: bool = True,
+    ) -> None:
+        self.lowercase = lowercase
+        self.decode = decode
+        self.stop_words = stop_words
+        self.stem = stem
+        self.lemmatize = lemmatize
+        self.join_units = join_units
+
+    def _stop_set(self) -> frozenset[str]:
+        if self.stop_words is None:
+            return frozenset()
+        if self.stop_words == "english":
+            return english_stop_words()
+        if isinstance(self.stop_words, str):
+            raise ValueError(
+                f"`stop_words` must be 'english', None or a list of words, got {self.stop_words!r}."
+            )
+        return frozenset(w.lower() for w in self.stop_words)
+
+    def tokens(self, title: str) -> list[str]:
+        """The title's tokens after every enabled step."""
+        text = title
+        if self.decode:
+            text = decode_escapes(text)
+            text = unicodedata.normalize("NFKD", text)
+            text = "".join(c for c in text if not unicodedata.combining(c))
+        if self.lowercase:
+            text = text.lower()
+        toks = [t.replace(",", ".") for t in _TOKEN.findall(text)]
+        if self.join_units:
+            toks = _join_units(toks)
+        stops = self._stop_set()
+        toks = [t for t in toks if t not in stops]
+        if self.lemmatize:
+            lem = _lemmatizer()
+            if lem is not None:
+                toks = [_cached_lemma(t) for t in toks]
+        if self.stem:
+            toks = [_cached_stem(t) for t in toks]
+        return toks
+
+    def transform_one(self, title: str) -> str:
+        return " ".join(self.tokens(title))
+
+    def transform(self, titles: Iterable[str]) -> list[str]:
+        """Preprocess every title (the seed's version returned its input unchanged)."""
+        return [self.transform_one(t) for t in titles]
+
+    def fit(self, titles: Iterable[str] | None = None) -> TitlePreprocessor:
+        return self
+
+
+def _join_units(toks: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if i + 1 < len(toks) and _NUMBER.match(t) and _UNIT.match(toks[i + 1]):
+            out.append(t + toks[i + 1])
+            i += 2
+        else:
+            out.append(t)
+            i += 1
+    return out
+
+
+@functools.lru_cache(maxsize=200_000)
+def _cached_stem(token: str) -> str:
+    if not token.isalpha():
+        return token
+    return str(_stemmer().stem(token))
+
+
+@functools.lru_cache(maxsize=200_000)
+def _cached_lemma(token: str) -> str:
+    lem = _lemmatizer()
+    return str(lem.lemmatize(token)) if lem is not None else token

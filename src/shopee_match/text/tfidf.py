@@ -1,0 +1,161 @@
+"""TF-IDF title vectors: word and character n-grams, sparse L2-normalised rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from .._registry import register
+from .._validation import check_is_fitted, check_scalar, l2_normalize
+from ..embedder import BaseEmbedder
+from .preprocess import TitlePreprocessor
+
+if TYPE_CHECKING:
+    from ..data import Postings
+
+__all__ = ["TfidfEmbedder"]
+
+
+@register()
+class TfidfEmbedder(BaseEmbedder):
+    """Sparse TF-IDF title vectors from word and character n-grams.
+
+    Word and character blocks are each L2-normalised, weighted by ``word_weight`` and
+    ``1 - word_weight`` (in squared-norm terms), stacked and normalised again, so the
+    cosine of two rows is the weighted mean of the word and character cosines.
+
+    Parameters
+    ----------
+    word_ngram_range, char_ngram_range : n-gram ranges; ``None`` drops that block.
+    word_weight : share of the word block in the cosine, in [0, 1].
+    sublinear_tf : use 1 + log(tf).
+    min_df, max_features : vocabulary pruning, as in scikit-learn.
+    preprocessor : a :class:`TitlePreprocessor` (default: the standard one).
+    fit_on : ``"train"`` learns the vocabulary in :meth:`fit`; ``"predict"`` relearns it on
+        the postings being embedded (as the competition notebooks did on the test set).
+
+    >>> from shopee_match.datasets import make_catalog
+    >>> p = make_catalog(n_groups=5, seed=0, images=False)
+    >>> emb = TfidfEmbedder().fit(p).embed(p)
+    >>> emb.shape[0] == len(p), round(float(emb[0].multiply(emb[0]).sum()), 4)
+    (True, 1.0)
+    """
+
+    name = "tfidf"
+    sparse_output = True
+
+    def __init__(
+        self,
+        word_ngram_range: tuple[int, int] | None = (1, 2),
+        char_ngram_range: tuple[int, int] | None = (2, 4),
+        word_weight: float = 0.5,
+        sublinear_tf: bool = True,
+        min_df: int = 1,
+        max_features: int | None = None,
+        preprocessor: TitlePreprocessor | None = None,
+        fit_on: str = "train",
+    ) -> None:
+        self.word_ngram_range = word_ngram_range
+        self.char_ngram_range = char_ngram_range
+        self.word_weight = word_weight
+        self.sublinear_tf = sublinear_tf
+        self.min_df = min_df
+        self.max_features = max_features
+        self.preprocessor = preprocessor
+        self.fit_on = fit_on
+
+    # --- fitting ------------------------------------------------------------------
+    def _validate(self) -> None:
+        check_scalar(self.word_weight, "word_weight", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.min_df, "min_df", int, min_val=1)
+        if self.word_ngram_range is None and self.char_ngram_range is None:
+            raise ValueError("TfidfEmbedder needs `word_ngram_range` or `char_ngram_range`.")
+        for nm in ("word_ngram_range", "char_ngram_range"):
+            r = getattr(self, nm)
+            if r is not None and (len(r) != 2 or not 1 <= r[0] <= r[1]):
+                raise ValueError(f"`{nm}` must be (min_n, max_n) with 1 <= min_n <= max_n, got {r!r}.")
+        if self.fit_on not in ("train", "predict"):
+            raise ValueError(f"`fit_on` must be 'train' or 'predict', got {self.fit_on!r}.")
+
+    def _prep(self) -> TitlePreprocessor:
+        return self.preprocessor if self.preprocessor is not None else TitlePreprocessor()
+
+    def _vectorizers(self) -> list[tuple[str, TfidfVectorizer]]:
+        common: dict[str, Any] = {
+            "sublinear_tf": self.sublinear_tf,
+            "min_df": self.min_df,
+            "max_features": self.max_features,
+            "dtype": np.float32,
+            "lowercase": False,
+        }
+        out = []
+        if self.word_ngram_range is not None:
+            out.append(
+                ("word", TfidfVectorizer(analyzer="word", token_pattern=r"\S+",
+                                         ngram_range=tuple(self.word_ngram_range), **common))
+            )
+        if self.char_ngram_range is not None:
+            out.append(
+                ("char", TfidfVectorizer(analyzer="char_wb",
+                                         ngram_range=tuple(self.char_ngram_range), **common))
+            )
+        return out
+
+    def _learn(self, docs: list[str]) -> list[tuple[str, TfidfVectorizer]]:
+        vecs = self._vectorizers()
+        for kind, vec in vecs:
+            try:
+                vec.fit(docs)
+            except ValueError as exc:  # empty vocabulary
+                raise ValueError(
+                    f"TfidfEmbedder: no {kind} terms in the titles ({exc}). The titles are "
+                    "empty after preprocessing; check the `title` column."
+                ) from exc
+        return vecs
+
+    def fit(self, postings: Postings) -> TfidfEmbedder:
+        """Learn the vocabulary and idf weights from the postings' titles."""
+        self._validate()
+        self.vectorizers_ = self._learn(self._prep().transform(postings.titles))
+        return self
+
+    # --- embedding ----------------------------------------------------------------
+    def embed(self, postings: Postings) -> sp.csr_matrix:
+        """One L2-normalised sparse row per posting (all-zero for an empty title)."""
+        check_is_fitted(self, "vectorizers_")
+        docs = self._prep().transform(postings.titles)
+        vecs = self._learn(docs) if self.fit_on == "predict" else self.vectorizers_
+        blocks = []
+        for kind, vec in vecs:
+            w = self.word_weight if kind == "word" else 1.0 - self.word_weight
+            if len(vecs) == 1:
+                w = 1.0
+            if w == 0:
+                continue
+            blocks.append(l2_normalize(vec.transform(docs)) * np.float32(np.sqrt(w)))
+        return l2_normalize(sp.hstack(blocks, format="csr"))  # type: ignore[return-value]
+
+    # --- persistence (JSON + npy, no pickle) -----------------------------------------
+    def save_state(self, path: Path) -> None:
+        check_is_fitted(self, "vectorizers_")
+        for kind, vec in self.vectorizers_:
+            terms = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
+            (path / f"{kind}_vocabulary.json").write_text(json.dumps(terms), encoding="utf-8")
+            np.save(path / f"{kind}_idf.npy", vec.idf_.astype(np.float64), allow_pickle=False)
+
+    def load_state(self, path: Path) -> None:
+        self._validate()
+        vecs = self._vectorizers()
+        for kind, vec in vecs:
+            terms = json.loads((path / f"{kind}_vocabulary.json").read_text(encoding="utf-8"))
+            idf = np.load(path / f"{kind}_idf.npy", allow_pickle=False)
+            if len(terms) != len(idf):
+                raise ValueError(f"{path}: {kind} vocabulary and idf lengths differ; the file is damaged.")
+            vec.vocabulary_ = {str(t): i for i, t in enumerate(terms)}
+            vec.idf_ = idf
+        self.vectorizers_ = vecs
