@@ -14,6 +14,7 @@ import numpy as np
 __all__ = [
     "f1_score",
     "f1_scores",
+    "graph_f1_scores",
     "precision_recall_f1",
     "precision_score",
     "recall_score",
@@ -90,3 +91,30 @@ def recall_score(true: Sequence[MatchSet], pred: Sequence[MatchSet]) -> float:
     """Mean per-posting recall."""
     r = precision_recall_f1(true, pred)[1]
     return float(r.mean()) if len(r) else 1.0
+
+
+def graph_f1_scores(pred: object, groups: np.ndarray) -> np.ndarray:
+    """Per-posting F1 of a match graph against label groups, without building sets.
+
+    ``pred`` is an n x n SciPy sparse matrix whose stored entries in row ``i`` are the
+    postings ``i`` matches (include the diagonal); ``groups`` are label codes. Equal to
+    :func:`f1_scores` on the same sets, but vectorised (used by threshold tuning).
+
+    >>> import scipy.sparse as sp
+    >>> g = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]]))
+    >>> graph_f1_scores(g, np.array([0, 0, 1])).round(3).tolist()
+    [1.0, 0.667, 1.0]
+    """
+    import scipy.sparse as sp
+
+    coo = sp.coo_matrix(pred)
+    groups = np.asarray(groups)
+    n = coo.shape[0]
+    if len(groups) != n:
+        raise ValueError(f"`groups` has {len(groups)} labels for a graph of {n} rows.")
+    _, codes = np.unique(groups, return_inverse=True)
+    sizes = np.bincount(codes)[codes]
+    same = codes[coo.row] == codes[coo.col]
+    inter = np.bincount(coo.row[same], minlength=n)
+    n_pred = np.bincount(coo.row, minlength=n)
+    return 2.0 * inter / (n_pred + sizes)

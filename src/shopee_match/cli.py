@@ -1,0 +1,233 @@
+"""The ``shopee-match`` command: fit, match, evaluate, demo (and eda) over the public API.
+
+Errors print one line naming the file, row or column and the fix, and exit 2 (1 for
+unexpected failures); ``--debug`` shows the traceback. Outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+logger = logging.getLogger("shopee_match")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _postings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", metavar="DIR", help="folder holding the `image` files")
+    p.add_argument("--encoding", help="CSV encoding (default: UTF-8, falling back to latin-1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shopee-match",
+        description="Find every product posting that is the same product, from titles and images.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"shopee_match {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("fit", help="learn and tune on labelled postings, save a model folder")
+    p.add_argument("train", metavar="TRAIN.csv")
+    _postings_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
+    p.add_argument("--image-model", action="store_true",
+                   help="add an EfficientNet image step (needs --images)")
+    p.add_argument("--folds", type=int, default=3, help="group folds for threshold tuning")
+    _common(p)
+
+    p = sub.add_parser("match", help="write a submission CSV (posting_id,matches)")
+    p.add_argument("postings", metavar="POSTINGS.csv")
+    _postings_args(p)
+    p.add_argument("--model", metavar="MODEL_DIR", help="a folder from `fit` (default: built-in)")
+    p.add_argument("-o", "--output", required=True, metavar="submission.csv")
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="print F1 per step and overall (needs label_group)")
+    p.add_argument("postings", metavar="POSTINGS.csv")
+    _postings_args(p)
+    p.add_argument("--model", metavar="MODEL_DIR", help="a folder from `fit` (default: built-in)")
+    p.add_argument("--plots", metavar="DIR", help="also write threshold-F1 and error plots here")
+    _common(p)
+
+    p = sub.add_parser("demo", help="generate a catalogue, fit, match, print F1")
+    p.add_argument("-o", "--output", default="demo_submission.csv", metavar="submission.csv")
+    p.add_argument("--groups", type=int, default=300, help="label groups to generate")
+    p.add_argument("--workdir", metavar="DIR", help="where to write the catalogue (default: temp)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    p = sub.add_parser("eda", help="exploratory plots of a postings CSV as PNGs")
+    p.add_argument("postings", metavar="POSTINGS.csv")
+    _postings_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    _common(p)
+    return parser
+
+
+def _setup(args: argparse.Namespace) -> bool:
+    """Configure logging and warnings; return whether to show progress."""
+    verbose = not args.quiet and sys.stderr.isatty()
+    level = logging.WARNING if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.simplefilter("ignore" if args.quiet else "default")
+    return verbose
+
+
+def _read(args: argparse.Namespace, path: str) -> Any:
+    from .data import read_postings
+
+    return read_postings(path, image_dir=args.images, encoding=args.encoding)
+
+
+def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> Any:
+    from .pipeline import Pipeline
+
+    if args.model:
+        pipe = Pipeline.load(args.model)
+        pipe.set_params(verbose=verbose)
+        return pipe
+    logger.info("no --model: using the built-in pipeline (untuned defaults, fitted on this file)")
+    pipe = Pipeline.default(phash=postings.has_phash or postings.has_images, verbose=verbose)
+    pipe.set_params(tune=False)
+    if len(postings) == 0:
+        warnings.warn(f"{postings.source}: no postings (header only).", UserWarning, stacklevel=2)
+        return pipe
+    return pipe.fit(postings)
+
+
+def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
+    from .pipeline import Pipeline
+
+    train = _read(args, args.train)
+    if args.image_model and not train.has_images:
+        raise ValueError("--image-model needs --images DIR and an `image` column in TRAIN.csv.")
+    pipe = Pipeline.default(images=args.image_model,
+                            phash=train.has_phash or train.has_images, verbose=verbose)
+    pipe.set_params(n_splits=args.folds)
+    pipe.fit(train)
+    pipe.save(args.output)
+    cv = pipe.tuning_.get("cv_f1")
+    th = pipe.tuning_.get("thresholds", {})
+    print(f"fitted on {len(train)} postings; cross-validated F1 {cv:.4f}; thresholds "
+          + ", ".join(f"{k}={v:.3f}" for k, v in th.items()))
+    print(f"saved model to {args.output}")
+    return 0
+
+
+def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
+    from ._persist import atomic_file
+
+    postings = _read(args, args.postings)
+    pipe = _load_or_default(args, postings, verbose)
+    sub = pipe.predict(postings)
+    with atomic_file(args.output, "w", encoding="utf-8", newline="") as fh:
+        sub.to_csv(fh, index=False)
+    mean = sub["matches"].str.count(" ").mean() + 1 if len(sub) else 0.0
+    print(f"wrote {len(sub)} postings to {args.output} (mean {mean:.2f} matches each)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, verbose: bool) -> int:
+    postings = _read(args, args.postings)
+    postings.groups()  # fail early without label_group
+    pipe = _load_or_default(args, postings, verbose)
+    table = pipe.evaluate(postings)
+    print(f"{len(postings)} postings, {len(set(postings.groups()))} label groups")
+    print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    if args.plots:
+        from .plots import evaluation_plots
+
+        written = evaluation_plots(pipe, postings, args.plots)
+        print(f"wrote {len(written)} plots to {args.plots}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, verbose: bool) -> int:
+    import tempfile
+
+    from ._persist import atomic_file
+    from .data import train_test_split_groups
+    from .datasets import make_catalog
+    from .metrics import f1_score
+    from .pipeline import Pipeline
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="shopee_match_demo_"))
+    catalog = make_catalog(n_groups=args.groups, image_dir=work / "images", seed=args.seed)
+    catalog.df.to_csv(work / "catalog.csv", index=False)
+    train, test = train_test_split_groups(catalog, test_size=1 / 3, random_state=args.seed)
+    print(f"generated {len(catalog)} postings in {args.groups} groups under {work}")
+    pipe = Pipeline.default(verbose=verbose).fit(train)
+    sub = pipe.predict(test)
+    ids = test.posting_id
+    truth = [set(ids[m]) for m in test.true_matches()]
+    print(f"fitted on {len(train)} postings; held-out F1 on {len(test)} postings: "
+          f"{f1_score(truth, sub['matches'].tolist()):.4f}")
+    print(pipe.evaluate(test).to_string(float_format=lambda v: f"{v:.4f}"))
+    with atomic_file(args.output, "w", encoding="utf-8", newline="") as fh:
+        sub.to_csv(fh, index=False)
+    print(f"wrote submission to {args.output}")
+    return 0
+
+
+def cmd_eda(args: argparse.Namespace, verbose: bool) -> int:
+    from .plots import eda_plots
+
+    postings = _read(args, args.postings)
+    written = eda_plots(postings, args.output)
+    for path in written:
+        print(path)
+    return 0
+
+
+_COMMANDS = {"fit": cmd_fit, "match": cmd_match, "evaluate": cmd_evaluate, "demo": cmd_demo,
+             "eda": cmd_eda}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``shopee-match``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    verbose = _setup(args)
+    try:
+        return _COMMANDS[args.command](args, verbose)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError,
+            PermissionError, IsADirectoryError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # unexpected: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""``Pipeline``: named steps of (embedder, matcher), combined, tuned, saved and loaded."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+
+from . import __version__
+from ._persist import atomic_dir, estimator_from_json, estimator_to_json, read_json, write_json
+from ._validation import NotFittedError
+from .data import Postings
+from .embedder import Embedder
+from .ensemble import Ensemble
+from .metrics import graph_f1_scores
+from .neighbors.graph import graph_to_sets
+from .tuning import collect_folds, tune_thresholds
+
+__all__ = ["FORMAT_VERSION", "Pipeline"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the saved-pipeline layout; :meth:`Pipeline.load` refuses newer ones.
+FORMAT_VERSION = 1
+_FORMAT = "shopee_match.pipeline"
+
+Step = tuple[str, Any, Any]
+
+
+class Pipeline(BaseEstimator):  # type: ignore[misc]
+    """Match postings with several (embedder, matcher) steps and combine the results.
+
+    Parameters
+    ----------
+    steps : list of ``(name, embedder, matcher)``. An embedder follows the
+        :class:`~shopee_match.Embedder` protocol; a matcher is a
+        :class:`~shopee_match.NeighborMatcher` or :class:`~shopee_match.HashMatcher`.
+    ensemble : how the steps' match graphs combine (default: union, as the seed did).
+    tune : tune each step's threshold in :meth:`fit` (group-aware cross-validation).
+    n_splits : folds for that cross-validation.
+    refit_cv : refit embedders inside each fold (honest; set False for slow deep models).
+    verbose : progress bars and log lines.
+    fixed_steps : names of steps whose thresholds tuning leaves as set.
+
+    >>> from shopee_match import make_catalog
+    >>> train = make_catalog(n_groups=30, images=False, seed=1)
+    >>> pipe = Pipeline.default(images=False).fit(train)
+    >>> pipe.predict(train).shape == (len(train), 2)
+    True
+    """
+
+    def __init__(
+        self,
+        steps: list[Step],
+        ensemble: Any = None,
+        tune: bool = True,
+        n_splits: int = 3,
+        refit_cv: bool = True,
+        random_state: int | None = 0,
+        verbose: bool = False,
+        fixed_steps: list[str] | None = None,
+    ) -> None:
+        self.steps = steps
+        self.ensemble = ensemble
+        self.tune = tune
+        self.fixed_steps = fixed_steps
+        self.n_splits = n_splits
+        self.refit_cv = refit_cv
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- construction -------------------------------------------------------------
+    @classmethod
+    def default(
+        cls, images: bool = False, *, phash: bool = True, verbose: bool = False
+    ) -> Pipeline:
+        """The recommended pipeline: TF-IDF titles + phash (+ EfficientNet if ``images``).
+
+        ``phash=False`` drops the phash step (for titles-only catalogues). ``images=True``
+        adds an :class:`~shopee_match.ImageEmbedder` step (EfficientNet-B0 trained with
+        ArcFace on the label groups), which needs ``--images DIR`` data.
+        """
+        from .image.phash import PhashEmbedder
+        from .neighbors.hamming import HashMatcher
+        from .neighbors.matcher import NeighborMatcher
+        from .text.tfidf import TfidfEmbedder
+
+        steps: list[Step] = [
+            ("tfidf", TfidfEmbedder(), NeighborMatcher(threshold=0.5, k=50)),
+        ]
+        if phash:
+            steps.append(("phash", PhashEmbedder(), HashMatcher(max_distance=0)))
+        if images:
+            from .image.efficientnet import ImageEmbedder
+            from .neighbors.matcher import NeighborMatcher as NM
+
+            steps.append(("image", ImageEmbedder(), NM(threshold=0.8, k=50)))
+        return cls(steps=steps, ensemble=Ensemble(how="union"), verbose=verbose)
+
+    def _validate_steps(self) -> list[Step]:
+        if not isinstance(self.steps, (list, tuple)) or not self.steps:
+            raise ValueError("`steps` must be a non-empty list of (name, embedder, matcher).")
+        seen: set[str] = set()
+        for i, step in enumerate(self.steps):
+            if not isinstance(step, (list, tuple)) or len(step) != 3:
+                raise ValueError(
+                    f"Step {i} must be a (name, embedder, matcher) tuple, got {step!r}."
+                )
+            name, emb, matcher = step
+            if not isinstance(name, str) or not name or "__" in name:
+                raise ValueError(f"Step {i}: name must be a non-empty string without '__', got {name!r}.")
+            if name in seen:
+                raise ValueError(f"Step name {name!r} is used twice; names must be unique.")
+            seen.add(name)
+            if not isinstance(emb, Embedder):
+                raise TypeError(
+                    f"Step {name!r}: {type(emb).__name__} is not an Embedder; it needs `name`, "
+                    "`fit(postings)` and `embed(postings)`."
+                )
+            for meth in ("candidates", "select"):
+                if not hasattr(matcher, meth):
+                    raise TypeError(
+                        f"Step {name!r}: {type(matcher).__name__} is not a matcher (no `{meth}`); "
+                        "use NeighborMatcher or HashMatcher."
+                    )
+        return list(self.steps)
+
+    def _ensemble(self) -> Any:
+        return self.ensemble if self.ensemble is not None else Ensemble()
+
+    # --- sklearn-style nested parameters ------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = super().get_params(deep=False)
+        if not deep:
+            return params
+        for name, emb, matcher in self.steps:
+            for role, est in (("embedder", emb), ("matcher", matcher)):
+                params[f"{name}__{role}"] = est
+                if hasattr(est, "get_params"):
+                    for k, v in est.get_params(deep=True).items():
+                        params[f"{name}__{role}__{k}"] = v
+        ens = self._ensemble()
+        if hasattr(ens, "get_params"):
+            for k, v in ens.get_params(deep=True).items():
+                params[f"ensemble__{k}"] = v
+        return params
+
+    def set_params(self, **params: Any) -> Pipeline:
+        """Set parameters, including nested ones such as ``tfidf__matcher__threshold``."""
+        own = {k: v for k, v in params.items() if "__" not in k}
+        if own:
+            super().set_params(**own)
+        by_name = {name: [name, emb, m] for name, emb, m in self.steps}
+        for key, value in params.items():
+            if "__" not in key:
+                continue
+            head, rest = key.split("__", 1)
+            if head == "ensemble":
+                self._ensemble().set_params(**{rest: value})
+                continue
+            role, _, sub = rest.partition("__")
+            if head not in by_name or role not in ("embedder", "matcher"):
+                raise ValueError(
+                    f"Invalid parameter {key!r} for Pipeline. Check the list of available "
+                    "parameters with `pipeline.get_params().keys()`."
+                )
+            slot = 1 if role == "embedder" else 2
+            if sub:
+                by_name[head][slot].set_params(**{sub: value})
+            else:
+                by_name[head][slot] = value
+        self.steps = [tuple(v) for v in by_name.values()]
+        return self
+
+    # --- fit / predict --------------------------------------------------------------
+    def fit(self, postings: Postings) -> Pipeline:
+        """Fit every embedder and tune thresholds on labelled postings."""
+        steps = self._validate_steps()
+        if not isinstance(postings, Postings):
+            raise TypeError(f"fit expects Postings (see read_postings), got {type(postings).__name__}.")
+        if self.tune or getattr(self._ensemble(), "uses_candidates", False):
+            groups = postings.groups()  # raises a clear error without label_group
+            n_groups = len(np.unique(groups))
+        else:
+            n_groups = 0
+        ens = self._ensemble()
+        self.tuning_: dict[str, Any] = {}
+        if self.tune and n_groups >= max(2, self.n_splits):
+            folds = collect_folds(
+                steps, postings, self.n_splits, refit=self.refit_cv,
+                random_state=self.random_state, verbose=self.verbose,
+            )
+            if getattr(ens, "uses_candidates", False):
+                ens.fit_folds(folds)
+                self.tuning_ = {"cv_f1": float(getattr(ens, "cv_f1_", np.nan))}
+            else:
+                th, cv_f1, curves = tune_thresholds(
+                    steps, folds, ens.combine, fixed=self.fixed_steps or ()
+                )
+                for name, _, matcher in steps:
+                    matcher.set_similarity_threshold(th[name])
+                self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
+        elif self.tune:
+            logger.warning(
+                "Only %d label group(s): too few for %d-fold tuning; thresholds left as set.",
+                n_groups, self.n_splits,
+            )
+        for name, emb, _ in steps:
+            logger.info("fitting step %s", name)
+            emb.fit(postings)
+        if getattr(ens, "uses_candidates", False) and not getattr(ens, "is_fitted_", False):
+            raise ValueError("This ensemble learns from labelled folds: fit with tune=True.")
+        self.n_postings_fit_ = len(postings)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_postings_fit_"):
+            raise NotFittedError(
+                "This Pipeline instance is not fitted yet. Call 'fit' with labelled postings "
+                "(or use Pipeline.load) before predicting."
+            )
+
+    def step_graphs(self, postings: Postings) -> dict[str, sp.csr_matrix]:
+        """Each step's match graph over ``postings`` (candidates if the ensemble wants them)."""
+        self._check_fitted()
+        use_cands = getattr(self._ensemble(), "uses_candidates", False)
+        out = {}
+        for name, emb, matcher in self._validate_steps():
+            x = emb.embed(postings)
+            out[name] = matcher.candidates(x) if use_cands else matcher.match_graph(x)
+        return out
+
+    def predict_graph(self, postings: Postings) -> sp.csr_matrix:
+        """The final match graph (row i's entries: the postings i matches, itself included)."""
+        graphs = self.step_graphs(postings)
+        return self._combine(graphs, postings)
+
+    def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
+        ens = self._ensemble()
+        if getattr(ens, "uses_candidates", False):
+            return ens.combine(graphs, titles=postings.titles)
+        return ens.combine(graphs)
+
+    def predict(self, postings: Postings) -> pd.DataFrame:
+        """Submission table ``posting_id, matches`` (space-separated ids, itself included)."""
+        if not isinstance(postings, Postings):
+            raise TypeError(f"predict expects Postings, got {type(postings).__name__}.")
+        if len(postings) == 0:
+            return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
+        return _to_submission(self.predict_graph(postings), postings.posting_id)
+
+    def evaluate(self, postings: Postings) -> pd.DataFrame:
+        """Mean F1, precision and recall of each step alone and of the combination."""
+        self._check_fitted()
+        groups = postings.groups()
+        graphs = self.step_graphs(postings)
+        rows = []
+        ens = self._ensemble()
+        for name, (_, _, matcher) in zip(graphs, self._validate_steps()):
+            g = matcher.select(graphs[name]) if getattr(ens, "uses_candidates", False) else graphs[name]
+            rows.append(_scores(name, g, groups))
+        rows.append(_scores("final", self._combine(graphs, postings), groups))
+        return pd.DataFrame(rows).set_index("step")
+
+    # --- persistence ----------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the pipeline to folder ``path`` (JSON + arrays + .keras, no pickle)."""
+        self._check_fitted()
+        steps = self._validate_steps()
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            spec: dict[str, Any] = {
+                "format": _FORMAT,
+                "format_version": FORMAT_VERSION,
+                "library_version": __version__,
+                "params": {
+                    k: v for k, v in self.get_params(deep=False).items()
+                    if k not in ("steps", "ensemble")
+                },
+                "steps": [],
+                "ensemble": estimator_to_json(self._ensemble()),
+                "n_postings_fit": self.n_postings_fit_,
+                "tuning": getattr(self, "tuning_", {}),
+            }
+            for name, emb, matcher in steps:
+                state = tmp / "steps" / name
+                state.mkdir(parents=True)
+                if hasattr(emb, "save_state"):
+                    emb.save_state(state)
+                spec["steps"].append(
+                    {"name": name, "embedder": estimator_to_json(emb),
+                     "matcher": estimator_to_json(matcher), "state": f"steps/{name}"}
+                )
+            ens = self._ensemble()
+            if hasattr(ens, "save_state"):
+                (tmp / "ensemble").mkdir()
+                ens.save_state(tmp / "ensemble")
+            write_json(tmp / "config.json", spec)
+        logger.info("saved pipeline to %s", path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Pipeline:
+        """Load a folder written by :meth:`save`. Never executes code from it."""
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such pipeline folder (make one with `shopee-match fit`).")
+        spec = read_json(path / "config.json")
+        if not isinstance(spec, dict) or spec.get("format") != _FORMAT:
+            raise ValueError(f"{path}/config.json is not a shopee_match pipeline.")
+        version = spec.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was saved by a newer shopee_match (format {version!r}, library "
+                f"{spec.get('library_version')}); this is {__version__} (format "
+                f"{FORMAT_VERSION}). Upgrade with `pip install -U shopee_match`."
+            )
+        try:
+            steps: list[Step] = []
+            for s in spec["steps"]:
+                emb = estimator_from_json(s["embedder"])
+                matcher = estimator_from_json(s["matcher"])
+                state = (path / s["state"]).resolve()
+                if path.resolve() not in state.parents:
+                    raise ValueError(f"step state path {s['state']!r} points outside {path}.")
+                if hasattr(emb, "load_state"):
+                    emb.load_state(state)
+                steps.append((str(s["name"]), emb, matcher))
+            ens = estimator_from_json(spec["ensemble"])
+            if hasattr(ens, "load_state") and (path / "ensemble").is_dir():
+                ens.load_state(path / "ensemble")
+            pipe = cls(steps=steps, ensemble=ens, **spec.get("params", {}))
+            pipe.n_postings_fit_ = int(spec["n_postings_fit"])
+            pipe.tuning_ = spec.get("tuning", {})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}/config.json is damaged or incomplete ({exc!r}).") from exc
+        pipe._validate_steps()
+        return pipe
+
+
+def _scores(name: str, g: sp.csr_matrix, groups: np.ndarray) -> dict[str, Any]:
+    f1 = graph_f1_scores(g, groups)
+    coo = g.tocoo()
+    _, codes = np.unique(groups, return_inverse=True)
+    same = codes[coo.row] == codes[coo.col]
+    inter = np.bincount(coo.row[same], minlength=g.shape[0])
+    n_pred = np.bincount(coo.row, minlength=g.shape[0])
+    sizes = np.bincount(codes)[codes]
+    return {
+        "step": name,
+        "f1": float(f1.mean()),
+        "precision": float((inter / np.maximum(n_pred, 1)).mean()),
+        "recall": float((inter / sizes).mean()),
+        "mean_matches": float(n_pred.mean()),
+    }
+
+
+def _to_submission(g: sp.csr_matrix, ids: np.ndarray) -> pd.DataFrame:
+    ids = np.asarray(ids, dtype=object)
+    sets = graph_to_sets(g)
+    matches = [" ".join(ids[s]) for s in sets]
+    return pd.DataFrame({"posting_id": ids.astype(str), "matches": matches})

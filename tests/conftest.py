@@ -1,0 +1,33 @@
+"""Shared fixtures: generated catalogues (real JPEG files) and the optional real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shopee_match import Postings, make_catalog
+
+DATA_DIR = Path(os.environ.get("SHOPEE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "shopee"))
+
+
+@pytest.fixture(scope="session")
+def titles_catalog() -> Postings:
+    """~350 labelled postings, titles only."""
+    return make_catalog(n_groups=100, images=False, seed=3)
+
+
+@pytest.fixture(scope="session")
+def image_catalog(tmp_path_factory: pytest.TempPathFactory) -> Postings:
+    """~120 labelled postings with real JPEG images on disk."""
+    folder = tmp_path_factory.mktemp("catalog_images")
+    return make_catalog(n_groups=35, image_dir=folder, image_size=64, seed=5)
+
+
+@pytest.fixture(scope="session")
+def shopee_dir() -> Path:
+    """The real competition sample beside the project; skips when absent."""
+    if not (DATA_DIR / "train_dev.csv").is_file():
+        pytest.skip(f"real Shopee data not found at {DATA_DIR} (set SHOPEE_DATA)")
+    return DATA_DIR
