@@ -22,10 +22,10 @@ from .embedder import BaseEmbedder, Embedder
 from .image.phash import PhashEmbedder
 from .metrics import f1_score, f1_scores, precision_score, recall_score
 from .neighbors import HashMatcher, NeighborMatcher
-from .text.preprocess import TitlePreprocessor
-from .text.tfidf import TfidfEmbedder
 
 _LAZY = {
+    "TfidfEmbedder": "shopee_match.text.tfidf",
+    "TitlePreprocessor": "shopee_match.text.preprocess",
     "Pipeline": "shopee_match.pipeline",
     "Ensemble": "shopee_match.ensemble",
     "tune_thresholds": "shopee_match.tuning",
@@ -42,8 +42,6 @@ __all__ = [
     "PhashEmbedder",
     "Postings",
     "PostingsError",
-    "TfidfEmbedder",
-    "TitlePreprocessor",
     "__version__",
     "f1_score",
     "f1_scores",

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from ._registry import get_registered, registered_name
 
@@ -26,7 +25,7 @@ _EST = "__estimator__"
 
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, BaseEstimator):
+    if hasattr(value, "get_params") and not isinstance(value, type):
         return {_EST: estimator_to_json(value)}
     if isinstance(value, (list, tuple)):
         return [_encode(v) for v in value]

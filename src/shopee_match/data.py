@@ -43,7 +43,7 @@ class Postings:
     ...                            "label_group": [1, 1]}))
     >>> len(p), p.has_labels
     (2, True)
-    >>> [list(m) for m in p.true_matches()]
+    >>> [m.tolist() for m in p.true_matches()]
     [[0, 1], [0, 1]]
     """
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from ._params import BaseEstimator
 
 if TYPE_CHECKING:
     from .data import Postings

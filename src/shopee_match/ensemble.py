@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from ._params import BaseEstimator
 
 from ._registry import register
 from .neighbors.graph import add_self

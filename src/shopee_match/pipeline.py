@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from ._params import BaseEstimator
 
 from . import __version__
 from ._persist import atomic_dir, estimator_from_json, estimator_to_json, read_json, write_json

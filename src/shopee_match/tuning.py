@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import clone
+
 from tqdm.auto import tqdm
 
 from .data import Postings, group_kfold
@@ -67,6 +67,8 @@ def collect_folds(
     ``refit=False`` the (already fitted) embedders are used as they are, which is faster
     for deep models but lets the scored groups leak into training.
     """
+    from sklearn.base import clone
+
     groups = postings.groups()
     folds: list[Fold] = []
     splits = list(group_kfold(groups, n_splits, random_state))
