@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     _postings_args(p)
     p.add_argument("--model", metavar="MODEL_DIR", help="a folder from `fit` (default: built-in)")
     p.add_argument("-o", "--output", required=True, metavar="submission.csv")
+    p.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                   help="run on Dask: a scheduler address, or local:N for N local workers; "
+                        "POSTINGS may then be a glob of CSV/Parquet files (needs --model)")
     _common(p)
 
     p = sub.add_parser("evaluate", help="print F1 per step and overall (needs label_group)")
@@ -139,6 +142,11 @@ def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
 
 def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     from ._persist import atomic_file
+
+    if args.scheduler:
+        from .distributed import cli_match
+
+        return cli_match(args, verbose)
 
     postings = _read(args, args.postings)
     pipe = _load_or_default(args, postings, verbose)

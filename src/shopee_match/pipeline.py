@@ -246,10 +246,22 @@ class Pipeline(BaseEstimator):  # type: ignore[misc]
             return ens.combine(graphs, titles=postings.titles)
         return ens.combine(graphs)
 
-    def predict(self, postings: Postings) -> pd.DataFrame:
-        """Submission table ``posting_id, matches`` (space-separated ids, itself included)."""
+    def predict(self, postings: Postings | Any, **dask_kwargs: Any) -> pd.DataFrame | Any:
+        """Submission table ``posting_id, matches`` (space-separated ids, itself included).
+
+        ``postings`` may also be a Dask DataFrame or a glob of CSV/Parquet files: the
+        work then runs on a Dask cluster (see :mod:`shopee_match.distributed`; extra
+        keyword arguments go to it).
+        """
         if not isinstance(postings, Postings):
-            raise TypeError(f"predict expects Postings, got {type(postings).__name__}.")
+            if isinstance(postings, (str, Path)) or type(postings).__module__.startswith("dask"):
+                from .distributed import predict_dask
+
+                return predict_dask(self, postings, **dask_kwargs)
+            raise TypeError(
+                f"predict expects Postings (see read_postings), a Dask DataFrame or a glob of "
+                f"CSV/Parquet files; got {type(postings).__name__}."
+            )
         if len(postings) == 0:
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
         return _to_submission(self.predict_graph(postings), postings.posting_id)
