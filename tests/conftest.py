@@ -9,7 +9,9 @@ import pytest
 
 from shopee_match import Postings, make_catalog
 
-DATA_DIR = Path(os.environ.get("SHOPEE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "shopee"))
+DATA_DIR = Path(
+    os.environ.get("SHOPEE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "shopee")
+)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopee_match import Postings, PostingsError, group_kfold, read_postings, train_test_split_groups
+from shopee_match import (
+    Postings,
+    PostingsError,
+    group_kfold,
+    read_postings,
+    train_test_split_groups,
+)
 from shopee_match.data import MAX_TITLE_CHARS
 
 

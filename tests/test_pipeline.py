@@ -68,7 +68,8 @@ def test_evaluate_matches_predict(fitted, split):
     assert table.loc["final", "f1"] == pytest.approx(
         f1_score(_truth(test), fitted.predict(test)["matches"].tolist())
     )
-    assert ((table[["f1", "precision", "recall"]] >= 0) & (table[["f1", "precision", "recall"]] <= 1)).all().all()
+    scores = table[["f1", "precision", "recall"]]
+    assert ((scores >= 0) & (scores <= 1)).all().all()
 
 
 def test_union_covers_each_step(split):
@@ -90,7 +91,8 @@ def test_save_load_round_trip(fitted, split, tmp_path):
     assert not list(tmp_path.glob(".model*")), "temporary folder left behind"
     loaded = Pipeline.load(out)
     pd.testing.assert_frame_equal(loaded.predict(split[1]), fitted.predict(split[1]))
-    assert loaded.get_params()["tfidf__matcher__threshold"] == fitted.get_params()["tfidf__matcher__threshold"]
+    key = "tfidf__matcher__threshold"
+    assert loaded.get_params()[key] == fitted.get_params()[key]
     assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in out.rglob("*"))
 
 

@@ -6,6 +6,7 @@ Loading a pipeline only instantiates classes found here, so a tampered
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, TypeVar
 
 __all__ = ["get_registered", "register", "registered_name"]
@@ -79,7 +80,6 @@ def _import_builtin() -> None:
         "shopee_match.text.bert",
         "shopee_match.image.efficientnet",
     ):
-        try:
+        # optional modules (deep models) may be missing their dependencies
+        with contextlib.suppress(ImportError):
             importlib.import_module(mod)
-        except ImportError:  # optional modules (deep models) may be missing deps
-            pass

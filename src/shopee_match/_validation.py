@@ -35,8 +35,8 @@ def check_scalar(
     name: str,
     kind: type | tuple[type, ...],
     *,
-    min_val: float | None = None,
-    max_val: float | None = None,
+    min_val: Any = None,
+    max_val: Any = None,
     include_min: bool = True,
     include_max: bool = True,
 ) -> Any:
@@ -62,7 +62,7 @@ def check_scalar(
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {numbers.Integral: "an integer", numbers.Real: "a real number"}
+    names: dict[Any, str] = {numbers.Integral: "an integer", numbers.Real: "a real number"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 

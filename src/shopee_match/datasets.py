@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,7 +97,7 @@ def make_titles(n_groups: int = 50, per_group: tuple[int, int] = (2, 5),
     return df
 
 
-def _base_image(rng: np.random.Generator, size: int):  # type: ignore[no-untyped-def]
+def _base_image(rng: np.random.Generator, size: int) -> Any:
     from PIL import Image, ImageDraw
 
     bg = tuple(int(v) for v in rng.integers(150, 256, size=3))
@@ -118,7 +119,7 @@ def _base_image(rng: np.random.Generator, size: int):  # type: ignore[no-untyped
     return img
 
 
-def _edit(img, rng: np.random.Generator, size: int):  # type: ignore[no-untyped-def]
+def _edit(img: Any, rng: np.random.Generator, size: int) -> Any:
     from PIL import ImageDraw, ImageEnhance, ImageOps
 
     out = img.copy()

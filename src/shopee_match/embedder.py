@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
+
 from ._params import BaseEstimator
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class Embedder(Protocol):
     def embed(self, postings: Postings) -> np.ndarray | sp.csr_matrix: ...
 
 
-class BaseEmbedder(BaseEstimator):  # type: ignore[misc]
+class BaseEmbedder(BaseEstimator):
     """Base class for the library's embedders (scikit-learn conventions).
 
     The constructor only stores its arguments; fitted state ends in ``_``. Subclasses with

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
-from ._params import BaseEstimator
 
+from ._params import BaseEstimator
 from ._registry import register
 from .neighbors.graph import add_self
 
@@ -17,7 +17,7 @@ _HOW = ("union", "intersection", "vote")
 
 
 @register()
-class Ensemble(BaseEstimator):  # type: ignore[misc]
+class Ensemble(BaseEstimator):
     """Combine per-step match graphs.
 
     Parameters

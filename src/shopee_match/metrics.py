@@ -7,7 +7,6 @@ space-separated string of ids, as in the submission's ``matches`` column.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Union
 
 import numpy as np
 
@@ -20,7 +19,7 @@ __all__ = [
     "recall_score",
 ]
 
-MatchSet = Union[str, Iterable[Hashable]]
+MatchSet = str | Iterable[Hashable]
 
 
 def _as_set(m: MatchSet) -> set[Hashable]:

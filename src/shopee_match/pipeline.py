@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from ._params import BaseEstimator
 
 from . import __version__
+from ._params import BaseEstimator
 from ._persist import atomic_dir, estimator_from_json, estimator_to_json, read_json, write_json
 from ._validation import NotFittedError
 from .data import Postings
@@ -32,7 +32,7 @@ _FORMAT = "shopee_match.pipeline"
 Step = tuple[str, Any, Any]
 
 
-class Pipeline(BaseEstimator):  # type: ignore[misc]
+class Pipeline(BaseEstimator):
     """Match postings with several (embedder, matcher) steps and combine the results.
 
     Parameters

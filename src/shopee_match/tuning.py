@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-
 from tqdm.auto import tqdm
 
 from .data import Postings, group_kfold
