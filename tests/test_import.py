@@ -1,4 +1,7 @@
-"""`import shopee_match` is light: no TensorFlow, keras-hub, faiss or CuPy, and fast."""
+"""`import shopee_match` is light: no TensorFlow, keras-hub, faiss, scikit-learn or CuPy.
+
+(Its time is measured in benchmarks/import_time.py, not here: timings do not belong in tests.)
+"""
 
 from __future__ import annotations
 
@@ -8,21 +11,18 @@ import sys
 
 import shopee_match
 
+HEAVY = ("tensorflow", "keras", "keras_hub", "faiss", "cupy", "cuml", "torch", "sklearn", "dask",
+         "matplotlib")
 
-def test_import_is_light_and_fast():
+
+def test_import_loads_no_heavy_module():
     code = (
-        "import sys, time, json; t = time.perf_counter(); import shopee_match; "
-        "from shopee_match import Pipeline; dt = time.perf_counter() - t; "
-        "heavy = [m for m in ('tensorflow', 'keras', 'keras_hub', 'faiss', 'cupy', 'cuml', 'torch') "
-        "if m in sys.modules]; print(json.dumps({'s': dt, 'heavy': heavy}))"
+        "import sys, json; import shopee_match; from shopee_match import Pipeline, Postings, "
+        "make_catalog, NeighborMatcher, HashMatcher, PhashEmbedder, f1_score; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
-    best = None
-    for _ in range(3):  # the machine is shared: take the best of three cold starts
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        assert res["heavy"] == [], f"heavy modules imported eagerly: {res['heavy']}"
-        best = res["s"] if best is None else min(best, res["s"])
-    assert best < 1.0, f"import took {best:.2f} s"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_public_names():
