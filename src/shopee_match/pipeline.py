@@ -195,16 +195,23 @@ class Pipeline(BaseEstimator):
                 steps, postings, self.n_splits, refit=self.refit_cv,
                 random_state=self.random_state, verbose=self.verbose,
             )
+            # per-step thresholds are tuned for the union even when a learned ensemble
+            # makes the final call: they give each step's own matches and curves
+            th, cv_f1, curves = tune_thresholds(
+                steps, folds, Ensemble().combine, fixed=self.fixed_steps or ()
+            )
+            for name, _, matcher in steps:
+                matcher.set_similarity_threshold(th[name])
+            self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
             if getattr(ens, "uses_candidates", False):
                 ens.fit_folds(folds)
-                self.tuning_ = {"cv_f1": float(getattr(ens, "cv_f1_", np.nan))}
-            else:
-                th, cv_f1, curves = tune_thresholds(
-                    steps, folds, ens.combine, fixed=self.fixed_steps or ()
-                )
+                self.tuning_["union_cv_f1"] = cv_f1
+                self.tuning_["cv_f1"] = float(getattr(ens, "cv_f1_", np.nan))
+            elif not isinstance(ens, Ensemble) or ens.how != "union":
+                th, cv_f1, _ = tune_thresholds(steps, folds, ens.combine, fixed=self.fixed_steps or ())
                 for name, _, matcher in steps:
                     matcher.set_similarity_threshold(th[name])
-                self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
+                self.tuning_.update({"thresholds": th, "cv_f1": cv_f1})
         elif self.tune:
             logger.warning(
                 "Only %d label group(s): too few for %d-fold tuning; thresholds left as set.",
