@@ -216,3 +216,26 @@ def test_ensemble_modes():
     assert (sym == sym.T).all() and sym[1, 0] == 1
     with pytest.raises(ValueError, match="how"):
         Ensemble(how="max").combine({"a": a})
+
+
+class Lengths:
+    """The Embedder docstring's example: protocol only, no get_params."""
+
+    name = "lengths"
+
+    def fit(self, postings):
+        self.fitted_ = True
+        return self
+
+    def embed(self, postings):
+        assert getattr(self, "fitted_", False), "embed before fit"
+        x = np.array([[len(t), 1.0] for t in postings.titles], dtype=np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("refit_cv", [True, False])
+def test_protocol_only_embedder_tunes(split, refit_cv):
+    train, test = split
+    pipe = Pipeline([("len", Lengths(), NeighborMatcher(k=5))], refit_cv=refit_cv).fit(train)
+    assert "len" in pipe.tuning_["thresholds"]
+    assert len(pipe.predict(test)) == len(test)

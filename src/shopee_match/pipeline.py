@@ -190,6 +190,10 @@ class Pipeline(BaseEstimator):
             n_groups = 0
         ens = self._ensemble()
         self.tuning_: dict[str, Any] = {}
+        fitted_first = False
+        if not self.refit_cv:  # folds are embedded by the final, fitted embedders
+            self._fit_embedders(steps, postings)
+            fitted_first = True
         if self.tune and n_groups >= max(2, self.n_splits):
             folds = collect_folds(
                 steps, postings, self.n_splits, refit=self.refit_cv,
@@ -217,13 +221,18 @@ class Pipeline(BaseEstimator):
                 "Only %d label group(s): too few for %d-fold tuning; thresholds left as set.",
                 n_groups, self.n_splits,
             )
-        for name, emb, _ in steps:
-            logger.info("fitting step %s", name)
-            emb.fit(postings)
+        if not fitted_first:
+            self._fit_embedders(steps, postings)
         if getattr(ens, "uses_candidates", False) and not getattr(ens, "is_fitted_", False):
             raise ValueError("This ensemble learns from labelled folds: fit with tune=True.")
         self.n_postings_fit_ = len(postings)
         return self
+
+    @staticmethod
+    def _fit_embedders(steps: list[Step], postings: Postings) -> None:
+        for name, emb, _ in steps:
+            logger.info("fitting step %s", name)
+            emb.fit(postings)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_postings_fit_"):

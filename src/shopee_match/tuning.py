@@ -76,7 +76,7 @@ def collect_folds(
         train, test = postings.subset(train_rows), postings.subset(test_rows)
         cands = {}
         for name, embedder, matcher in steps:
-            emb_model = clone(embedder).fit(train) if refit else embedder
+            emb_model = clone(embedder, safe=False).fit(train) if refit else embedder
             emb = emb_model.embed(test)
             cands[name] = _loosest_candidates(matcher, emb)
             bar.update(1)
