@@ -32,6 +32,7 @@ _LAZY = {
     "ArcMarginProduct": "shopee_match.arcface",
     "ImageEmbedder": "shopee_match.image.efficientnet",
     "BertEmbedder": "shopee_match.text.bert",
+    "train_arcface": "shopee_match.training",
 }
 
 __all__ = [

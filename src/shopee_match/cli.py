@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--image-model", action="store_true",
                    help="add an EfficientNet image step (needs --images)")
+    p.add_argument("--image-weights", default="imagenet", metavar="imagenet|none|FILE",
+                   help="EfficientNet start weights for --image-model (offline: a local file)")
+    p.add_argument("--image-epochs", type=int, default=3, help="ArcFace epochs for --image-model")
     p.add_argument("--folds", type=int, default=3, help="group folds for threshold tuning")
     _common(p)
 
@@ -127,8 +131,9 @@ def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
     train = _read(args, args.train)
     if args.image_model and not train.has_images:
         raise ValueError("--image-model needs --images DIR and an `image` column in TRAIN.csv.")
-    pipe = Pipeline.default(images=args.image_model,
-                            phash=train.has_phash or train.has_images, verbose=verbose)
+    weights = None if args.image_weights.lower() == "none" else args.image_weights
+    pipe = Pipeline.default(images=args.image_model, phash=train.has_phash or train.has_images,
+                            image_weights=weights, image_epochs=args.image_epochs, verbose=verbose)
     pipe.set_params(n_splits=args.folds)
     pipe.fit(train)
     pipe.save(args.output)
@@ -217,6 +222,8 @@ _COMMANDS = {"fit": cmd_fit, "match": cmd_match, "evaluate": cmd_evaluate, "demo
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``shopee-match``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if not args.debug:  # TensorFlow's C++ start-up chatter is not for the command's users
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     verbose = _setup(args)
     try:
         return _COMMANDS[args.command](args, verbose)

@@ -77,13 +77,21 @@ class Pipeline(BaseEstimator):
     # --- construction -------------------------------------------------------------
     @classmethod
     def default(
-        cls, images: bool = False, *, phash: bool = True, verbose: bool = False
+        cls,
+        images: bool = False,
+        *,
+        phash: bool = True,
+        image_weights: str | None = "imagenet",
+        image_epochs: int = 3,
+        verbose: bool = False,
     ) -> Pipeline:
         """The recommended pipeline: TF-IDF titles + phash (+ EfficientNet if ``images``).
 
         ``phash=False`` drops the phash step (for titles-only catalogues). ``images=True``
-        adds an :class:`~shopee_match.ImageEmbedder` step (EfficientNet-B0 trained with
-        ArcFace on the label groups), which needs ``--images DIR`` data.
+        adds an :class:`~shopee_match.ImageEmbedder` step: EfficientNet-B0 at 224 px from
+        ``image_weights`` (``"imagenet"`` downloads them; offline, pass a local weights file
+        or ``None``), fine-tuned with ArcFace on the label groups for ``image_epochs``. Deep
+        steps are fitted once (``refit_cv=False``) rather than once per tuning fold.
         """
         from .image.phash import PhashEmbedder
         from .neighbors.hamming import HashMatcher
@@ -99,8 +107,11 @@ class Pipeline(BaseEstimator):
             from .image.efficientnet import ImageEmbedder
             from .neighbors.matcher import NeighborMatcher as NM
 
-            steps.append(("image", ImageEmbedder(), NM(threshold=0.8, k=50)))
-        return cls(steps=steps, ensemble=Ensemble(how="union"), verbose=verbose)
+            image = ImageEmbedder("efficientnet_b0", image_size=224, weights=image_weights,
+                                  epochs=image_epochs, verbose=verbose)
+            steps.append(("image", image, NM(threshold=0.8, k=50)))
+        return cls(steps=steps, ensemble=Ensemble(how="union"), refit_cv=not images,
+                   verbose=verbose)
 
     def _validate_steps(self) -> list[Step]:
         if not isinstance(self.steps, (list, tuple)) or not self.steps:

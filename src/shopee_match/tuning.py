@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Loosest Hamming radius searched when tuning a :class:`HashMatcher`.
 MAX_TUNED_RADIUS = 10
+#: A similarity threshold no pair reaches: the step keeps only self-matches.
+OFF = 1.01
 
 
 @dataclass
@@ -42,7 +44,8 @@ def threshold_grid(matcher: Any) -> np.ndarray:
     """Similarity thresholds to try for ``matcher`` (Hamming radii for a HashMatcher)."""
     if isinstance(matcher, HashMatcher):
         return np.array([1.0 - r / 32.0 for r in range(MAX_TUNED_RADIUS + 1)])
-    return np.round(np.arange(0.10, 0.99, 0.01), 4)
+    # OFF (above any cosine) lets tuning switch off a step that only hurts the union
+    return np.r_[np.round(np.arange(0.10, 0.99, 0.01), 4), 0.99, 0.995, 0.999, OFF]
 
 
 def _loosest_candidates(matcher: Any, emb: Any) -> sp.csr_matrix:
