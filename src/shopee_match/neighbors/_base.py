@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
 import logging
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,20 +48,34 @@ class Backend(Protocol):
 # name -> (module, class, requirement check module, sparse input supported)
 _BACKENDS: dict[str, tuple[str, str, str | None, bool]] = {}
 # preference order for "auto"
-_AUTO_DENSE = ["cupy", "numpy"]
+_AUTO_DENSE = ["cupy", "numpy"]  # approximate backends are only used when named
 _AUTO_SPARSE = ["sparse"]
 
 
 def register_backend(
     name: str, module: str, cls: str, requires: str | None = None, sparse: bool = False
 ) -> None:
-    """Register a backend class by import path (imported only when used)."""
+    """Register a backend class by import path (imported only when used).
+
+    ``requires`` names the package that must be importable; ``sparse`` says whether the
+    backend takes SciPy CSR input.
+
+    >>> register_backend("numpy", "shopee_match.neighbors._numpy", "NumpyBackend")
+    >>> "numpy" in available_backends()
+    True
+    """
     _BACKENDS[name] = (module, cls, requires, sparse)
 
 
 register_backend("numpy", "shopee_match.neighbors._numpy", "NumpyBackend")
 register_backend("sparse", "shopee_match.neighbors._sparse", "SparseBackend", sparse=True)
 register_backend("sklearn", "shopee_match.neighbors._sklearn", "SklearnBackend", sparse=True)
+register_backend("faiss", "shopee_match.neighbors._faiss", "FaissFlatBackend", requires="faiss")
+register_backend("faiss_ivf", "shopee_match.neighbors._faiss", "FaissIVFBackend", requires="faiss")
+register_backend(
+    "faiss_hnsw", "shopee_match.neighbors._faiss", "FaissHNSWBackend", requires="faiss"
+)
+register_backend("cupy", "shopee_match.neighbors._cupy", "CupyBackend", requires="cupy")
 register_backend("cuml", "shopee_match.neighbors._cuml", "CumlBackend", requires="cuml")
 
 
@@ -70,13 +86,17 @@ def _installed(module: str | None) -> bool:
 
 
 def available_backends() -> list[str]:
-    """Names of the backends whose requirements are installed."""
+    """Names of the backends whose requirements are installed.
+
+    >>> "sparse" in available_backends()
+    True
+    """
     return [n for n, (_, _, req, _) in _BACKENDS.items() if _installed(req)]
 
 
 def _gpu_present() -> bool:
     try:
-        import cupy  # noqa: F401
+        import cupy
 
         return bool(cupy.cuda.runtime.getDeviceCount() > 0)
     except Exception:
@@ -84,7 +104,15 @@ def _gpu_present() -> bool:
 
 
 def get_backend(name: str, emb: Any, **kwargs: Any) -> Backend:
-    """Instantiate backend ``name`` (or pick one for ``emb`` when ``name == "auto"``)."""
+    """Instantiate backend ``name`` (or pick one for ``emb`` when ``name == "auto"``).
+
+    "auto" takes CuPy where a GPU is present, else exact blocked NumPy for dense input,
+    and the sparse backend for CSR input. Keyword arguments a backend does not take
+    (such as ``working_memory`` for faiss) are dropped.
+
+    >>> type(get_backend("auto", np.zeros((2, 2), np.float32))).__name__
+    'NumpyBackend'
+    """
     sparse = sp.issparse(emb)
     if name == "auto":
         prefs = _AUTO_SPARSE if sparse else _AUTO_DENSE
@@ -109,28 +137,35 @@ def get_backend(name: str, emb: Any, **kwargs: Any) -> Backend:
             f"The {name!r} backend needs dense embeddings but got a sparse matrix; use "
             "backend='sparse' (or 'auto') for TF-IDF vectors, or densify with .toarray()."
         )
-    obj = getattr(importlib.import_module(module), cls)(**kwargs)
+    klass = getattr(importlib.import_module(module), cls)
+    params = inspect.signature(klass).parameters
+    obj = klass(**{key: v for key, v in kwargs.items() if key in params})
     logger.debug("KNN backend %s for %s input", name, "sparse" if sparse else "dense")
-    return obj  # type: ignore[no-any-return]
+    backend: Backend = obj
+    return backend
 
 
-_EXTRA = {"faiss": "faiss", "faiss_ivf": "faiss", "faiss_hnsw": "faiss", "cupy": "gpu", "cuml": "gpu"}
+_EXTRA = {
+    "faiss": "faiss", "faiss_ivf": "faiss", "faiss_hnsw": "faiss", "cupy": "gpu", "cuml": "gpu"
+}
 
 
 def chunk_rows(n_cols: int, working_memory: float | None = None, bytes_per: int = 4) -> int:
-    """Rows per block so that one block of ``n_cols`` similarities fits the budget (MiB)."""
+    """Rows per block so that one block of ``n_cols`` similarities fits the budget (MiB).
+
+    >>> chunk_rows(1024, working_memory=1)
+    256
+    """
     budget = (working_memory or WORKING_MEMORY_MIB) * 2**20
     return max(1, int(budget // max(1, n_cols * bytes_per)))
 
 
 def topk_sorted(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of each row of a similarity block: ``(sims, idx)`` sorted by falling sim."""
-    n_rows, n_cols = block.shape
-    k = min(k, n_cols)
-    if k < n_cols:
-        part = np.argpartition(block, n_cols - k, axis=1)[:, n_cols - k:]
-    else:
-        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols)).copy()
-    vals = np.take_along_axis(block, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(part, order, axis=1)
+    """Top-k of each row of a similarity block: ``(sims, idx)`` sorted by falling sim.
+
+    >>> topk_sorted(np.array([[0.2, 0.7, 0.1]], dtype=np.float32), 1)[1].tolist()
+    [[1]]
+    """
+    from ._topk import topk_block
+
+    return topk_block(block, k)

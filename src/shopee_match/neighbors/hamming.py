@@ -1,50 +1,148 @@
 """``HashMatcher``: perceptual-hash matches by exact hash or within a Hamming radius.
 
-Uses hash tables, not dense search: radius 0 groups equal hashes; radius r splits the
-64 bits into r + 1 chunks (pigeonhole: two hashes within r share at least one chunk),
-looks up each chunk, then verifies the full distance. Cost is near-linear in n.
+Uses hash tables, not dense search. Equal hashes are grouped first (``np.unique``), so
+the search below runs on distinct hashes only and a hash shared by many postings costs
+one entry, not m^2 candidate pairs. Radius r > 0 uses multi-index hashing: the bits are
+split into r + 1 chunks (pigeonhole: two hashes within r share at least one chunk), each
+chunk's buckets give candidate pairs, verified by popcount in bounded batches, and a
+pair is kept only in the first chunk it shares (no duplicates to merge). Matched hash
+pairs are finally expanded to posting pairs: memory is the size of the match graph.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
 
+from .._params import BaseEstimator
 from .._registry import register
 from .._validation import check_embeddings, check_scalar
 from .graph import add_self, graph_to_sets
 
 __all__ = ["HashMatcher", "pack_bits"]
 
+logger = logging.getLogger(__name__)
+
+#: candidate pairs verified per batch (bounds the temporary memory to ~100 MB)
+_PAIR_BATCH = 4_000_000
+
 
 def pack_bits(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """±1 hash vectors -> ``(codes, valid)``: one integer per row, and rows that have a hash."""
+    """±1 hash vectors -> ``(codes, valid)``: one integer per row, and rows that have a hash.
+
+    >>> codes, valid = pack_bits(np.array([[1, -1], [0, 0]], dtype=np.float32))
+    >>> codes.tolist(), valid.tolist()
+    ([2, 0], [True, False])
+    """
     emb = np.asarray(emb)
     n_bits = emb.shape[1]
     if n_bits > 64:
         raise ValueError(f"HashMatcher supports hashes of at most 64 bits, got {n_bits}.")
     valid = np.abs(emb).sum(axis=1) > 0
-    bits = (emb > 0).astype(np.uint64)
-    weights = np.uint64(1) << np.arange(n_bits - 1, -1, -1, dtype=np.uint64)
-    codes = (bits * weights).sum(axis=1, dtype=np.uint64)
+    codes = np.zeros(emb.shape[0], dtype=np.uint64)
+    for b in range(n_bits):  # one bit plane at a time: no (n, 64) uint64 temporary
+        codes |= (emb[:, b] > 0).astype(np.uint64) << np.uint64(n_bits - 1 - b)
     return codes, valid
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64)
-    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+    """Set bits of each uint64 (``np.bitwise_count`` where NumPy has it)."""
+    x = np.asarray(x, dtype=np.uint64)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x).astype(np.int64)
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return ((x * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.int64)
+
+
+def _cross(
+    members: np.ndarray, sa: np.ndarray, na: np.ndarray, sb: np.ndarray, nb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(members[sa[p] + u], members[sb[p] + v])`` for ``u < na[p]``, ``v < nb[p]``."""
+    tot = na.astype(np.int64) * nb
+    if tot.sum() == 0:
+        empty = np.empty(0, dtype=members.dtype)
+        return empty, empty
+    pid = np.repeat(np.arange(len(tot)), tot)
+    within = np.arange(int(tot.sum()), dtype=np.int64) - np.repeat(np.cumsum(tot) - tot, tot)
+    nbp = nb[pid]
+    return members[sa[pid] + within // nbp], members[sb[pid] + within % nbp]
+
+
+def _batches(sizes: np.ndarray) -> list[slice]:
+    """Consecutive runs of buckets whose m^2 pairs sum to about ``_PAIR_BATCH``."""
+    cost = np.cumsum(sizes.astype(np.int64) ** 2)
+    out, start = [], 0
+    while start < len(sizes):
+        base = cost[start - 1] if start else 0
+        stop = int(np.searchsorted(cost, base + _PAIR_BATCH, side="right"))
+        stop = max(stop, start + 1)
+        out.append(slice(start, stop))
+        start = stop
+    return out
+
+
+def _near_pairs(
+    codes: np.ndarray, radius: int, n_bits: int, max_bucket: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``(i, j, d)`` with ``i < j`` of distinct ``codes`` within ``radius`` bits."""
+    out_i: list[np.ndarray] = []
+    out_j: list[np.ndarray] = []
+    out_d: list[np.ndarray] = []
+    edges = np.linspace(0, n_bits, radius + 2).astype(int)
+    chunks = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    keys = [
+        (codes >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1) for a, b in chunks
+    ]
+    skipped = 0
+    for c, key in enumerate(keys):
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+        sizes = np.diff(np.r_[starts, len(sk)])
+        big = sizes > max_bucket
+        skipped += int(big.sum())
+        sel = (sizes > 1) & ~big
+        starts, sizes = starts[sel], sizes[sel]
+        for part in _batches(sizes):
+            st, sz = starts[part], sizes[part]
+            i, j = _cross(order, st, sz, st, sz)
+            up = i < j
+            i, j = i[up], j[up]
+            for prev in keys[:c]:  # found in an earlier chunk already: drop
+                fresh = prev[i] != prev[j]
+                i, j = i[fresh], j[fresh]
+            d = _popcount(codes[i] ^ codes[j])
+            ok = d <= radius
+            out_i.append(i[ok])
+            out_j.append(j[ok])
+            out_d.append(d[ok])
+    if skipped:
+        logger.warning(
+            "HashMatcher: skipped %d chunk buckets of more than max_bucket=%d distinct "
+            "hashes; pairs found only through them are missed (raise max_bucket or lower "
+            "max_distance).", skipped, max_bucket,
+        )
+    if not out_i:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d)
 
 
 @register()
-class HashMatcher(BaseEstimator):  # type: ignore[misc]
+class HashMatcher(BaseEstimator):
     """Match postings whose hashes differ in at most ``max_distance`` bits.
 
     Takes the ±1 rows of :class:`~shopee_match.PhashEmbedder`; all-zero rows (no image)
-    match nothing but themselves. ``max_bucket`` caps a chunk bucket's size (a hash shared
-    by thousands of postings, such as a blank image, is skipped with radius > 0).
+    match nothing but themselves. ``max_bucket`` bounds memory and time: a hash shared by
+    more than ``max_bucket`` postings (a blank or placeholder image) matches nothing by
+    hash, and at radius > 0 a chunk bucket of more than ``max_bucket`` distinct hashes is
+    skipped; both are logged as warnings. Memory is the size of the match graph.
 
     >>> from shopee_match.image.phash import hashes_to_vectors
     >>> emb = hashes_to_vectors(["ff00ff00ff00ff00", "ff00ff00ff00ff01", "0000000000000000"])
@@ -68,50 +166,51 @@ class HashMatcher(BaseEstimator):  # type: ignore[misc]
         return self
 
     def candidates(self, emb: Any, max_distance: int | None = None) -> sp.csr_matrix:
-        """Pairs within ``max_distance`` bits, valued by cosine ``1 - d / 32``."""
+        """Pairs within ``max_distance`` bits, valued by cosine ``1 - 2 d / n_bits``.
+
+        >>> from shopee_match.image.phash import hashes_to_vectors
+        >>> emb = hashes_to_vectors(["00000000000000ff", "00000000000000fe"])
+        >>> HashMatcher(max_distance=1).candidates(emb).toarray().tolist()
+        [[0.0, 0.96875], [0.96875, 0.0]]
+        """
         self._validate()
         emb = check_embeddings(emb, allow_sparse=False)
-        radius = self.max_distance if max_distance is None else max_distance
+        radius = self.max_distance if max_distance is None else int(max_distance)
         codes, valid = pack_bits(emb)
-        n = len(codes)
-        n_bits = emb.shape[1]
+        n, n_bits = emb.shape
         rows = np.flatnonzero(valid)
-        pairs_i: list[np.ndarray] = []
-        pairs_j: list[np.ndarray] = []
-        n_chunks = radius + 1
-        edges = np.linspace(0, n_bits, n_chunks + 1).astype(int)
-        for a, b in zip(edges[:-1], edges[1:]):
-            if b == a:
-                continue
-            shift = np.uint64(n_bits - b)
-            mask = np.uint64((1 << (b - a)) - 1)
-            keys = (codes[rows] >> shift) & mask
-            order = np.argsort(keys, kind="stable")
-            sk = keys[order]
-            starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-            sizes = np.diff(np.r_[starts, len(sk)])
-            for s, m in zip(starts[sizes > 1], sizes[sizes > 1]):
-                if m > self.max_bucket and radius > 0:
-                    continue
-                members = rows[order[s:s + m]]
-                ii, jj = np.meshgrid(members, members, indexing="ij")
-                pairs_i.append(ii.ravel())
-                pairs_j.append(jj.ravel())
-        if pairs_i:
-            pi, pj = np.concatenate(pairs_i), np.concatenate(pairs_j)
-            keep = pi != pj
-            pi, pj = pi[keep], pj[keep]
-            dist = _popcount(codes[pi] ^ codes[pj])
-            ok = dist <= radius
-            pi, pj, dist = pi[ok], pj[ok], dist[ok]
-            sims = (1.0 - 2.0 * dist / n_bits).astype(np.float32)
-            g = sp.csr_matrix((sims, (pi, pj)), shape=(n, n))
-            g.sum_duplicates()
-            # duplicates from several shared chunks summed up: restore the similarity
-            g.data = np.float32(1.0) - 2.0 * _pair_dist(g, codes) / n_bits
-        else:
-            g = sp.csr_matrix((n, n), dtype=np.float32)
-        return g.astype(np.float32)
+        # distinct hashes; members[starts[u]:starts[u]+counts[u]] are the postings of hash u
+        uniq, inv, counts = np.unique(codes[rows], return_inverse=True, return_counts=True)
+        inv = inv.ravel()
+        members = rows[np.argsort(inv, kind="stable")]
+        starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+        placeholder = counts > self.max_bucket
+        if placeholder.any():
+            logger.warning(
+                "HashMatcher: %d hashes are shared by more than max_bucket=%d postings "
+                "(placeholder images?); those postings match only themselves by hash.",
+                int(placeholder.sum()), self.max_bucket,
+            )
+            counts = np.where(placeholder, 0, counts)
+        # equal hashes: every ordered pair of distinct postings in a group, distance 0
+        grp = np.flatnonzero(counts > 1)
+        pi, pj = _cross(members, starts[grp], counts[grp], starts[grp], counts[grp])
+        keep = pi != pj
+        pr, pc, pd = [pi[keep]], [pj[keep]], [np.zeros(int(keep.sum()), dtype=np.int64)]
+        if radius > 0 and len(uniq) > 1:
+            live = np.flatnonzero(counts > 0)
+            ui, uj, ud = _near_pairs(uniq[live], radius, n_bits, int(self.max_bucket))
+            ui, uj = live[ui], live[uj]
+            both_i, both_j = np.r_[ui, uj], np.r_[uj, ui]
+            ci, cj = _cross(members, starts[both_i], counts[both_i], starts[both_j], counts[both_j])
+            pr.append(ci)
+            pc.append(cj)
+            pd.append(np.repeat(np.r_[ud, ud], counts[both_i] * counts[both_j]))
+        r, c, d = np.concatenate(pr), np.concatenate(pc), np.concatenate(pd)
+        sims = (1.0 - 2.0 * d / n_bits).astype(np.float32)
+        g = sp.csr_matrix((sims, (r, c)), shape=(n, n), dtype=np.float32)
+        g.sort_indices()
+        return g
 
     def select(self, cand: sp.csr_matrix, threshold: float | None = None) -> sp.csr_matrix:
         t = self.similarity_threshold() if threshold is None else threshold
@@ -126,10 +225,3 @@ class HashMatcher(BaseEstimator):  # type: ignore[misc]
     def match(self, emb: Any) -> list[np.ndarray]:
         """For each row, the sorted indices of the rows it matches (itself included)."""
         return graph_to_sets(self.match_graph(emb))
-
-
-def _pair_dist(g: sp.csr_matrix, codes: np.ndarray) -> np.ndarray:
-    coo = g.tocoo()
-    d = _popcount(codes[coo.row] ^ codes[coo.col]).astype(np.float32)
-    # g is CSR with sorted duplicates summed; tocoo keeps the same order as g.data
-    return d

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
 
+from .._params import BaseEstimator
 from .._registry import register
 from .._validation import check_embeddings, check_scalar
 from ._base import get_backend
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 @register()
-class NeighborMatcher(BaseEstimator):  # type: ignore[misc]
+class NeighborMatcher(BaseEstimator):
     """Match each posting to its ``k`` nearest neighbours with cosine >= ``threshold``.
 
     Embeddings must have L2-normalised rows (every embedder's contract), so the inner
@@ -60,46 +60,90 @@ class NeighborMatcher(BaseEstimator):  # type: ignore[misc]
         self.working_memory = working_memory
 
     def _validate(self) -> None:
-        check_scalar(self.threshold, "threshold", (int, float), min_val=-1.0, max_val=1.0)
+        # up to 1.01: a threshold above every cosine switches the step off (tuning uses it)
+        check_scalar(self.threshold, "threshold", (int, float), min_val=-1.0, max_val=1.01)
         check_scalar(self.k, "k", (int, np.integer), min_val=1)
         check_scalar(self.min_matches, "min_matches", (int, np.integer), min_val=1)
         if self.min_threshold is not None:
-            check_scalar(self.min_threshold, "min_threshold", (int, float), min_val=-1.0, max_val=1.0)
+            check_scalar(
+                self.min_threshold, "min_threshold", (int, float), min_val=-1.0, max_val=1.0
+            )
 
     def neighbors(self, emb: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, similarities)`` of each row's k nearest rows (itself included),
-        each of shape ``(n, min(k, n))``, rows sorted by falling cosine similarity."""
+        each of shape ``(n, min(k, n))``, rows sorted by falling cosine similarity.
+
+        >>> idx, sims = NeighborMatcher(k=1).neighbors(np.eye(2, dtype=np.float32))
+        >>> idx.tolist()
+        [[0], [1]]
+        """
         self._validate()
-        emb = check_embeddings(emb)
+        return self._search(check_embeddings(emb), None)
+
+    def _search(self, emb: Any, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
         n = emb.shape[0]
         if n == 0:
             return np.empty((0, 0), dtype=np.int64), np.empty((0, 0), dtype=np.float32)
         kwargs = {} if self.working_memory is None else {"working_memory": self.working_memory}
         backend = get_backend(self.backend, emb, **kwargs)
         backend.fit(emb)
-        sims, idx = backend.search(emb, self.k)
+        sims, idx = backend.search(emb, int(self.k), threshold=threshold)
         return idx, sims
 
     def candidates(self, emb: Any) -> sp.csr_matrix:
-        """The k-NN graph: every searched pair with its similarity (before thresholding)."""
+        """The k-NN graph: every searched pair with its similarity (before thresholding).
+
+        >>> emb = np.eye(2, dtype=np.float32)
+        >>> NeighborMatcher(k=2).candidates(emb).toarray().tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+        """
         idx, sims = self.neighbors(emb)
         return graph_from_knn(sims, idx, n=emb.shape[0])
 
     def similarity_threshold(self) -> float:
+        """The cosine threshold (what tuning searches over).
+
+        >>> NeighborMatcher(threshold=0.7).similarity_threshold()
+        0.7
+        """
         return float(self.threshold)
 
     def set_similarity_threshold(self, value: float) -> NeighborMatcher:
+        """Set the cosine threshold; returns ``self``.
+
+        >>> NeighborMatcher().set_similarity_threshold(0.8).threshold
+        0.8
+        """
         self.threshold = float(value)
         return self
 
     def select(self, cand: sp.csr_matrix, threshold: float | None = None) -> sp.csr_matrix:
-        """Thresholded match graph from a candidate graph (diagonal always kept)."""
+        """Thresholded match graph from a candidate graph (diagonal always kept).
+
+        >>> m = NeighborMatcher(threshold=0.5)
+        >>> m.select(m.candidates(np.eye(2, dtype=np.float32)), threshold=0.9).nnz
+        2
+        """
         self._validate()
         t = self.threshold if threshold is None else threshold
         return select(cand, t, int(self.min_matches), self.min_threshold)
 
     def match_graph(self, emb: Any) -> sp.csr_matrix:
-        return self.select(self.candidates(emb))
+        """The thresholded match graph, searched threshold-aware: neighbours below the
+        lowest similarity that :meth:`select` can keep are never sorted.
+
+        >>> emb = np.eye(2, dtype=np.float32)
+        >>> NeighborMatcher(threshold=0.5).match_graph(emb).nnz
+        2
+        """
+        self._validate()
+        emb = check_embeddings(emb)
+        floor: float | None = float(self.threshold)
+        if self.min_matches > 1:
+            low = self.min_threshold
+            floor = None if low is None else min(float(self.threshold), float(low))
+        idx, sims = self._search(emb, floor)
+        return self.select(graph_from_knn(sims, idx, n=emb.shape[0]))
 
     def match(self, emb: Any) -> list[np.ndarray]:
         """For each row, the sorted indices of the rows it matches (itself included)."""
