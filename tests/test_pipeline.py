@@ -56,7 +56,8 @@ def test_held_out_f1_beats_no_matching_and_tuning_helps(fitted, split):
     f1 = f1_score(_truth(test), fitted.predict(test)["matches"].tolist())
     only_self = f1_score(_truth(test), [[pid] for pid in test.posting_id])
     assert f1 > only_self + 0.3
-    untuned = Pipeline.default().set_params(tune=False, tfidf__matcher__threshold=0.95).fit(train)
+    untuned = Pipeline.default(rerank=False).set_params(tune=False, tfidf__matcher__threshold=0.95)
+    untuned.fit(train)
     assert f1 > f1_score(_truth(test), untuned.predict(test)["matches"].tolist())
     assert 0.1 <= fitted.tuning_["thresholds"]["tfidf"] <= 0.98
 
@@ -64,7 +65,8 @@ def test_held_out_f1_beats_no_matching_and_tuning_helps(fitted, split):
 def test_evaluate_matches_predict(fitted, split):
     test = split[1]
     table = fitted.evaluate(test)
-    assert list(table.index) == ["tfidf", "phash", "final"]
+    assert list(table.index) == [name for name, _, _ in fitted.steps] + ["final"]
+    assert list(table.index) == ["tfidf", "tfidf_qe", "phash", "final"]
     assert table.loc["final", "f1"] == pytest.approx(
         f1_score(_truth(test), fitted.predict(test)["matches"].tolist())
     )
@@ -143,7 +145,7 @@ def test_load_refuses_state_outside_folder(fitted, tmp_path):
 
 
 def test_nested_params():
-    pipe = Pipeline.default()
+    pipe = Pipeline.default(rerank=False)
     pipe.set_params(tfidf__matcher__threshold=0.42, phash__matcher__max_distance=3,
                     ensemble__how="vote")
     params = pipe.get_params()

@@ -76,6 +76,8 @@ def _import_builtin() -> None:
         "shopee_match.image.phash",
         "shopee_match.neighbors.matcher",
         "shopee_match.neighbors.hamming",
+        "shopee_match.neighbors.blend",
+        "shopee_match.rerank",
         "shopee_match.ensemble",
         "shopee_match.text.bert",
         "shopee_match.image.efficientnet",

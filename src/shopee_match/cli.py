@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="EfficientNet start weights for --image-model (offline: a local file)")
     p.add_argument("--image-epochs", type=int, default=3, help="ArcFace epochs for --image-model")
     p.add_argument("--folds", type=int, default=3, help="group folds for threshold tuning")
+    p.add_argument("--no-rerank", action="store_true",
+                   help="union of thresholded steps instead of the learned pair reranker "
+                        "(faster to fit, less accurate)")
+    p.add_argument("--distributable", action="store_true",
+                   help="a model `match --scheduler` can run on Dask: no reranker, and a TF-IDF "
+                        "vocabulary learned here rather than on each matched file")
     _common(p)
 
     p = sub.add_parser("match", help="write a submission CSV (posting_id,matches)")
@@ -60,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
                         "POSTINGS may then be a glob of CSV/Parquet files (needs --model)")
+    p.add_argument("--method", choices=["exact", "ivf"], default="exact",
+                   help="distributed search with --scheduler: exact block pairs, or IVF cells "
+                        "(approximate)")
     _common(p)
 
     p = sub.add_parser("evaluate", help="print F1 per step and overall (needs label_group)")
@@ -74,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=300, help="label groups to generate")
     p.add_argument("--workdir", metavar="DIR", help="where to write the catalogue (default: temp)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-rerank", action="store_true", help="union of thresholded steps only")
     _common(p)
 
     p = sub.add_parser("eda", help="exploratory plots of a postings CSV as PNGs")
@@ -117,7 +127,8 @@ def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> 
         pipe.set_params(verbose=verbose)
         return pipe
     logger.info("no --model: using the built-in pipeline (untuned defaults, fitted on this file)")
-    pipe = Pipeline.default(phash=postings.has_phash or postings.has_images, verbose=verbose)
+    pipe = Pipeline.default(phash=postings.has_phash or postings.has_images, rerank=False,
+                            verbose=verbose)
     pipe.set_params(tune=False)
     if len(postings) == 0:
         warnings.warn(f"{postings.source}: no postings (header only).", UserWarning, stacklevel=2)
@@ -133,14 +144,19 @@ def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
         raise ValueError("--image-model needs --images DIR and an `image` column in TRAIN.csv.")
     weights = None if args.image_weights.lower() == "none" else args.image_weights
     pipe = Pipeline.default(images=args.image_model, phash=train.has_phash or train.has_images,
-                            image_weights=weights, image_epochs=args.image_epochs, verbose=verbose)
+                            image_weights=weights, image_epochs=args.image_epochs,
+                            rerank=not (args.no_rerank or args.distributable), verbose=verbose)
+    if args.distributable:
+        pipe.set_params(tfidf__embedder__fit_on="train")
     pipe.set_params(n_splits=args.folds)
     pipe.fit(train)
     pipe.save(args.output)
     cv = pipe.tuning_.get("cv_f1")
     th = pipe.tuning_.get("thresholds", {})
+    rr = getattr(pipe.ensemble, "threshold_", None)
     print(f"fitted on {len(train)} postings; cross-validated F1 {cv:.4f}; thresholds "
-          + ", ".join(f"{k}={v:.3f}" for k, v in th.items()))
+          + ", ".join(f"{k}={v:.3f}" for k, v in th.items())
+          + (f"; reranker probability {rr:.3f}" if rr is not None else ""))
     print(f"saved model to {args.output}")
     return 0
 
@@ -192,7 +208,7 @@ def cmd_demo(args: argparse.Namespace, verbose: bool) -> int:
     catalog.df.to_csv(work / "catalog.csv", index=False)
     train, test = train_test_split_groups(catalog, test_size=1 / 3, random_state=args.seed)
     print(f"generated {len(catalog)} postings in {args.groups} groups under {work}")
-    pipe = Pipeline.default(verbose=verbose).fit(train)
+    pipe = Pipeline.default(rerank=not args.no_rerank, verbose=verbose).fit(train)
     sub = pipe.predict(test)
     ids = test.posting_id
     truth = [set(ids[m]) for m in test.true_matches()]

@@ -19,7 +19,7 @@ from .embedder import Embedder
 from .ensemble import Ensemble
 from .metrics import graph_f1_scores
 from .neighbors.graph import graph_to_sets
-from .tuning import collect_folds, tune_thresholds
+from .tuning import collect_folds, loosest_candidates, tune_thresholds
 
 __all__ = ["FORMAT_VERSION", "Pipeline"]
 
@@ -81,12 +81,18 @@ class Pipeline(BaseEstimator):
         images: bool = False,
         *,
         phash: bool = True,
+        rerank: bool = True,
         image_weights: str | None = "imagenet",
         image_epochs: int = 3,
         verbose: bool = False,
     ) -> Pipeline:
         """The recommended pipeline: TF-IDF titles + phash (+ EfficientNet if ``images``).
 
+        With ``rerank=True`` (the most accurate) the steps only propose candidate pairs:
+        TF-IDF neighbours, neighbourhood-blended TF-IDF neighbours and phash pairs, and a
+        :class:`~shopee_match.rerank.PairReranker` (gradient-boosted trees over pair
+        features, learned from the tuning folds) decides. ``rerank=False`` gives the
+        union of thresholded steps, as the competition's seed did (faster to fit).
         ``phash=False`` drops the phash step (for titles-only catalogues). ``images=True``
         adds an :class:`~shopee_match.ImageEmbedder` step: EfficientNet-B0 at 224 px from
         ``image_weights`` (``"imagenet"`` downloads them; offline, pass a local weights file
@@ -98,9 +104,13 @@ class Pipeline(BaseEstimator):
         from .neighbors.matcher import NeighborMatcher
         from .text.tfidf import TfidfEmbedder
 
-        steps: list[Step] = [
-            ("tfidf", TfidfEmbedder(), NeighborMatcher(threshold=0.5, k=50)),
-        ]
+        from .neighbors.blend import BlendMatcher
+
+        tfidf = TfidfEmbedder(fit_on="predict")
+        k = 30 if rerank else 50
+        steps: list[Step] = [("tfidf", tfidf, NeighborMatcher(threshold=0.5, k=k))]
+        if rerank:
+            steps.append(("tfidf_qe", tfidf, BlendMatcher(threshold=0.6, k=k, n_blend=5)))
         if phash:
             steps.append(("phash", PhashEmbedder(), HashMatcher(max_distance=0)))
         if images:
@@ -110,8 +120,15 @@ class Pipeline(BaseEstimator):
             image = ImageEmbedder("efficientnet_b0", image_size=224, weights=image_weights,
                                   epochs=image_epochs, verbose=verbose)
             steps.append(("image", image, NM(threshold=0.8, k=50)))
-        return cls(steps=steps, ensemble=Ensemble(how="union"), refit_cv=not images,
-                   verbose=verbose)
+        if rerank:
+            from .rerank import PairReranker
+
+            # one tree thread: OpenMP threads spinning on a shared or small machine
+            # made fitting many times slower in our measurements
+            ensemble: Any = PairReranker(n_jobs=1)
+        else:
+            ensemble = Ensemble(how="union")
+        return cls(steps=steps, ensemble=ensemble, refit_cv=not images, verbose=verbose)
 
     def _validate_steps(self) -> list[Step]:
         if not isinstance(self.steps, (list, tuple)) or not self.steps:
@@ -241,9 +258,12 @@ class Pipeline(BaseEstimator):
 
     @staticmethod
     def _fit_embedders(steps: list[Step], postings: Postings) -> None:
+        done: set[int] = set()
         for name, emb, _ in steps:
-            logger.info("fitting step %s", name)
-            emb.fit(postings)
+            if id(emb) not in done:
+                logger.info("fitting step %s", name)
+                emb.fit(postings)
+                done.add(id(emb))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_postings_fit_"):
@@ -257,9 +277,13 @@ class Pipeline(BaseEstimator):
         self._check_fitted()
         use_cands = getattr(self._ensemble(), "uses_candidates", False)
         out = {}
+        embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         for name, emb, matcher in self._validate_steps():
-            x = emb.embed(postings)
-            out[name] = matcher.candidates(x) if use_cands else matcher.match_graph(x)
+            if id(emb) not in embedded:
+                embedded[id(emb)] = emb.embed(postings)
+            x = embedded[id(emb)]
+            # a learned ensemble sees candidates built exactly as in its training folds
+            out[name] = loosest_candidates(matcher, x) if use_cands else matcher.match_graph(x)
         return out
 
     def predict_graph(self, postings: Postings) -> sp.csr_matrix:
@@ -326,15 +350,19 @@ class Pipeline(BaseEstimator):
                 "n_postings_fit": self.n_postings_fit_,
                 "tuning": getattr(self, "tuning_", {}),
             }
+            owner: dict[int, str] = {}
             for name, emb, matcher in steps:
-                state = tmp / "steps" / name
-                state.mkdir(parents=True)
-                if hasattr(emb, "save_state"):
-                    emb.save_state(state)
-                spec["steps"].append(
-                    {"name": name, "embedder": estimator_to_json(emb),
-                     "matcher": estimator_to_json(matcher), "state": f"steps/{name}"}
-                )
+                entry: dict[str, Any] = {"name": name, "matcher": estimator_to_json(matcher)}
+                if id(emb) in owner:  # the same embedder object as an earlier step
+                    entry["embedder_of"] = owner[id(emb)]
+                else:
+                    owner[id(emb)] = name
+                    state = tmp / "steps" / name
+                    state.mkdir(parents=True)
+                    if hasattr(emb, "save_state"):
+                        emb.save_state(state)
+                    entry.update({"embedder": estimator_to_json(emb), "state": f"steps/{name}"})
+                spec["steps"].append(entry)
             ens = self._ensemble()
             if hasattr(ens, "save_state"):
                 (tmp / "ensemble").mkdir()
@@ -361,14 +389,21 @@ class Pipeline(BaseEstimator):
             )
         try:
             steps: list[Step] = []
+            by_name: dict[str, Any] = {}
             for s in spec["steps"]:
-                emb = estimator_from_json(s["embedder"])
                 matcher = estimator_from_json(s["matcher"])
-                state = (path / s["state"]).resolve()
-                if path.resolve() not in state.parents:
-                    raise ValueError(f"step state path {s['state']!r} points outside {path}.")
-                if hasattr(emb, "load_state"):
-                    emb.load_state(state)
+                if "embedder_of" in s:
+                    if s["embedder_of"] not in by_name:
+                        raise ValueError(f"step {s['name']!r} shares the embedder of an unknown step.")
+                    emb = by_name[s["embedder_of"]]
+                else:
+                    emb = estimator_from_json(s["embedder"])
+                    state = (path / s["state"]).resolve()
+                    if path.resolve() not in state.parents:
+                        raise ValueError(f"step state path {s['state']!r} points outside {path}.")
+                    if hasattr(emb, "load_state"):
+                        emb.load_state(state)
+                by_name[str(s["name"])] = emb
                 steps.append((str(s["name"]), emb, matcher))
             ens = estimator_from_json(spec["ensemble"])
             if hasattr(ens, "load_state") and (path / "ensemble").is_dir():

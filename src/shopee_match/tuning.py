@@ -21,7 +21,7 @@ from .data import Postings, group_kfold
 from .metrics import graph_f1_scores
 from .neighbors.hamming import HashMatcher
 
-__all__ = ["Fold", "collect_folds", "threshold_grid", "tune_thresholds"]
+__all__ = ["Fold", "collect_folds", "loosest_candidates", "threshold_grid", "tune_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def threshold_grid(matcher: Any) -> np.ndarray:
     return np.r_[np.round(np.arange(0.10, 0.99, 0.01), 4), 0.99, 0.995, 0.999, OFF]
 
 
-def _loosest_candidates(matcher: Any, emb: Any) -> sp.csr_matrix:
+def loosest_candidates(matcher: Any, emb: Any) -> sp.csr_matrix:
+    """The matcher's candidate graph at its loosest tunable setting."""
     if isinstance(matcher, HashMatcher):
         return matcher.candidates(emb, max_distance=MAX_TUNED_RADIUS)
     return matcher.candidates(emb)
@@ -78,10 +79,12 @@ def collect_folds(
     for train_rows, test_rows in splits:
         train, test = postings.subset(train_rows), postings.subset(test_rows)
         cands = {}
+        embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         for name, embedder, matcher in steps:
-            emb_model = clone(embedder, safe=False).fit(train) if refit else embedder
-            emb = emb_model.embed(test)
-            cands[name] = _loosest_candidates(matcher, emb)
+            if id(embedder) not in embedded:
+                emb_model = clone(embedder, safe=False).fit(train) if refit else embedder
+                embedded[id(embedder)] = emb_model.embed(test)
+            cands[name] = loosest_candidates(matcher, embedded[id(embedder)])
             bar.update(1)
         folds.append(Fold(cands=cands, groups=groups[test_rows], titles=test.titles))
     bar.close()

@@ -2,14 +2,17 @@
 
 from ._base import Backend, available_backends, get_backend, register_backend
 from .graph import graph_from_knn, graph_to_sets, select
+from .blend import BlendMatcher, blend
 from .hamming import HashMatcher
 from .matcher import NeighborMatcher
 
 __all__ = [
     "Backend",
+    "BlendMatcher",
     "HashMatcher",
     "NeighborMatcher",
     "available_backends",
+    "blend",
     "get_backend",
     "graph_from_knn",
     "graph_to_sets",

@@ -14,9 +14,9 @@ import re
 import unicodedata
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
-from sklearn.base import BaseEstimator
-
+from .._params import BaseEstimator
 from .._registry import register
 
 __all__ = ["TitlePreprocessor", "decode_escapes", "english_stop_words"]
@@ -52,7 +52,7 @@ def english_stop_words() -> frozenset[str]:
 
         return frozenset(stopwords.words("english"))
     except LookupError:
-        logger.info("NLTK stopwords corpus not found; using scikit-learn's English list.")
+        logger.debug("NLTK stopwords corpus not found; using scikit-learn's English list.")
     except ImportError:  # pragma: no cover - nltk is a dependency
         pass
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -61,14 +61,14 @@ def english_stop_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _stemmer():  # type: ignore[no-untyped-def]
+def _stemmer() -> Any:
     from nltk.stem import PorterStemmer
 
     return PorterStemmer()
 
 
 @functools.lru_cache(maxsize=1)
-def _lemmatizer():  # type: ignore[no-untyped-def]
+def _lemmatizer() -> Any:
     """WordNet lemmatizer, or ``None`` (with one warning) when WordNet is missing."""
     try:
         from nltk.stem import WordNetLemmatizer
@@ -87,7 +87,7 @@ def _lemmatizer():  # type: ignore[no-untyped-def]
 
 
 @register()
-class TitlePreprocessor(BaseEstimator):  # type: ignore[misc]
+class TitlePreprocessor(BaseEstimator):
     """Normalise product titles into a space-joined string of tokens.
 
     Parameters

@@ -138,7 +138,7 @@ class TfidfEmbedder(BaseEmbedder):
             if w == 0:
                 continue
             blocks.append(l2_normalize(vec.transform(docs)) * np.float32(np.sqrt(w)))
-        return l2_normalize(sp.hstack(blocks, format="csr"))  # type: ignore[return-value]
+        return sp.csr_matrix(l2_normalize(sp.hstack(blocks, format="csr")))
 
     # --- persistence (JSON + npy, no pickle) -----------------------------------------
     def save_state(self, path: Path) -> None:

@@ -1,0 +1,194 @@
+"""Scale-out benchmark: generated postings (titles + phash) through a local Dask cluster.
+
+    python benchmarks/scale_dask.py --n 2000000 --workers 2 --memory-limit 4GB \\
+        --workdir /tmp/scale_dask --json benchmarks/results/dask_2m.json
+
+Steps: generate ``--n`` postings as Parquet files on the workers, fit a TF-IDF + exact
+phash union pipeline (thresholds tuned) on a small separate catalogue, then
+``Pipeline.predict("<workdir>/postings-*.parquet", method=...)`` on a
+``LocalCluster(n_workers, threads_per_worker=1, memory_limit)``. Reports wall time per
+stage, compute seconds per task kind (from Dask's task stream, so per-partition rates),
+peak RSS of each worker (polled every 0.5 s) and, for ``--method ivf``, the recall of the
+TF-IDF matches against exact search on ``--recall-sample`` random postings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_SYLLABLES = ["ka", "lo", "mi", "ra", "su", "te", "vo", "zu", "ne", "pi", "do", "gu", "ba",
+              "ye", "ho", "ri", "ta", "ke", "mo", "ja"]
+
+
+def make_chunk(i: int, n: int, folder: str, seed: int) -> int:
+    """``n`` postings (about n / 3.5 label groups) with phashes, as one Parquet file.
+
+    ``make_titles`` draws from 20 brands and ~320k model codes; a marketplace that grows
+    adds brands too, so each file gives its 20 brands new random names of 2-4
+    syllables: near-duplicate density stays that of one file instead of growing with
+    ``--n``.
+    """
+    import re
+
+    from shopee_match.datasets import _BRANDS, make_titles
+
+    df = make_titles(max(1, round(n / 3.5)), seed=seed + i)
+    names = np.random.default_rng([seed, i, 7])
+    rename = {
+        b.lower(): "".join(names.choice(_SYLLABLES, size=int(names.integers(2, 5)))).title()
+        for b in _BRANDS
+    }
+    pattern = re.compile(r"\b(" + "|".join(_BRANDS) + r")\b", re.IGNORECASE)
+    df["title"] = [pattern.sub(lambda m: rename[m.group(1).lower()], t) for t in df["title"]]
+    rng = np.random.default_rng(seed + i)
+    groups = df["label_group"].to_numpy()
+    base = rng.integers(0, 2**63, size=groups.max() + 1)
+    h = base[groups].copy()
+    u = rng.random(len(df))
+    h[u < 0.3] = rng.integers(0, 2**63, size=int((u < 0.3).sum()))  # re-shot: new hash
+    df["image_phash"] = [f"{v:016x}" for v in h]
+    df["posting_id"] = f"c{i:04d}_" + df["posting_id"]
+    df["label_group"] = df["label_group"].astype(np.int64) + i * 10_000_000
+    df.to_parquet(Path(folder) / f"postings-{i:04d}.parquet", index=False)
+    return len(df)
+
+
+def _rss() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss)
+
+
+class Peak:
+    """Polls every worker's RSS in a thread; ``peak[address]`` is the largest seen."""
+
+    def __init__(self, client: Any, every: float = 0.5) -> None:
+        self.client, self.every = client, every
+        self.peak: dict[str, float] = defaultdict(float)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for addr, rss in self.client.run(_rss).items():
+                    self.peak[addr] = max(self.peak[addr], rss)
+            except Exception:  # a worker restarting: try again
+                pass
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> Peak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def task_seconds(stream: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Compute seconds and task counts per task kind (function name)."""
+    out: dict[str, dict[str, float]] = defaultdict(lambda: {"tasks": 0, "seconds": 0.0})
+    for rec in stream:
+        key = rec["key"][0] if isinstance(rec["key"], tuple) else rec["key"]
+        name = str(key).split("-", 1)[0]  # "<function>-<token or uuid>"
+        secs = sum(s["stop"] - s["start"] for s in rec["startstops"] if s["action"] == "compute")
+        out[name]["tasks"] += 1
+        out[name]["seconds"] += secs
+    return dict(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=2_000_000, help="postings to generate")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memory-limit", default="4GB", help="per worker")
+    ap.add_argument("--method", default="ivf", choices=["ivf", "exact"])
+    ap.add_argument("--partition-rows", type=int, default=100_000)
+    ap.add_argument("--file-rows", type=int, default=100_000, help="postings per Parquet file")
+    ap.add_argument("--cell-size", type=int, default=2000)
+    ap.add_argument("--n-probe", type=int, default=2)
+    ap.add_argument("--recall-sample", type=int, default=1000)
+    ap.add_argument("--train-groups", type=int, default=3000)
+    ap.add_argument("--workdir", default="/tmp/scale_dask")
+    ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from shopee_match import (
+        HashMatcher,
+        NeighborMatcher,
+        PhashEmbedder,
+        Pipeline,
+        TfidfEmbedder,
+        make_catalog,
+    )
+    from shopee_match.ensemble import Ensemble
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    for old in work.glob("postings-*.parquet"):
+        old.unlink()
+    res: dict[str, Any] = {"args": vars(args), "stages": {}}
+    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                           memory_limit=args.memory_limit, dashboard_address=None)
+    with cluster, Client(cluster) as client, Peak(client) as peak:
+        t0 = time.perf_counter()
+        n_files = -(-args.n // args.file_rows)
+        sizes = np.full(n_files, args.n // n_files)
+        sizes[: args.n - sizes.sum()] += 1
+        made = client.gather(client.map(make_chunk, range(n_files), sizes.tolist(),
+                                        [str(work)] * n_files, [args.seed] * n_files))
+        res["n_postings"] = int(sum(made))
+        res["stages"]["generate"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        train = make_catalog(n_groups=args.train_groups, images=False, seed=args.seed + 99_999)
+        rng = np.random.default_rng(1)
+        base = rng.integers(0, 2**63, size=int(train.df["label_group"].max()) + 1)
+        h = base[train.df["label_group"].to_numpy()]
+        h = np.where(rng.random(len(h)) < 0.3, rng.integers(0, 2**63, size=len(h)), h)
+        train.df["image_phash"] = [f"{v:016x}" for v in h]
+        # the union of thresholded TF-IDF and exact-phash matches (what runs distributed)
+        steps = [("tfidf", TfidfEmbedder(), NeighborMatcher(threshold=0.5, k=50)),
+                 ("phash", PhashEmbedder(), HashMatcher(max_distance=0))]
+        pipe = Pipeline(steps, ensemble=Ensemble(how="union")).fit(train)
+        res["stages"]["fit"] = time.perf_counter() - t0
+        res["thresholds"] = pipe.tuning_.get("thresholds")
+
+        t0 = time.perf_counter()
+        with get_task_stream(client) as ts:
+            sub = pipe.predict(str(work / "postings-*.parquet"), client=client,
+                               method=args.method, partition_rows=args.partition_rows,
+                               cell_size=args.cell_size, n_probe=args.n_probe,
+                               recall_sample=args.recall_sample, random_state=args.seed)
+        res["stages"]["predict_total"] = time.perf_counter() - t0
+        stats = sub.attrs["shopee_match"]
+        res["stages"].update({f"predict.{k}": v for k, v in stats.pop("timings").items()})
+        res["predict_stats"] = stats
+        res["tasks"] = task_seconds(ts.data)
+        res["mean_matches"] = float(sub["matches"].str.count(" ").mean() + 1)
+        res["workers"] = {a: {"memory_limit": w["memory_limit"]}
+                          for a, w in client.scheduler_info()["workers"].items()}
+    res["peak_rss_gb"] = {a: round(v / 1e9, 3) for a, v in peak.peak.items()}
+    print(json.dumps(res, indent=2, default=float))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

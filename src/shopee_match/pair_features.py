@@ -1,0 +1,230 @@
+"""Features of candidate pairs for a second-stage pair classifier.
+
+A candidate pair ``(i, j)`` comes from any modality's candidate graph (a KNN graph, or
+phash pairs within a Hamming radius). Its features say how similar the two postings are
+in each modality *and how that compares with their neighbourhoods* (rank of ``j`` among
+``i``'s neighbours and back, the best and the k-th neighbour's similarity, the gap to the
+best), plus title agreement that no cosine sees well: shared numbers and model codes.
+Nothing here is learned, so the same function serves fitting and prediction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .text.preprocess import decode_escapes
+
+__all__ = ["candidate_pairs", "graph_features", "pair_features", "title_features"]
+
+_TOKEN = re.compile(r"[^\W_]+(?:[.,]\d+)*")
+#: neighbours whose similarity describes a posting's neighbourhood density
+DENSITY_RANKS = (2, 5, 10)
+
+
+def candidate_pairs(cands: Mapping[str, sp.spmatrix]) -> tuple[np.ndarray, np.ndarray]:
+    """Off-diagonal pairs stored in any candidate graph, in both directions, sorted.
+
+    >>> g = sp.csr_matrix(np.array([[1, .9, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32))
+    >>> [a.tolist() for a in candidate_pairs({"t": g})]
+    [[0, 1], [1, 0]]
+    """
+    n = _shape(cands)
+    keys = []
+    for g in cands.values():
+        coo = sp.coo_matrix(g)
+        off = coo.row != coo.col
+        r, c = coo.row[off].astype(np.int64), coo.col[off].astype(np.int64)
+        keys.append(r * n + c)
+        keys.append(c * n + r)
+    if not keys:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    k = np.unique(np.concatenate(keys))
+    return k // n, k % n
+
+
+def _shape(cands: Mapping[str, sp.spmatrix]) -> int:
+    if not cands:
+        raise ValueError("`cands` is empty: pass at least one modality's candidate graph.")
+    shapes = {name: g.shape for name, g in cands.items()}
+    n = next(iter(shapes.values()))[0]
+    for name, shape in shapes.items():
+        if len(shape) != 2 or shape != (n, n):
+            raise ValueError(
+                f"candidate graph {name!r} has shape {shape}; every graph must be square and "
+                f"the same size (n x n, n = number of postings), got {shapes}."
+            )
+    return int(n)
+
+
+def _lookup(g: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``g[rows, cols]`` for stored entries, NaN elsewhere (vectorised, sorted keys)."""
+    n = g.shape[1]
+    coo = g.tocoo()
+    keys = coo.row.astype(np.int64) * n + coo.col
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], coo.data[order].astype(np.float64)
+    q = rows.astype(np.int64) * n + cols
+    pos = np.clip(np.searchsorted(keys, q), 0, max(len(keys) - 1, 0))
+    out = np.full(len(q), np.nan)
+    if len(keys):
+        hit = keys[pos] == q
+        out[hit] = vals[pos[hit]]
+    return out
+
+
+def graph_features(
+    g: sp.spmatrix, rows: np.ndarray, cols: np.ndarray, prefix: str = ""
+) -> dict[str, np.ndarray]:
+    """One modality's features of the pairs ``(rows[p], cols[p])``.
+
+    ``sim`` is the pair's similarity (either direction; NaN where the modality did not
+    propose the pair), ``rank_ij`` / ``rank_ji`` its 1-based rank among each side's other
+    candidates, ``top1_*`` / ``s{k}_*`` each side's best and k-th similarity, ``gap_*`` the
+    best minus ``sim``, ``deg_*`` the number of candidates.
+    """
+    g = sp.csr_matrix(g, dtype=np.float32)
+    n = g.shape[0]
+    coo = g.tocoo()
+    off = coo.row != coo.col
+    r, c, s = coo.row[off], coo.col[off], coo.data[off].astype(np.float64)
+    order = np.lexsort((c, -s, r))
+    r, c, s = r[order], c[order], s[order]
+    deg = np.bincount(r, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(deg)[:-1]])
+    rank = np.arange(len(r)) - starts[r] + 1
+    rank_g = sp.csr_matrix((rank.astype(np.float32), (r, c)), shape=(n, n))
+    off_g = sp.csr_matrix((s, (r, c)), shape=(n, n))
+
+    def kth(k: int) -> np.ndarray:
+        out = np.full(n, np.nan)
+        has = deg >= k
+        out[has] = s[starts[has] + k - 1]
+        return out
+
+    sim_ij, sim_ji = _lookup(off_g, rows, cols), _lookup(off_g, cols, rows)
+    sim = np.where(np.isnan(sim_ij), sim_ji, sim_ij)
+    f: dict[str, np.ndarray] = {
+        "sim": sim,
+        "rank_ij": _lookup(rank_g, rows, cols),
+        "rank_ji": _lookup(rank_g, cols, rows),
+    }
+    top1 = kth(1)
+    f["top1_i"], f["top1_j"] = top1[rows], top1[cols]
+    f["gap_i"], f["gap_j"] = f["top1_i"] - sim, f["top1_j"] - sim
+    for k in DENSITY_RANKS:
+        sk = kth(k)
+        f[f"s{k}_i"], f[f"s{k}_j"] = sk[rows], sk[cols]
+    f["deg_i"], f["deg_j"] = deg[rows].astype(np.float64), deg[cols].astype(np.float64)
+    f["shared"], f["sim2"] = _shared_neighbours(off_g, rows, cols)
+    return {prefix + k: v for k, v in f.items()}
+
+
+def _shared_neighbours(
+    g: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of common candidates (of the smaller list) and the 2-hop similarity
+    ``sum_k s_ik s_jk``, in pair chunks so memory stays O(chunk * k)."""
+    b = g.copy()
+    b.data[:] = 1.0
+    deg = np.diff(b.indptr).astype(np.float64)
+    shared = np.empty(len(rows))
+    sim2 = np.empty(len(rows))
+    for s in range(0, len(rows), chunk):
+        r, c = rows[s:s + chunk], cols[s:s + chunk]
+        shared[s:s + chunk] = np.asarray(b[r].multiply(b[c]).sum(axis=1)).ravel()
+        sim2[s:s + chunk] = np.asarray(g[r].multiply(g[c]).sum(axis=1)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shared = shared / np.minimum(deg[rows], deg[cols])
+    return shared, sim2
+
+
+def _token_matrices(titles: Sequence[str]) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
+    """Binary incidence of word tokens and of tokens holding a digit; character lengths."""
+    vocab: dict[str, int] = {}
+    w_rows, w_cols, d_rows, d_cols = [], [], [], []
+    for i, t in enumerate(titles):
+        toks = set(_TOKEN.findall(decode_escapes(t).lower()))
+        for tok in toks:
+            j = vocab.setdefault(tok.replace(",", "."), len(vocab))
+            w_rows.append(i)
+            w_cols.append(j)
+            if any(ch.isdigit() for ch in tok):
+                d_rows.append(i)
+                d_cols.append(j)
+    n, v = len(titles), max(len(vocab), 1)
+
+    def mat(rr: list[int], cc: list[int]) -> sp.csr_matrix:
+        m = sp.csr_matrix((np.ones(len(rr), np.float32), (rr, cc)), shape=(n, v))
+        m.data[:] = 1.0
+        return m
+
+    lengths = np.array([len(t) for t in titles], dtype=np.float64)
+    return mat(w_rows, w_cols), mat(d_rows, d_cols), lengths
+
+
+def _pair_overlap(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    size = np.asarray(m.sum(axis=1)).ravel().astype(np.float64)
+    inter = np.asarray(m[rows].multiply(m[cols]).sum(axis=1)).ravel().astype(np.float64)
+    union = size[rows] + size[cols] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jac = np.where(union > 0, inter / union, np.nan)
+    return jac, inter, size[rows], size[cols]
+
+
+def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+    """Token agreement of the pairs' titles: word Jaccard, numeric-token Jaccard and
+    conflicts (both titles have numbers, none shared), token and character lengths."""
+    words, digits, lengths = _token_matrices(titles)
+    wj, _, wn_i, wn_j = _pair_overlap(words, rows, cols)
+    dj, dint, dn_i, dn_j = _pair_overlap(digits, rows, cols)
+    conflict = ((dn_i > 0) & (dn_j > 0) & (dint == 0)).astype(np.float64)
+    li, lj = lengths[rows], lengths[cols]
+    return {
+        "word_jaccard": wj,
+        "num_jaccard": dj,
+        "num_shared": dint,
+        "num_conflict": conflict,
+        "num_missing": dn_i - dint + dn_j - dint,
+        "ntok_min": np.minimum(wn_i, wn_j),
+        "ntok_max": np.maximum(wn_i, wn_j),
+        "len_ratio": np.minimum(li, lj) / np.maximum(np.maximum(li, lj), 1.0),
+    }
+
+
+def pair_features(
+    cands: Mapping[str, sp.spmatrix],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    titles: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Feature matrix (float64, NaN = missing) of the pairs, and the feature names.
+
+    Modalities are taken in sorted name order so the columns never depend on dict order.
+
+    >>> g = sp.csr_matrix(np.array([[1, .9], [.9, 1]], dtype=np.float32))
+    >>> r, c = candidate_pairs({"tfidf": g})
+    >>> X, names = pair_features({"tfidf": g}, r, c, ["Mug 300ml", "mug 300 ml"])
+    >>> X.shape[0], names[0]
+    (2, 'tfidf__sim')
+    """
+    n = _shape(cands)
+    if titles is not None and len(titles) != n:
+        raise ValueError(
+            f"`titles` has {len(titles)} entries but the candidate graphs have {n} rows; "
+            "pass one title per posting, in the graphs' row order."
+        )
+    feats: dict[str, np.ndarray] = {}
+    for name in sorted(cands):
+        feats.update(graph_features(cands[name], rows, cols, prefix=f"{name}__"))
+        # whether the modality exists in this set at all (an empty graph: e.g. no images)
+        coo = sp.coo_matrix(cands[name])
+        feats[f"{name}__present"] = np.full(len(rows), float(bool((coo.row != coo.col).any())))
+    if titles is not None:
+        feats.update(title_features(titles, rows, cols))
+    names = list(feats)
+    x = np.column_stack([feats[k] for k in names]) if names else np.empty((len(rows), 0))
+    return x.astype(np.float64), names

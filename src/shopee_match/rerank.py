@@ -1,0 +1,486 @@
+"""``PairReranker``: a second-stage classifier over candidate pairs (2nd/3rd place recipe).
+
+The first stage proposes pairs (each modality's top-k neighbours, phash pairs within a
+Hamming radius). A gradient-boosted tree model scores every pair from
+:func:`~shopee_match.pair_features.pair_features` (similarities, ranks both ways,
+neighbourhood density, shared numbers) and a threshold on its probability, tuned by
+group-aware cross-validation on the training postings, makes the match graph.
+
+The trees are stored as plain arrays (``.npz`` + JSON, no pickle) and evaluated by a
+NumPy re-implementation of scikit-learn's predictor once loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._params import BaseEstimator
+from ._registry import register
+from ._validation import NotFittedError, check_scalar
+from .data import group_kfold
+from .neighbors.graph import select as select_graph
+from .pair_features import candidate_pairs, graph_features, pair_features
+
+__all__ = ["PairReranker"]
+
+logger = logging.getLogger(__name__)
+
+_NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left",
+                "right", "is_leaf")
+_FORMAT = 1
+
+Cands = Mapping[str, sp.spmatrix]
+
+
+@register()
+class PairReranker(BaseEstimator):
+    """Score candidate pairs with gradient-boosted trees; keep pairs above a threshold.
+
+    Parameters
+    ----------
+    threshold : probability a pair needs; replaced by the tuned ``threshold_`` when
+        ``tune_threshold`` is true.
+    min_matches : smallest match-set size (itself included); ``2`` keeps each posting's
+        most probable partner when none passes, if its probability is >= ``min_proba``.
+    min_proba : floor for those fallback partners.
+    tune_threshold : pick ``threshold_`` maximising mean F1 of out-of-fold predictions.
+    cv : group folds for that tuning when ``fit`` gets one graph per modality.
+    use_titles : add title features (shared numbers, word overlap, lengths) when titles
+        are given.
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization :
+        passed to :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.
+    n_stages : ``2`` stacks a second model that also sees the first one's out-of-fold
+        probabilities as a graph (each pair's rank and neighbourhood among probabilities).
+    optional_modalities : modalities that may be missing at predict time (e.g.
+        ``["phash"]`` for catalogues without images): training adds a copy of every
+        candidate set with their graphs emptied, so a missing modality is not read as
+        "far apart". Costs a second copy of the training pairs.
+    n_jobs : OpenMP threads for the trees (``None``: all). ``1`` is much faster on a
+        busy shared machine, where spinning threads wait on each other.
+    random_state : seed for the folds and the trees.
+
+    ``fit`` takes either one candidate set (a dict of graphs over the same n postings) or
+    a list of them, e.g. one per group fold of the training set built at the size the
+    model will see at predict time; then the folds are the tuning folds.
+
+    >>> from shopee_match.datasets import make_catalog
+    >>> from shopee_match import TfidfEmbedder, NeighborMatcher
+    >>> p = make_catalog(n_groups=60, images=False, seed=0)
+    >>> cands = {"tfidf": NeighborMatcher(k=10).candidates(TfidfEmbedder().fit_embed(p))}
+    >>> rr = PairReranker(max_iter=20, n_jobs=1).fit(cands, p.groups(), p.titles)
+    >>> rr.select(rr.predict_proba_graph(cands, p.titles)).shape == (len(p), len(p))
+    True
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        min_matches: int = 2,
+        min_proba: float = 0.1,
+        tune_threshold: bool = True,
+        cv: int = 3,
+        use_titles: bool = True,
+        max_iter: int = 150,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 40,
+        l2_regularization: float = 1.0,
+        n_stages: int = 2,
+        optional_modalities: Sequence[str] = (),
+        n_jobs: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.threshold = threshold
+        self.min_matches = min_matches
+        self.min_proba = min_proba
+        self.tune_threshold = tune_threshold
+        self.cv = cv
+        self.use_titles = use_titles
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.n_stages = n_stages
+        self.optional_modalities = optional_modalities
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # --- validation -----------------------------------------------------------------
+    def _validate(self) -> None:
+        check_scalar(self.threshold, "threshold", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.min_matches, "min_matches", (int, np.integer), min_val=1)
+        check_scalar(self.min_proba, "min_proba", (int, float), min_val=0.0, max_val=1.0)
+        check_scalar(self.cv, "cv", (int, np.integer), min_val=2)
+        check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
+        check_scalar(self.n_stages, "n_stages", (int, np.integer), min_val=1, max_val=3)
+        if self.n_jobs is not None:
+            check_scalar(self.n_jobs, "n_jobs", (int, np.integer), min_val=1)
+        check_scalar(self.learning_rate, "learning_rate", (int, float), min_val=0.0,
+                     include_min=False)
+
+    def _fit_hgb(self, x: np.ndarray, y: np.ndarray) -> Any:
+        # an all-missing column (e.g. the 10th neighbour with k < 11) breaks binning; it
+        # carries no information, so the trees see it as a constant they never split on
+        empty = np.isnan(x).all(axis=0)
+        if empty.any():
+            x = x.copy()
+            x[:, empty] = 0.0
+        with self._threads():
+            return self._hgb().fit(x, y)
+
+    def _threads(self) -> Any:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=self.n_jobs, user_api="openmp")
+
+    def _hgb(self) -> Any:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization, early_stopping=False,
+            random_state=self.random_state,
+        )
+
+    def _titles_for(self, titles: Sequence[str] | None, n: int, fitting: bool) -> list[str] | None:
+        if not self.use_titles:
+            return None
+        if titles is None:
+            if fitting:
+                return None
+            if getattr(self, "uses_titles_", False):
+                raise ValueError(
+                    "This PairReranker was fitted with titles, so predict_proba_graph needs "
+                    "`titles` too (one per posting, in the graphs' row order)."
+                )
+            return None
+        if isinstance(titles, str) or len(titles) != n:
+            raise ValueError(
+                f"`titles` must be a list of {n} strings (one per candidate-graph row), got "
+                f"{'a string' if isinstance(titles, str) else len(titles)}."
+            )
+        return [str(t) for t in titles]
+
+    # --- fitting --------------------------------------------------------------------
+    def fit(
+        self,
+        cands: Cands | Sequence[Cands],
+        groups: np.ndarray | Sequence[np.ndarray],
+        titles: Sequence[str] | Sequence[Sequence[str]] | None = None,
+    ) -> PairReranker:
+        """Learn P(same product) of candidate pairs from labelled postings.
+
+        ``cands`` maps modality name to an n x n candidate graph (values: similarity);
+        ``groups`` is one label code per row. Pass lists of each (one entry per group fold)
+        to train on candidates built fold by fold.
+        """
+        self._validate()
+        cand_list, group_list, title_list = _as_lists(cands, groups, titles)
+        names = sorted(cand_list[0])
+        for i, c in enumerate(cand_list):
+            if sorted(c) != names:
+                raise ValueError(
+                    f"candidate set {i} has modalities {sorted(c)}, set 0 has {names}; every "
+                    "set needs the same modality names."
+                )
+        self.modalities_ = names
+        self.uses_titles_ = self.use_titles and title_list[0] is not None
+        missing = [m for m in self.optional_modalities if m not in names]
+        if missing:
+            raise ValueError(f"`optional_modalities` {missing} are not among the candidate "
+                             f"graphs' modalities {names}.")
+        # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
+        # optional modalities emptied, so the trees also learn the regime without them
+        sets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]] = []
+        for b, (c, g, t) in enumerate(zip(cand_list, group_list, title_list)):
+            n = next(iter(c.values())).shape[0]
+            g = np.asarray(g)
+            if g.shape != (n,):
+                raise ValueError(
+                    f"`groups` must have one label per candidate-graph row ({n}), got shape "
+                    f"{g.shape}."
+                )
+            tt = self._titles_for(t, n, fitting=True) if self.uses_titles_ else None
+            variants = [(c, False)]
+            if self.optional_modalities:
+                empty = sp.csr_matrix((n, n), dtype=np.float32)
+                variants.append(({m: (empty if m in self.optional_modalities else gm)
+                                  for m, gm in c.items()}, True))
+            for cv_, twin in variants:
+                r, cc = candidate_pairs(cv_)
+                x, feat_names = pair_features(cv_, r, cc, tt)
+                if len(cand_list) > 1:
+                    sets.append((x, r, cc, g, b, twin))
+                else:
+                    sets.extend(self._split(x, r, cc, g, twin))
+        ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
+        if sum(int(y.sum()) for y in ys) == 0 or all(int(y.min(initial=1)) == 1 for y in ys):
+            raise ValueError(
+                "The candidate pairs are all of one class (no true match or no non-match "
+                "among them); fit needs labelled postings whose groups have 2+ members and "
+                "candidates that include some wrong pairs (e.g. a larger k)."
+            )
+        xs = [s[0] for s in sets]
+        self.trees_: list[dict[str, np.ndarray]] = []
+        self.estimators_: list[Any] = []
+        for stage in range(self.n_stages):
+            last = stage == self.n_stages - 1
+            oof = self._oof(xs, sets, ys) if (self.tune_threshold or not last) else []
+            if last:
+                self.threshold_ = self._tune(oof, sets) if self.tune_threshold else float(
+                    self.threshold)
+            clf = self._fit_hgb(np.vstack(xs), np.concatenate(ys))
+            self.trees_.append(_tree_arrays(clf))
+            self.estimators_.append(clf)
+            if not last:
+                xs = [np.hstack([x, _stage_features(pg, s[1], s[2], stage)[0]])
+                      for x, pg, s in zip(xs, oof, sets)]
+                feat_names = feat_names + _stage_features(oof[0], sets[0][1][:1],
+                                                          sets[0][2][:1], stage)[1]
+        self.feature_names_ = feat_names
+        logger.info("PairReranker: %d pairs, %d features, %d stage(s), threshold %.3f",
+                    sum(len(y) for y in ys), len(feat_names), self.n_stages, self.threshold_)
+        return self
+
+    def _split(self, x: np.ndarray, r: np.ndarray, c: np.ndarray, g: np.ndarray,
+               twin: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]]:
+        """One candidate set cut into ``cv`` group folds (pairs across folds dropped)."""
+        _, codes = np.unique(g, return_inverse=True)
+        fold_of_row = np.empty(len(g), dtype=np.intp)
+        for f, (_, test) in enumerate(group_kfold(codes, self.cv, self.random_state)):
+            fold_of_row[test] = f
+        out = []
+        for f in range(self.cv):
+            keep = (fold_of_row[r] == f) & (fold_of_row[c] == f)
+            rows = np.flatnonzero(fold_of_row == f)
+            remap = np.full(len(g), -1, dtype=np.intp)
+            remap[rows] = np.arange(len(rows))
+            out.append((x[keep], remap[r[keep]], remap[c[keep]], g[rows], f, twin))
+        return out
+
+    def _oof(self, xs: list[np.ndarray], sets: list[tuple[Any, ...]],
+             ys: list[np.ndarray]) -> list[sp.csr_matrix]:
+        """Out-of-fold probability graphs: each fold scored by a model fitted on the others."""
+        out: list[sp.csr_matrix] = [sp.csr_matrix((0, 0))] * len(sets)
+        for fold in sorted({s[4] for s in sets}):
+            train = [i for i, s in enumerate(sets) if s[4] != fold]
+            clf = self._fit_hgb(np.vstack([xs[i] for i in train]),
+                                np.concatenate([ys[i] for i in train]))
+            for i, s in enumerate(sets):
+                if s[4] == fold:
+                    with self._threads():
+                        p = clf.predict_proba(xs[i])[:, 1]
+                    out[i] = _symmetric_graph(p, s[1], s[2], len(s[3]))
+        return out
+
+    def _tune(self, oof: list[sp.csr_matrix], sets: list[tuple[Any, ...]]) -> float:
+        """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
+        grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+        scores = np.zeros(len(grid))
+        total = 0
+        for proba, s in zip(oof, sets):
+            if s[5]:
+                continue
+            g = s[3]
+            for t, thr in enumerate(grid):
+                scores[t] += _f1_sum(self._select(proba, float(thr)), g)
+            total += len(g)
+        best = int(np.argmax(scores))
+        self.cv_f1_ = float(scores[best] / max(total, 1))
+        logger.info("PairReranker: tuned threshold %.3f (out-of-fold F1 %.4f)",
+                    grid[best], self.cv_f1_)
+        return float(grid[best])
+
+    # --- prediction -----------------------------------------------------------------
+    def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
+        """P(same product) of every candidate pair (symmetric), as an n x n graph with
+        the same sparsity as the union of the candidate graphs (diagonal excluded)."""
+        if getattr(self, "trees_", None) is None:
+            raise NotFittedError(
+                "This PairReranker instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+        if not isinstance(cands, Mapping):
+            raise TypeError("`cands` must be a dict: modality name -> n x n candidate graph.")
+        if sorted(cands) != self.modalities_:
+            raise ValueError(
+                f"candidate graphs for modalities {sorted(cands)} given, but this PairReranker "
+                f"was fitted on {self.modalities_}; pass the same modality names."
+            )
+        r, c = candidate_pairs(cands)
+        n = next(iter(cands.values())).shape[0]
+        tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
+        x, _ = pair_features(cands, r, c, tt)
+        ests = getattr(self, "estimators_", None) or [None] * len(self.trees_)
+        proba = sp.csr_matrix((n, n), dtype=np.float32)
+        for stage, (trees, est) in enumerate(zip(self.trees_, ests)):
+            if stage:
+                x = np.hstack([x, _stage_features(proba, r, c, stage - 1)[0]])
+            if est is not None:
+                with self._threads():
+                    p = est.predict_proba(x)[:, 1]
+            else:
+                p = _predict_numpy(trees, x)
+            proba = _symmetric_graph(p, r, c, n)
+        return proba
+
+    # --- as a Pipeline ensemble: learns from the tuning folds' candidate graphs -------
+    #: :class:`~shopee_match.Pipeline` passes candidate graphs, not thresholded matches.
+    uses_candidates = True
+
+    def fit_folds(self, folds: Sequence[Any]) -> PairReranker:
+        """Fit on :class:`~shopee_match.tuning.Fold` objects (one candidate set per fold)."""
+        titles = [f.titles for f in folds] if all(f.titles for f in folds) else None
+        return self.fit([f.cands for f in folds], [f.groups for f in folds], titles)
+
+    @property
+    def is_fitted_(self) -> bool:
+        return getattr(self, "trees_", None) is not None
+
+    def combine(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
+        """The final match graph from each step's candidate graph."""
+        return self.select(self.predict_proba_graph(cands, titles))
+
+    def _select(self, proba: sp.csr_matrix, threshold: float) -> sp.csr_matrix:
+        return select_graph(proba, threshold, int(self.min_matches), float(self.min_proba))
+
+    def select(self, proba_graph: sp.spmatrix, threshold: float | None = None) -> sp.csr_matrix:
+        """Kept pairs (diagonal included): probability >= threshold, plus min-matches
+        fallbacks. ``threshold`` defaults to the fitted ``threshold_``."""
+        self._validate()
+        t = getattr(self, "threshold_", self.threshold) if threshold is None else threshold
+        return self._select(sp.csr_matrix(proba_graph), float(t))
+
+    # --- persistence (JSON + npz, no pickle) ---------------------------------------------
+    def save_state(self, path: Path) -> None:
+        """Write the fitted trees (``reranker_trees.npz``) and state (``reranker.json``)."""
+        if getattr(self, "trees_", None) is None:
+            raise NotFittedError("This PairReranker instance is not fitted yet; nothing to save.")
+        path = Path(path)
+        for stage, trees in enumerate(self.trees_):
+            np.savez(path / f"reranker_trees_{stage}.npz", allow_pickle=False, **trees)
+        state = {"format": _FORMAT, "modalities": self.modalities_,
+                 "feature_names": self.feature_names_, "threshold": self.threshold_,
+                 "uses_titles": bool(self.uses_titles_),
+                 "n_stages": len(self.trees_)}
+        (path / "reranker.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    def load_state(self, path: Path) -> None:
+        """Restore what :meth:`save_state` wrote; predictions then use the NumPy trees."""
+        path = Path(path)
+        state = json.loads((path / "reranker.json").read_text(encoding="utf-8"))
+        if state.get("format") != _FORMAT:
+            raise ValueError(f"{path}: reranker state format {state.get('format')!r} is not "
+                             f"supported (expected {_FORMAT}); refit and save again.")
+        self.trees_ = []
+        for stage in range(int(state["n_stages"])):
+            name = f"reranker_trees_{stage}.npz"
+            with np.load(path / name, allow_pickle=False) as z:
+                trees = {k: z[k] for k in z.files}
+            missing = {*_NODE_FIELDS, "roots", "baseline", "max_depth"} - set(trees)
+            if missing:
+                raise ValueError(f"{path}: {name} lacks {sorted(missing)}; the file is damaged.")
+            self.trees_.append(trees)
+        self.modalities_ = list(state["modalities"])
+        self.feature_names_ = list(state["feature_names"])
+        self.threshold_ = float(state["threshold"])
+        self.uses_titles_ = bool(state["uses_titles"])
+        self.estimators_ = []  # predictions use the NumPy trees
+
+
+def _stage_features(
+    proba: sp.csr_matrix, r: np.ndarray, c: np.ndarray, stage: int
+) -> tuple[np.ndarray, list[str]]:
+    """Features of an earlier stage's probability graph, as of any modality's graph."""
+    feats = graph_features(proba, r, c, prefix=f"stage{stage + 1}__")
+    names = list(feats)
+    return np.column_stack([feats[k] for k in names]), names
+
+
+def _tree_arrays(clf: Any) -> dict[str, np.ndarray]:
+    """A fitted binary HistGradientBoostingClassifier's trees as flat node arrays."""
+    if clf.n_trees_per_iteration_ != 1:  # pragma: no cover - binary target
+        raise RuntimeError("PairReranker expects a binary classifier.")
+    nodes = [pred[0].nodes for pred in clf._predictors]
+    if any(bool(nd["is_categorical"].any()) for nd in nodes):  # pragma: no cover
+        raise RuntimeError("categorical splits are not supported.")
+    sizes = np.array([len(nd) for nd in nodes], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    flat = np.concatenate(nodes)
+    trees = {f: np.asarray(flat[f]) for f in _NODE_FIELDS}
+    for side in ("left", "right"):
+        trees[side] = trees[side].astype(np.int64) + np.repeat(offsets, sizes)
+    trees["roots"] = offsets
+    trees["baseline"] = np.asarray(clf._baseline_prediction, dtype=np.float64).ravel()
+    trees["max_depth"] = np.array([max(int(nd["depth"].max()) for nd in nodes)])
+    return trees
+
+
+def _predict_numpy(t: dict[str, np.ndarray], x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """scikit-learn's HistGradientBoosting probability, from the stored node arrays."""
+    leaf = t["is_leaf"].astype(bool)
+    left = np.where(leaf, np.arange(len(leaf)), t["left"])
+    right = np.where(leaf, np.arange(len(leaf)), t["right"])
+    feat = np.where(leaf, 0, t["feature_idx"]).astype(np.intp)
+    thr, mleft = t["num_threshold"], t["missing_go_to_left"].astype(bool)
+    raw = np.empty(len(x))
+    for s in range(0, len(x), chunk):
+        xb = x[s:s + chunk]
+        node = np.broadcast_to(t["roots"], (len(xb), len(t["roots"]))).copy()
+        rows = np.arange(len(xb))[:, None]
+        for _ in range(int(t["max_depth"][0])):
+            v = xb[rows, feat[node]]
+            go_left = np.where(np.isnan(v), mleft[node], v <= thr[node])
+            node = np.where(go_left, left[node], right[node])
+        raw[s:s + chunk] = t["value"][node].sum(axis=1) + t["baseline"][0]
+    return 1.0 / (1.0 + np.exp(-raw))
+
+
+def _as_lists(cands: Any, groups: Any, titles: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    if isinstance(cands, Mapping):
+        if not cands:
+            raise ValueError("`cands` is empty: pass at least one modality's candidate graph.")
+        return [cands], [groups], [titles]
+    if not isinstance(cands, Sequence) or not cands or not all(isinstance(c, Mapping) for c in cands):
+        raise TypeError(
+            "`cands` must be a dict (modality name -> n x n candidate graph) or a non-empty "
+            f"list of such dicts, got {type(cands).__name__}."
+        )
+    if not isinstance(groups, Sequence) or len(groups) != len(cands):
+        raise ValueError(
+            f"with a list of {len(cands)} candidate sets, `groups` must be a list of "
+            f"{len(cands)} label arrays, one per set."
+        )
+    if titles is None:
+        titles = [None] * len(cands)
+    if len(titles) != len(cands):
+        raise ValueError(f"`titles` must be a list of {len(cands)} title lists, one per set.")
+    return list(cands), list(groups), list(titles)
+
+
+def _symmetric_graph(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.csr_matrix:
+    """Graph of the mean of P(i, j) and P(j, i); pairs come in both directions."""
+    g = sp.csr_matrix((p.astype(np.float64), (r, c)), shape=(n, n))
+    g = (g + g.T) * 0.5
+    return sp.csr_matrix(g, dtype=np.float32)
+
+
+def _f1_sum(pred: sp.csr_matrix, groups: np.ndarray) -> float:
+    """Sum over rows of per-posting F1 of a match graph (diagonal included)."""
+    coo = pred.tocoo()
+    n = pred.shape[0]
+    same = groups[coo.row] == groups[coo.col]
+    inter = np.bincount(coo.row[same], minlength=n)
+    npred = np.bincount(coo.row, minlength=n)
+    _, codes = np.unique(groups, return_inverse=True)
+    ntrue = np.bincount(codes)[codes]
+    return float(np.sum(2.0 * inter / (npred + ntrue)))
