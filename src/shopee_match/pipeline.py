@@ -100,11 +100,10 @@ class Pipeline(BaseEstimator):
         steps are fitted once (``refit_cv=False``) rather than once per tuning fold.
         """
         from .image.phash import PhashEmbedder
+        from .neighbors.blend import BlendMatcher
         from .neighbors.hamming import HashMatcher
         from .neighbors.matcher import NeighborMatcher
         from .text.tfidf import TfidfEmbedder
-
-        from .neighbors.blend import BlendMatcher
 
         tfidf = TfidfEmbedder(fit_on="predict")
         k = 30 if rerank else 50

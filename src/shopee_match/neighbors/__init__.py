@@ -1,8 +1,8 @@
 """Neighbour search: a tiny backend interface and the matchers built on it."""
 
 from ._base import Backend, available_backends, get_backend, register_backend
-from .graph import graph_from_knn, graph_to_sets, select
 from .blend import BlendMatcher, blend
+from .graph import graph_from_knn, graph_to_sets, select
 from .hamming import HashMatcher
 from .matcher import NeighborMatcher
 
