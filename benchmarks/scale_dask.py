@@ -1,7 +1,7 @@
 """Scale-out benchmark: generated postings (titles + phash) through a local Dask cluster.
 
     python benchmarks/scale_dask.py --n 2000000 --workers 2 --memory-limit 4GB \\
-        --workdir /tmp/scale_dask --json benchmarks/results/dask_2m.json
+        --workdir /tmp/scale_dask --json dask_2m.json
 
 Steps: generate ``--n`` postings as Parquet files on the workers, fit a TF-IDF + exact
 phash union pipeline (thresholds tuned) on a small separate catalogue, then

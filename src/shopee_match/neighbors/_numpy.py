@@ -30,7 +30,7 @@ class NumpyBackend:
     """Exact inner-product top-k with NumPy/BLAS; memory is O(n*k) plus one block.
 
     ``working_memory`` (MiB) bounds the similarity blocks. Two options, off by default
-    because they lost on 2 shared cores with OpenBLAS (see ``benchmarks/results/knn.md``):
+    because they lost on 2 shared cores with OpenBLAS (see ``benchmarks/RESULTS.md``):
     ``overlap`` runs top-k selection in a thread beside BLAS (OpenBLAS threads spin
     between calls and compete with it); ``symmetric`` computes a self-join from the
     upper triangle only (half the flops, but each tile is selected by rows and by
