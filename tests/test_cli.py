@@ -148,3 +148,20 @@ def test_debug_shows_traceback_and_entry_point(tmp_path):
     debug = subprocess.run([sys.executable, "-m", "shopee_match", "match", str(csv), "-o", "x.csv",
                             "--debug"], capture_output=True, text=True, cwd=tmp_path)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_fit_distributable_and_no_rerank(catalog_csv, tmp_path):
+    import json
+
+    path, images = catalog_csv
+    out = tmp_path / "dist"
+    assert main(["fit", str(path), "--images", str(images), "-o", str(out), "-q",
+                 "--distributable"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["ensemble"]["class"] == "shopee_match>Ensemble"
+    assert cfg["steps"][0]["embedder"]["params"]["fit_on"] == "train"
+    assert [s["name"] for s in cfg["steps"]] == ["tfidf", "phash"]
+    default = tmp_path / "default"
+    assert main(["fit", str(path), "--images", str(images), "-o", str(default), "-q"]) == 0
+    cfg = json.loads((default / "config.json").read_text())
+    assert cfg["ensemble"]["class"] == "shopee_match>PairReranker"
