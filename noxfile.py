@@ -44,5 +44,6 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """A quick smoke run of the benchmarks on small generated data."""
     _install(session)
-    session.run("python", "benchmarks/knn_speed.py", "--quick")
+    session.run("python", "benchmarks/knn_speed.py", "--n", "2000", "--d", "64")
+    session.run("python", "benchmarks/import_time.py", "--runs", "2")
     session.run("shopee-match", "demo", "--groups", "60", "-o", f"{session.create_tmp()}/demo.csv")

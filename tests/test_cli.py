@@ -165,3 +165,20 @@ def test_fit_distributable_and_no_rerank(catalog_csv, tmp_path):
     assert main(["fit", str(path), "--images", str(images), "-o", str(default), "-q"]) == 0
     cfg = json.loads((default / "config.json").read_text())
     assert cfg["ensemble"]["class"] == "shopee_match>PairReranker"
+
+
+def test_awkward_rows_warn_and_run_goes_on(tmp_path, capsys):
+    """Empty and NaN titles, a 100,000-character title and a one-posting label group."""
+    csv = tmp_path / "awkward.csv"
+    rows = ["posting_id,title,label_group",
+            "1,Red mug 300ml,a", "2,red mug 300 ml,a", "3,,b", '4,"   ",c',
+            "5," + "x" * 100_000 + ",d", "6,Blue lamp,e", "7,blue lamp LED,e", "8,Green cup,f"]
+    csv.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "s.csv"
+    assert main(["match", str(csv), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "empty title" in err and "longer than" in err
+    sub = pd.read_csv(out, dtype=str)
+    assert len(sub) == 8 and sub.loc[0, "matches"] == "1 2"
+    assert main(["evaluate", str(csv), "-q"]) == 0
+    assert "final" in capsys.readouterr().out

@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .data import Postings
 
-__all__ = ["ArcFaceTrainer", "train_arcface"]
+__all__ = ["ArcFaceTrainer", "train_arcface", "trainer_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +215,16 @@ class _ArcFaceModel(keras.Model):
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         x, y = inputs
         return self.head([self.embedding(x, training=training), y])
+
+
+def trainer_for(embedder: Any, model: Any, codes: np.ndarray) -> ArcFaceTrainer:
+    """An :class:`ArcFaceTrainer` for ``model`` with an embedder's ArcFace settings
+    (``scale``, ``margin``, ``easy_margin``, ``ls_eps``, ``learning_rate``, ``seed``)."""
+    return ArcFaceTrainer(
+        model, int(codes.max()) + 1, s=embedder.scale, m=embedder.margin,
+        easy_margin=embedder.easy_margin, ls_eps=embedder.ls_eps,
+        learning_rate=embedder.learning_rate, seed=embedder.seed,
+    )
 
 
 def train_arcface(

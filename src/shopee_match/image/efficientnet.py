@@ -215,7 +215,7 @@ class ImageEmbedder(BaseEmbedder):
         if self.epochs > 0:
             import keras
 
-            from ..training import ArcFaceTrainer
+            from ..training import trainer_for
 
             if not self.train_batchnorm:
                 for layer in model.layers:
@@ -225,11 +225,7 @@ class ImageEmbedder(BaseEmbedder):
             rows, paths = self._readable(postings)
             if not rows:
                 raise ValueError(f"{postings.source}: no readable images to train on.")
-            trainer = ArcFaceTrainer(
-                model, int(codes.max()) + 1, s=self.scale, m=self.margin,
-                easy_margin=self.easy_margin, ls_eps=self.ls_eps,
-                learning_rate=self.learning_rate, seed=self.seed,
-            )
+            trainer = trainer_for(self, model, codes)
             ds = self.dataset(paths, codes[rows], shuffle=True)
             trainer.fit(ds, epochs=self.epochs, batch_size=self.batch_size, verbose=self.verbose)
             model = trainer.embedding_model_

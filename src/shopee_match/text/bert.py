@@ -272,15 +272,11 @@ class BertEmbedder(BaseEmbedder):
         self.tokenizer_ = tokenizer
         self.packer_ = self._make_packer(tokenizer)
         if self.epochs > 0:
-            from ..training import ArcFaceTrainer
+            from ..training import trainer_for
 
             codes = postings.groups().astype(np.int32)
             x = self.tokenize(postings.titles)
-            trainer = ArcFaceTrainer(
-                model, int(codes.max()) + 1, s=self.scale, m=self.margin,
-                easy_margin=self.easy_margin, ls_eps=self.ls_eps,
-                learning_rate=self.learning_rate, seed=self.seed,
-            )
+            trainer = trainer_for(self, model, codes)
             trainer.fit(x, codes, epochs=self.epochs, batch_size=self.batch_size,
                         verbose=self.verbose)
             model = trainer.embedding_model_
