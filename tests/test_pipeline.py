@@ -241,3 +241,14 @@ def test_protocol_only_embedder_tunes(split, refit_cv):
     pipe = Pipeline([("len", Lengths(), NeighborMatcher(k=5))], refit_cv=refit_cv).fit(train)
     assert "len" in pipe.tuning_["thresholds"]
     assert len(pipe.predict(test)) == len(test)
+
+
+def test_progress_bars_only_when_verbose(split, capsys):
+    train, test = split
+    quiet = Pipeline.default(rerank=False, phash=False).fit(train)
+    quiet.predict(test)
+    assert "embed + search" not in capsys.readouterr().err
+    loud = Pipeline.default(rerank=False, phash=False, verbose=True).fit(train)
+    loud.predict(test)
+    err = capsys.readouterr().err
+    assert "cross-validation" in err and "embed + search" in err

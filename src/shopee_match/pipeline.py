@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from . import __version__
 from ._params import BaseEstimator
@@ -219,7 +220,7 @@ class Pipeline(BaseEstimator):
         self.tuning_: dict[str, Any] = {}
         fitted_first = False
         if not self.refit_cv:  # folds are embedded by the final, fitted embedders
-            self._fit_embedders(steps, postings)
+            self._fit_embedders(steps, postings, self.verbose)
             fitted_first = True
         if self.tune and n_groups >= max(2, self.n_splits):
             folds = collect_folds(
@@ -249,16 +250,16 @@ class Pipeline(BaseEstimator):
                 n_groups, self.n_splits,
             )
         if not fitted_first:
-            self._fit_embedders(steps, postings)
+            self._fit_embedders(steps, postings, self.verbose)
         if getattr(ens, "uses_candidates", False) and not getattr(ens, "is_fitted_", False):
             raise ValueError("This ensemble learns from labelled folds: fit with tune=True.")
         self.n_postings_fit_ = len(postings)
         return self
 
     @staticmethod
-    def _fit_embedders(steps: list[Step], postings: Postings) -> None:
+    def _fit_embedders(steps: list[Step], postings: Postings, verbose: bool = False) -> None:
         done: set[int] = set()
-        for name, emb, _ in steps:
+        for name, emb, _ in tqdm(steps, desc="fit", unit="step", disable=not verbose):
             if id(emb) not in done:
                 logger.info("fitting step %s", name)
                 emb.fit(postings)
@@ -277,7 +278,10 @@ class Pipeline(BaseEstimator):
         use_cands = getattr(self._ensemble(), "uses_candidates", False)
         out = {}
         embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
-        for name, emb, matcher in self._validate_steps():
+        steps = self._validate_steps()
+        bar = tqdm(steps, desc="embed + search", unit="step", disable=not self.verbose)
+        for name, emb, matcher in bar:
+            bar.set_postfix_str(name)
             if id(emb) not in embedded:
                 embedded[id(emb)] = emb.embed(postings)
             x = embedded[id(emb)]
