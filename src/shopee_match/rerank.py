@@ -23,6 +23,9 @@ import scipy.sparse as sp
 
 from ._params import BaseEstimator
 from ._registry import register
+from ._trees import NODE_FIELDS as _NODE_FIELDS
+from ._trees import predict_numpy as _predict_numpy
+from ._trees import tree_arrays as _tree_arrays
 from ._validation import NotFittedError, check_scalar
 from .data import group_kfold
 from .neighbors.graph import select as select_graph
@@ -32,8 +35,6 @@ __all__ = ["PairReranker"]
 
 logger = logging.getLogger(__name__)
 
-_NODE_FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left",
-                "right", "is_leaf")
 _FORMAT = 1
 
 Cands = Mapping[str, sp.spmatrix]
@@ -404,45 +405,6 @@ def _stage_features(
     feats = graph_features(proba, r, c, prefix=f"stage{stage + 1}__")
     names = list(feats)
     return np.column_stack([feats[k] for k in names]), names
-
-
-def _tree_arrays(clf: Any) -> dict[str, np.ndarray]:
-    """A fitted binary HistGradientBoostingClassifier's trees as flat node arrays."""
-    if clf.n_trees_per_iteration_ != 1:  # pragma: no cover - binary target
-        raise RuntimeError("PairReranker expects a binary classifier.")
-    nodes = [pred[0].nodes for pred in clf._predictors]
-    if any(bool(nd["is_categorical"].any()) for nd in nodes):  # pragma: no cover
-        raise RuntimeError("categorical splits are not supported.")
-    sizes = np.array([len(nd) for nd in nodes], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    flat = np.concatenate(nodes)
-    trees = {f: np.asarray(flat[f]) for f in _NODE_FIELDS}
-    for side in ("left", "right"):
-        trees[side] = trees[side].astype(np.int64) + np.repeat(offsets, sizes)
-    trees["roots"] = offsets
-    trees["baseline"] = np.asarray(clf._baseline_prediction, dtype=np.float64).ravel()
-    trees["max_depth"] = np.array([max(int(nd["depth"].max()) for nd in nodes)])
-    return trees
-
-
-def _predict_numpy(t: dict[str, np.ndarray], x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """scikit-learn's HistGradientBoosting probability, from the stored node arrays."""
-    leaf = t["is_leaf"].astype(bool)
-    left = np.where(leaf, np.arange(len(leaf)), t["left"])
-    right = np.where(leaf, np.arange(len(leaf)), t["right"])
-    feat = np.where(leaf, 0, t["feature_idx"]).astype(np.intp)
-    thr, mleft = t["num_threshold"], t["missing_go_to_left"].astype(bool)
-    raw = np.empty(len(x))
-    for s in range(0, len(x), chunk):
-        xb = x[s:s + chunk]
-        node = np.broadcast_to(t["roots"], (len(xb), len(t["roots"]))).copy()
-        rows = np.arange(len(xb))[:, None]
-        for _ in range(int(t["max_depth"][0])):
-            v = xb[rows, feat[node]]
-            go_left = np.where(np.isnan(v), mleft[node], v <= thr[node])
-            node = np.where(go_left, left[node], right[node])
-        raw[s:s + chunk] = t["value"][node].sum(axis=1) + t["baseline"][0]
-    return 1.0 / (1.0 + np.exp(-raw))
 
 
 def _as_lists(cands: Any, groups: Any, titles: Any) -> tuple[list[Any], list[Any], list[Any]]:
