@@ -252,3 +252,13 @@ def test_progress_bars_only_when_verbose(split, capsys):
     loud.predict(test)
     err = capsys.readouterr().err
     assert "cross-validation" in err and "embed + search" in err
+
+
+def test_reranker_falls_back_to_union_with_a_warning(split, tmp_path):
+    train, test = split
+    pipe = Pipeline.default(phash=False).set_params(tune=False)
+    with pytest.warns(UserWarning, match="using the union of the steps instead"):
+        pipe.fit(train)
+    assert isinstance(pipe.combiner_, Ensemble)
+    loaded = Pipeline.load(pipe.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.predict(test), pipe.predict(test))

@@ -101,7 +101,7 @@ def test_eda_rejects_bad_input(tmp_path: Path) -> None:
 def test_evaluation_plots_tuned_pipeline_with_images(small_images: Postings,
                                                      tmp_path: Path) -> None:
     pipe = Pipeline.default().fit(small_images)
-    assert set(pipe.tuning_["curves"]) == {"tfidf", "phash"}
+    assert set(pipe.tuning_["curves"]) == {"tfidf", "tfidf_qe", "phash"}
     written = evaluation_plots(pipe, small_images, tmp_path, n_pairs=4)
     assert [p.name for p in written] == EVAL_FILES
     check_pngs(tmp_path, EVAL_FILES)
@@ -110,7 +110,7 @@ def test_evaluation_plots_tuned_pipeline_with_images(small_images: Postings,
 def test_evaluation_plots_untuned_pipeline_computes_curves(small_titles: Postings,
                                                            tmp_path: Path) -> None:
     """No tuning curves: they are computed on the postings; a loose threshold gives errors."""
-    pipe = Pipeline.default()
+    pipe = Pipeline.default(rerank=False)
     pipe.set_params(tune=False, tfidf__matcher__threshold=0.3)
     pipe.fit(small_titles)
     written = evaluation_plots(pipe, small_titles, tmp_path)
@@ -127,7 +127,7 @@ def test_evaluation_plots_perfect_pipeline_says_none(tmp_path: Path) -> None:
                        "title": [f"product number {i // 3} alpha{i // 3}" for i in range(12)],
                        "label_group": [i // 3 for i in range(12)]})
     postings = Postings(df)
-    pipe = Pipeline.default()
+    pipe = Pipeline.default(rerank=False)
     pipe.set_params(tune=False, tfidf__matcher__threshold=0.9)
     pipe.fit(postings)
     written = evaluation_plots(pipe, postings, tmp_path)
@@ -138,7 +138,7 @@ def test_evaluation_plots_perfect_pipeline_says_none(tmp_path: Path) -> None:
 
 
 def test_evaluation_plots_need_labels(small_titles: Postings, tmp_path: Path) -> None:
-    pipe = Pipeline.default()
+    pipe = Pipeline.default(rerank=False)
     pipe.set_params(tune=False)
     pipe.fit(small_titles)
     unlabelled = Postings(small_titles.df.drop(columns="label_group"))

@@ -242,6 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     verbose = _setup(args)
     try:
+        return _run(args, verbose)
+    finally:
+        logger.handlers.clear()  # the stream may close after we return (tests, notebooks)
+
+
+def _run(args: argparse.Namespace, verbose: bool) -> int:
+    try:
         return _COMMANDS[args.command](args, verbose)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

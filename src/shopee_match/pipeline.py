@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,10 @@ class Pipeline(BaseEstimator):
     def _ensemble(self) -> Any:
         return self.ensemble if self.ensemble is not None else Ensemble()
 
+    def _combiner(self) -> Any:
+        """What combines the steps after fit: the ensemble, or the union it fell back to."""
+        return getattr(self, "combiner_", None) or self._ensemble()
+
     # --- sklearn-style nested parameters ------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         params = super().get_params(deep=False)
@@ -211,13 +216,14 @@ class Pipeline(BaseEstimator):
         steps = self._validate_steps()
         if not isinstance(postings, Postings):
             raise TypeError(f"fit expects Postings (see read_postings), got {type(postings).__name__}.")
-        if self.tune or getattr(self._ensemble(), "uses_candidates", False):
+        if self.tune:
             groups = postings.groups()  # raises a clear error without label_group
             n_groups = len(np.unique(groups))
         else:
             n_groups = 0
         ens = self._ensemble()
         self.tuning_: dict[str, Any] = {}
+        explained = False  # whether a fallback from a learned ensemble was warned about
         fitted_first = False
         if not self.refit_cv:  # folds are embedded by the final, fitted embedders
             self._fit_embedders(steps, postings, self.verbose)
@@ -236,9 +242,16 @@ class Pipeline(BaseEstimator):
                 matcher.set_similarity_threshold(th[name])
             self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
             if getattr(ens, "uses_candidates", False):
-                ens.fit_folds(folds)
-                self.tuning_["union_cv_f1"] = cv_f1
-                self.tuning_["cv_f1"] = float(getattr(ens, "cv_f1_", np.nan))
+                try:
+                    ens.fit_folds(folds)
+                    self.tuning_["union_cv_f1"] = cv_f1
+                    self.tuning_["cv_f1"] = float(getattr(ens, "cv_f1_", np.nan))
+                except ValueError as exc:
+                    explained = True
+                    warnings.warn(
+                        f"{type(ens).__name__} could not learn from these postings ({exc}); "
+                        "using the tuned union of the steps instead.", UserWarning, stacklevel=2,
+                    )
             elif not isinstance(ens, Ensemble) or ens.how != "union":
                 th, cv_f1, _ = tune_thresholds(steps, folds, ens.combine, fixed=self.fixed_steps or ())
                 for name, _, matcher in steps:
@@ -251,8 +264,15 @@ class Pipeline(BaseEstimator):
             )
         if not fitted_first:
             self._fit_embedders(steps, postings, self.verbose)
+        self.combiner_ = ens
         if getattr(ens, "uses_candidates", False) and not getattr(ens, "is_fitted_", False):
-            raise ValueError("This ensemble learns from labelled folds: fit with tune=True.")
+            if not explained:
+                warnings.warn(
+                    f"{type(ens).__name__} learns from labelled tuning folds (tune=True and at "
+                    f"least {self.n_splits} label groups); using the union of the steps instead.",
+                    UserWarning, stacklevel=2,
+                )
+            self.combiner_ = Ensemble()
         self.n_postings_fit_ = len(postings)
         return self
 
@@ -275,7 +295,7 @@ class Pipeline(BaseEstimator):
     def step_graphs(self, postings: Postings) -> dict[str, sp.csr_matrix]:
         """Each step's match graph over ``postings`` (candidates if the ensemble wants them)."""
         self._check_fitted()
-        use_cands = getattr(self._ensemble(), "uses_candidates", False)
+        use_cands = getattr(self._combiner(), "uses_candidates", False)
         out = {}
         embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         steps = self._validate_steps()
@@ -295,7 +315,7 @@ class Pipeline(BaseEstimator):
         return self._combine(graphs, postings)
 
     def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
-        ens = self._ensemble()
+        ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
             return ens.combine(graphs, titles=postings.titles)
         return ens.combine(graphs)
@@ -326,7 +346,7 @@ class Pipeline(BaseEstimator):
         groups = postings.groups()
         graphs = self.step_graphs(postings)
         rows = []
-        ens = self._ensemble()
+        ens = self._combiner()
         for name, (_, _, matcher) in zip(graphs, self._validate_steps()):
             g = matcher.select(graphs[name]) if getattr(ens, "uses_candidates", False) else graphs[name]
             rows.append(_scores(name, g, groups))
@@ -349,7 +369,7 @@ class Pipeline(BaseEstimator):
                     if k not in ("steps", "ensemble")
                 },
                 "steps": [],
-                "ensemble": estimator_to_json(self._ensemble()),
+                "ensemble": estimator_to_json(self._combiner()),
                 "n_postings_fit": self.n_postings_fit_,
                 "tuning": getattr(self, "tuning_", {}),
             }
@@ -366,7 +386,7 @@ class Pipeline(BaseEstimator):
                         emb.save_state(state)
                     entry.update({"embedder": estimator_to_json(emb), "state": f"steps/{name}"})
                 spec["steps"].append(entry)
-            ens = self._ensemble()
+            ens = self._combiner()
             if hasattr(ens, "save_state"):
                 (tmp / "ensemble").mkdir()
                 ens.save_state(tmp / "ensemble")
@@ -413,6 +433,7 @@ class Pipeline(BaseEstimator):
                 ens.load_state(path / "ensemble")
             pipe = cls(steps=steps, ensemble=ens, **spec.get("params", {}))
             pipe.n_postings_fit_ = int(spec["n_postings_fit"])
+            pipe.combiner_ = ens
             pipe.tuning_ = spec.get("tuning", {})
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}/config.json is damaged or incomplete ({exc!r}).") from exc
