@@ -29,3 +29,16 @@ def test_public_names():
     for name in shopee_match.__all__:
         assert getattr(shopee_match, name) is not None
     assert shopee_match.__version__.count(".") == 2
+
+
+def test_loading_a_text_pipeline_does_not_import_tensorflow(tmp_path):
+    from shopee_match import Pipeline, make_catalog
+
+    Pipeline.default(rerank=False, phash=False).fit(make_catalog(20, images=False)).save(tmp_path / "m")
+    code = (
+        "import sys; from shopee_match import Pipeline, make_catalog; "
+        f"p = Pipeline.load({str(tmp_path / 'm')!r}); p.predict(make_catalog(10, images=False)); "
+        "print([m for m in ('tensorflow', 'keras') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -53,7 +53,27 @@ def registered_name(cls_or_obj: Any) -> str:
     return str(key)
 
 
+#: Where the library's own classes live, so loading imports only the modules it needs
+#: (a TF-IDF pipeline must not pay for importing TensorFlow).
+_BUILTIN = {
+    "shopee_match>TitlePreprocessor": "shopee_match.text.preprocess",
+    "shopee_match>TfidfEmbedder": "shopee_match.text.tfidf",
+    "shopee_match>BertEmbedder": "shopee_match.text.bert",
+    "shopee_match>PhashEmbedder": "shopee_match.image.phash",
+    "shopee_match>ImageEmbedder": "shopee_match.image.efficientnet",
+    "shopee_match>NeighborMatcher": "shopee_match.neighbors.matcher",
+    "shopee_match>HashMatcher": "shopee_match.neighbors.hamming",
+    "shopee_match>BlendMatcher": "shopee_match.neighbors.blend",
+    "shopee_match>Ensemble": "shopee_match.ensemble",
+    "shopee_match>PairReranker": "shopee_match.rerank",
+}
+
+
 def get_registered(key: str) -> type:
+    if key not in _REGISTRY and key in _BUILTIN:
+        import importlib
+
+        importlib.import_module(_BUILTIN[key])
     if key not in _REGISTRY:
         _import_builtin()
     try:
