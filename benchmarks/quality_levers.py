@@ -31,8 +31,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from shopee_match import HashMatcher, NeighborMatcher, PhashEmbedder, Postings, TfidfEmbedder
-from shopee_match._validation import l2_normalize
 from shopee_match.data import group_kfold, read_postings, train_test_split_groups
+from shopee_match.neighbors.blend import blend
 from shopee_match.neighbors.graph import add_self, select
 from shopee_match.rerank import PairReranker
 
@@ -126,18 +126,6 @@ def seed_embed(p: Postings) -> sp.csr_matrix:
 
     vec = TfidfVectorizer(stop_words="english", binary=True, max_features=25000)
     return sp.csr_matrix(vec.fit_transform(p.titles), dtype=np.float32)
-
-
-def blend(emb: sp.csr_matrix, cand: sp.csr_matrix, k: int = 5) -> sp.csr_matrix:
-    """Neighbourhood blending: each row -> similarity-weighted sum of its top-k rows."""
-    coo = cand.tocoo()
-    n = cand.shape[0]
-    order = np.lexsort((-coo.data, coo.row))
-    r, c, s = coo.row[order], coo.col[order], coo.data[order]
-    rank = np.arange(len(r)) - np.searchsorted(r, r)
-    keep = rank < k
-    w = sp.csr_matrix((np.maximum(s[keep], 0), (r[keep], c[keep])), shape=(n, n))
-    return l2_normalize(w @ emb)  # type: ignore[return-value]
 
 
 def knn(emb: Any) -> sp.csr_matrix:
