@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shopee_match import f1_score, f1_scores
-from shopee_match.metrics import graph_f1_scores, precision_recall_f1
+from shopee_match.metrics import graph_f1_scores, graph_precision_recall_f1, precision_recall_f1
 
 ids = st.sets(st.integers(0, 20), max_size=10)
 pairs = st.lists(st.tuples(ids, ids), min_size=1, max_size=20)
@@ -64,3 +64,5 @@ def test_graph_f1_equals_set_f1(n, seed):
     pred = [np.flatnonzero(row) for row in dense]
     true = [np.flatnonzero(groups == groups[i]) for i in range(n)]
     assert np.allclose(graph_f1_scores(g, groups), f1_scores(true, pred))
+    for got, want in zip(graph_precision_recall_f1(g, groups), precision_recall_f1(true, pred)):
+        assert np.allclose(got, want)

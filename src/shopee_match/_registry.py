@@ -90,18 +90,7 @@ def _import_builtin() -> None:
     """Import the library's own estimator modules so they register themselves."""
     import importlib
 
-    for mod in (
-        "shopee_match.text.tfidf",
-        "shopee_match.text.preprocess",
-        "shopee_match.image.phash",
-        "shopee_match.neighbors.matcher",
-        "shopee_match.neighbors.hamming",
-        "shopee_match.neighbors.blend",
-        "shopee_match.rerank",
-        "shopee_match.ensemble",
-        "shopee_match.text.bert",
-        "shopee_match.image.efficientnet",
-    ):
+    for mod in dict.fromkeys(_BUILTIN.values()):
         # optional modules (deep models) may be missing their dependencies
         with contextlib.suppress(ImportError):
             importlib.import_module(mod)

@@ -14,6 +14,7 @@ __all__ = [
     "f1_score",
     "f1_scores",
     "graph_f1_scores",
+    "graph_precision_recall_f1",
     "precision_recall_f1",
     "precision_score",
     "recall_score",
@@ -92,17 +93,19 @@ def recall_score(true: Sequence[MatchSet], pred: Sequence[MatchSet]) -> float:
     return float(r.mean()) if len(r) else 1.0
 
 
-def graph_f1_scores(pred: object, groups: np.ndarray) -> np.ndarray:
-    """Per-posting F1 of a match graph against label groups, without building sets.
+def graph_precision_recall_f1(
+    pred: object, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-posting precision, recall and F1 of a match graph against label groups.
 
     ``pred`` is an n x n SciPy sparse matrix whose stored entries in row ``i`` are the
     postings ``i`` matches (include the diagonal); ``groups`` are label codes. Equal to
-    :func:`f1_scores` on the same sets, but vectorised (used by threshold tuning).
+    :func:`precision_recall_f1` on the same sets, but vectorised.
 
     >>> import scipy.sparse as sp
     >>> g = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]]))
-    >>> graph_f1_scores(g, np.array([0, 0, 1])).round(3).tolist()
-    [1.0, 0.667, 1.0]
+    >>> [a.round(3).tolist() for a in graph_precision_recall_f1(g, np.array([0, 0, 1]))]
+    [[1.0, 1.0, 1.0], [1.0, 0.5, 1.0], [1.0, 0.667, 1.0]]
     """
     import scipy.sparse as sp
 
@@ -116,4 +119,19 @@ def graph_f1_scores(pred: object, groups: np.ndarray) -> np.ndarray:
     same = codes[coo.row] == codes[coo.col]
     inter = np.bincount(coo.row[same], minlength=n)
     n_pred = np.bincount(coo.row, minlength=n)
-    return 2.0 * inter / (n_pred + sizes)
+    return inter / np.maximum(n_pred, 1), inter / sizes, 2.0 * inter / (n_pred + sizes)
+
+
+def graph_f1_scores(pred: object, groups: np.ndarray) -> np.ndarray:
+    """Per-posting F1 of a match graph against label groups, without building sets.
+
+    ``pred`` is an n x n SciPy sparse matrix whose stored entries in row ``i`` are the
+    postings ``i`` matches (include the diagonal); ``groups`` are label codes. Equal to
+    :func:`f1_scores` on the same sets, but vectorised (used by threshold tuning).
+
+    >>> import scipy.sparse as sp
+    >>> g = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]]))
+    >>> graph_f1_scores(g, np.array([0, 0, 1])).round(3).tolist()
+    [1.0, 0.667, 1.0]
+    """
+    return graph_precision_recall_f1(pred, groups)[2]

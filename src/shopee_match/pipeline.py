@@ -19,7 +19,7 @@ from ._validation import NotFittedError
 from .data import Postings
 from .embedder import Embedder
 from .ensemble import Ensemble
-from .metrics import graph_f1_scores
+from .metrics import graph_precision_recall_f1
 from .neighbors.graph import graph_to_sets
 from .tuning import collect_folds, loosest_candidates, tune_thresholds
 
@@ -442,19 +442,13 @@ class Pipeline(BaseEstimator):
 
 
 def _scores(name: str, g: sp.csr_matrix, groups: np.ndarray) -> dict[str, Any]:
-    f1 = graph_f1_scores(g, groups)
-    coo = g.tocoo()
-    _, codes = np.unique(groups, return_inverse=True)
-    same = codes[coo.row] == codes[coo.col]
-    inter = np.bincount(coo.row[same], minlength=g.shape[0])
-    n_pred = np.bincount(coo.row, minlength=g.shape[0])
-    sizes = np.bincount(codes)[codes]
+    precision, recall, f1 = graph_precision_recall_f1(g, groups)
     return {
         "step": name,
         "f1": float(f1.mean()),
-        "precision": float((inter / np.maximum(n_pred, 1)).mean()),
-        "recall": float((inter / sizes).mean()),
-        "mean_matches": float(n_pred.mean()),
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
+        "mean_matches": float(np.diff(g.tocsr().indptr).mean()),
     }
 
 

@@ -28,6 +28,7 @@ from ._trees import predict_numpy as _predict_numpy
 from ._trees import tree_arrays as _tree_arrays
 from ._validation import NotFittedError, check_scalar
 from .data import group_kfold
+from .metrics import graph_f1_scores
 from .neighbors.graph import select as select_graph
 from .pair_features import candidate_pairs, graph_features, pair_features
 
@@ -438,11 +439,4 @@ def _symmetric_graph(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.
 
 def _f1_sum(pred: sp.csr_matrix, groups: np.ndarray) -> float:
     """Sum over rows of per-posting F1 of a match graph (diagonal included)."""
-    coo = pred.tocoo()
-    n = pred.shape[0]
-    same = groups[coo.row] == groups[coo.col]
-    inter = np.bincount(coo.row[same], minlength=n)
-    npred = np.bincount(coo.row, minlength=n)
-    _, codes = np.unique(groups, return_inverse=True)
-    ntrue = np.bincount(codes)[codes]
-    return float(np.sum(2.0 * inter / (npred + ntrue)))
+    return float(graph_f1_scores(pred, groups).sum())

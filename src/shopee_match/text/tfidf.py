@@ -119,8 +119,15 @@ class TfidfEmbedder(BaseEmbedder):
         return vecs
 
     def fit(self, postings: Postings) -> TfidfEmbedder:
-        """Learn the vocabulary and idf weights from the postings' titles."""
+        """Learn the vocabulary and idf weights from the postings' titles.
+
+        With ``fit_on="predict"`` there is nothing to learn here: :meth:`embed` learns
+        them on the postings it is given.
+        """
         self._validate()
+        if self.fit_on == "predict":
+            self.vectorizers_: list[tuple[str, TfidfVectorizer]] = []
+            return self
         self.vectorizers_ = self._learn(self._prep().transform(postings.titles))
         return self
 
@@ -150,6 +157,9 @@ class TfidfEmbedder(BaseEmbedder):
 
     def load_state(self, path: Path) -> None:
         self._validate()
+        if self.fit_on == "predict":  # nothing was learned at fit time
+            self.vectorizers_ = []
+            return
         vecs = self._vectorizers()
         for kind, vec in vecs:
             terms = json.loads((path / f"{kind}_vocabulary.json").read_text(encoding="utf-8"))
