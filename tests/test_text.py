@@ -105,3 +105,11 @@ def test_tfidf_fit_on_predict_relearns_vocabulary(titles_catalog: Postings) -> N
 def test_tfidf_bad_params(titles_catalog: Postings, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TfidfEmbedder(**kwargs).fit(titles_catalog)
+
+
+def test_fit_on_predict_with_no_usable_titles_warns_and_gives_zero_rows() -> None:
+    p = Postings(pd.DataFrame({"posting_id": ["a", "b"], "title": ["!!!", "the"]}))
+    emb = TfidfEmbedder(fit_on="predict").fit(p)
+    with pytest.warns(UserWarning, match="Every row is zero"):
+        x = emb.embed(p)
+    assert x.shape[0] == 2 and x.nnz == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,7 +137,15 @@ class TfidfEmbedder(BaseEmbedder):
         """One L2-normalised sparse row per posting (all-zero for an empty title)."""
         check_is_fitted(self, "vectorizers_")
         docs = self._prep().transform(postings.titles)
-        vecs = self._learn(docs) if self.fit_on == "predict" else self.vectorizers_
+        if self.fit_on == "predict":
+            try:
+                vecs = self._learn(docs)
+            except ValueError as exc:  # no usable word in any title
+                warnings.warn(f"{postings.source}: {exc} Every row is zero: these postings "
+                              "match only by other steps.", UserWarning, stacklevel=2)
+                return sp.csr_matrix((len(docs), 1), dtype=np.float32)
+        else:
+            vecs = self.vectorizers_
         blocks = []
         for kind, vec in vecs:
             w = self.word_weight if kind == "word" else 1.0 - self.word_weight
