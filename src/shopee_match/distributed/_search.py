@@ -56,8 +56,8 @@ def pair_topk(
     >>> pair_topk(x, x, NeighborMatcher(k=1), col_offset=10)[1].ravel().tolist()
     [10, 11, 12]
     """
-    kwargs = {} if matcher.working_memory is None else {"working_memory": matcher.working_memory}
-    backend = get_backend(matcher.backend, ref, **kwargs)
+    # Dask already runs one task per worker thread: one search thread each, by default
+    backend = get_backend(matcher.backend, ref, **{"n_jobs": 1, **matcher.backend_options()})
     backend.fit(ref)
     floor = matcher_floor(matcher)
     sims, idx = backend.search(ref if same else query, int(matcher.k), threshold=floor)

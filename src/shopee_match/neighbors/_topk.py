@@ -7,13 +7,47 @@ contiguous memory), takes each group's max, keeps the ``k`` groups with the larg
 (the row's top k elements are all inside them: an element outside has k larger group
 maxima above it) and selects among those ``k * s`` candidates only. With a threshold,
 groups whose max is below it are dropped before any partition or sort.
+
+Where numba is installed (the ``[fast]`` extra), ``kernel="auto"`` runs the compiled
+one-pass kernel of :mod:`._numba_kernels` instead: about 3x less time per block, the
+difference between 1.3x and 1.1x the BLAS floor for the dense backend.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
-__all__ = ["empty_result", "topk_block", "topk_columns"]
+__all__ = ["KERNELS", "compiled_kernels", "empty_result", "topk_block", "topk_columns"]
+
+#: The values of the ``kernel`` option of the exact backends.
+KERNELS = ("auto", "numba", "numpy")
+
+
+def compiled_kernels(kernel: str = "auto") -> ModuleType | None:
+    """The compiled kernels for ``kernel`` (``None``: use the NumPy path).
+
+    ``"auto"`` uses them where numba imports, ``"numba"`` requires them, ``"numpy"``
+    never uses them.
+
+    >>> compiled_kernels("numpy") is None
+    True
+    """
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if kernel == "numpy":
+        return None
+    try:
+        from . import _numba_kernels
+    except ImportError as e:
+        if kernel == "numba":
+            raise ImportError(
+                "kernel='numba' needs numba: pip install 'shopee_match[fast]' "
+                "(or use kernel='auto', which falls back to NumPy)"
+            ) from e
+        return None
+    return _numba_kernels
 
 
 def empty_result(n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,12 +64,14 @@ def _group_size(n: int, k: int) -> int:
 
 
 def topk_block(
-    block: np.ndarray, k: int, threshold: float | None = None
+    block: np.ndarray, k: int, threshold: float | None = None, kernel: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` of each row of ``block`` as ``(sims, idx)``, sorted by falling similarity.
 
     ``k`` is capped at the number of columns. Where ``threshold`` is given, slots whose
-    similarity is below it are ``-inf`` / ``-1``. ``block`` is not modified.
+    similarity is below it are ``-inf`` / ``-1``. ``block`` is not modified. ``kernel``:
+    see :func:`compiled_kernels` (equal similarities: the compiled kernel returns the
+    smaller column first, the NumPy path either).
 
     >>> import numpy as np
     >>> s, i = topk_block(np.array([[0.1, 0.9, 0.5]], dtype=np.float32), 2)
@@ -46,6 +82,12 @@ def topk_block(
     k = min(k, n)
     if n_rows == 0 or k == 0:
         return empty_result(n_rows, k)
+    compiled = compiled_kernels(kernel)
+    if compiled is not None:
+        sims, idx = empty_result(n_rows, k)
+        floor = -np.inf if threshold is None else float(threshold)
+        compiled.dense_topk(np.ascontiguousarray(block, dtype=np.float32), k, floor, sims, idx)
+        return sims, idx
     s = _group_size(n, k)
     n_groups = n // s
     if s < 2 or n_groups <= 2 * k:

@@ -64,10 +64,11 @@ class BlendMatcher(NeighborMatcher):
         min_threshold: float | None = None,
         backend: str = "auto",
         working_memory: float | None = None,
+        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(threshold=threshold, k=k, min_matches=min_matches,
                          min_threshold=min_threshold, backend=backend,
-                         working_memory=working_memory)
+                         working_memory=working_memory, backend_kwargs=backend_kwargs)
         self.n_blend = n_blend
 
     def blended(self, emb: Any) -> Any:

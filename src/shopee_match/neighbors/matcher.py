@@ -35,6 +35,8 @@ class NeighborMatcher(BaseEstimator):
     min_threshold : floor for those fallback matches (``None``: no floor).
     backend : ``"auto"``, ``"numpy"``, ``"sparse"``, ``"sklearn"``, ``"faiss"``, ...
     working_memory : MiB for one block of similarities (default 256).
+    backend_kwargs : more options for the backend, e.g. ``{"kernel": "numpy", "n_jobs": 1}``
+        for the exact CPU backends (options a backend does not take are ignored).
 
     >>> import numpy as np
     >>> emb = np.array([[1, 0], [0.99, 0.14], [0, 1]], dtype=np.float32)
@@ -51,6 +53,7 @@ class NeighborMatcher(BaseEstimator):
         min_threshold: float | None = None,
         backend: str = "auto",
         working_memory: float | None = None,
+        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.threshold = threshold
         self.k = k
@@ -58,6 +61,22 @@ class NeighborMatcher(BaseEstimator):
         self.min_threshold = min_threshold
         self.backend = backend
         self.working_memory = working_memory
+        self.backend_kwargs = backend_kwargs
+
+    def backend_options(self) -> dict[str, Any]:
+        """The keyword arguments the backend is built with.
+
+        >>> NeighborMatcher(working_memory=64, backend_kwargs={"n_jobs": 1}).backend_options()
+        {'n_jobs': 1, 'working_memory': 64}
+        """
+        if self.backend_kwargs is not None and not isinstance(self.backend_kwargs, dict):
+            raise TypeError(
+                f"backend_kwargs must be a dict or None, got {type(self.backend_kwargs).__name__}"
+            )
+        opts = dict(self.backend_kwargs or {})
+        if self.working_memory is not None:
+            opts["working_memory"] = self.working_memory
+        return opts
 
     def _validate(self) -> None:
         # up to 1.01: a threshold above every cosine switches the step off (tuning uses it)
@@ -84,8 +103,7 @@ class NeighborMatcher(BaseEstimator):
         n = emb.shape[0]
         if n == 0:
             return np.empty((0, 0), dtype=np.int64), np.empty((0, 0), dtype=np.float32)
-        kwargs = {} if self.working_memory is None else {"working_memory": self.working_memory}
-        backend = get_backend(self.backend, emb, **kwargs)
+        backend = get_backend(self.backend, emb, **self.backend_options())
         backend.fit(emb)
         sims, idx = backend.search(emb, int(self.k), threshold=threshold)
         return idx, sims
