@@ -45,9 +45,9 @@ def _offer(v: float, j: int, hv: Arr, hi: Arr, floor: float) -> None:
 
 @njit(inline="always")
 def _push_row(
-    row: Arr, hv: Arr, hi: Arr, floor: float, cmax: Arr, ch_v: Arr, ch_i: Arr
+    row: Arr, hv: Arr, hi: Arr, floor: float, cmax: Arr, ch_v: Arr, ch_i: Arr, col0: int = 0
 ) -> None:
-    """Offer every ``row[m]`` (column ``m``) to the heap, in two passes.
+    """Offer every ``row[m]`` (column ``col0 + m``) to the heap, in two passes.
 
     Pass one writes each chunk's maximum to ``cmax`` (a vectorised memory pass) and
     keeps the ``k`` largest maxima in a second heap (``ch_v``, ``ch_i``): its root bounds
@@ -66,14 +66,14 @@ def _push_row(
         cmax[c] = best
         if best > ch_v[0]:
             _sift_down(ch_v, ch_i, best, c)
-    gate = max(ch_v[0], floor)
+    gate = max(ch_v[0], hv[0], floor)
     for c in range(n_ch):
         if cmax[c] >= gate:
             for m in range(c * _CHUNK, (c + 1) * _CHUNK):
                 if row[m] >= gate:
-                    _offer(row[m], m, hv, hi, floor)
+                    _offer(row[m], col0 + m, hv, hi, floor)
     for m in range(n_ch * _CHUNK, n):
-        _offer(row[m], m, hv, hi, floor)
+        _offer(row[m], col0 + m, hv, hi, floor)
 
 
 @njit(inline="always")
@@ -111,14 +111,23 @@ def dense_topk(block: Arr, k: int, floor: float, out_s: Arr, out_i: Arr) -> None
 def tile_offer(tile: Arr, col0: int, floor: float, heap_s: Arr, heap_i: Arr) -> None:
     """Offer a tile of similarities (columns ``col0 ...``) to the running heaps of its
     rows (``heap_s``/``heap_i``, one row per tile row, filled with ``-inf`` / ``-1`` at
-    the start): one pass, a chunk looked at only when its maximum reaches the row's
-    current k-th best. :func:`heaps_sorted` turns the heaps into the result."""
+    the start). A row whose heap is not yet full takes the two-pass scan of
+    :func:`_push_row`; later tiles take one pass, a chunk looked at only when its
+    maximum reaches the row's current k-th best. :func:`heaps_sorted` turns the heaps
+    into the result."""
     n_rows, n = tile.shape
     n_full = n - n % _CHUNK
+    k = heap_s.shape[1]
+    cmax = np.empty(n // _CHUNK, dtype=np.float32)
+    ch_v = np.empty(k, dtype=np.float32)
+    ch_i = np.empty(k, dtype=np.int64)
     for r in range(n_rows):
         hv = heap_s[r]
         hi = heap_i[r]
         row = tile[r]
+        if hi[0] < 0:  # the heap is not full yet (first tile): the two-pass scan
+            _push_row(row, hv, hi, floor, cmax, ch_v, ch_i, col0)
+            continue
         gate = max(hv[0], floor)
         for m0 in range(0, n_full, _CHUNK):
             best = row[m0]
