@@ -29,11 +29,12 @@ if importlib.util.find_spec("cupy") is not None:  # pragma: no cover - no GPU in
 DENSE_EXACT = [
     pytest.param("numpy", {}, id="numpy"),
     pytest.param("numpy", {"kernel": "numba"}, id="numpy-numba", marks=needs_numba),
-    pytest.param("numpy", {"kernel": "numpy"}, id="numpy-numpy"),
     pytest.param("numpy", {"symmetric": True}, id="numpy-symmetric"),
-    pytest.param("numpy", {"symmetric": True, "kernel": "numpy"}, id="numpy-symmetric-numpy"),
+    pytest.param("numpy", {"symmetric": True, "kernel": "numba"}, id="numpy-symmetric-numba",
+                 marks=needs_numba),
     pytest.param("numpy", {"working_memory": 0.05, "symmetric": True}, id="numpy-small-tiles"),
-    pytest.param("numpy", {"working_memory": 0.05, "kernel": "numpy"}, id="numpy-small-blocks"),
+    pytest.param("numpy", {"working_memory": 0.05, "kernel": "numba"}, id="numpy-small-blocks",
+                 marks=needs_numba),
     pytest.param("sklearn", {}, id="sklearn"),
     pytest.param("faiss", {}, id="faiss", marks=pytest.mark.skipif(not HAS_FAISS, reason="faiss")),
     pytest.param("cupy", {}, id="cupy", marks=pytest.mark.skipif(not HAS_GPU, reason="GPU")),
@@ -150,8 +151,11 @@ SPARSE = [
     pytest.param("sparse", {"head": 5}, id="sparse-hybrid"),
     pytest.param("sparse", {"head": 5, "working_memory": 0.01}, id="sparse-hybrid-blocks"),
     pytest.param("sparse", {"head": 0, "working_memory": 0.01}, id="sparse-blocks"),
-    pytest.param("sparse", {"head": 0, "kernel": "numpy"}, id="sparse-csr-topk-scipy"),
-    pytest.param("sparse", {"head": 5, "kernel": "numpy"}, id="sparse-hybrid-scipy"),
+    pytest.param("sparse", {"head": 0, "kernel": "numba"}, id="sparse-csr-numba", marks=needs_numba),
+    pytest.param("sparse", {"head": 5, "kernel": "numba"}, id="sparse-hybrid-numba",
+                 marks=needs_numba),
+    pytest.param("sparse", {"head": 5, "kernel": "numba", "working_memory": 0.01},
+                 id="sparse-hybrid-numba-blocks", marks=needs_numba),
 ]
 
 

@@ -118,7 +118,7 @@ class NumpyBackend:
         sims, idx = empty_result(n_q, k)
         n_jobs = effective_n_jobs(self.n_jobs) if n_q * n_ref >= _THREADED_MIN else 1
         budget = chunk_rows(n_ref, self.working_memory) * n_ref // n_jobs  # floats a thread
-        compiled = compiled_kernels(self.kernel)
+        compiled = compiled_kernels(self.kernel, n_q * n_ref)
         if compiled is None:
             rows, cols = max(1, budget // n_ref), n_ref
         else:

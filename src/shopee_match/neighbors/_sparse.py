@@ -84,7 +84,7 @@ class SparseBackend:
         ref = sp.csr_matrix(ref, dtype=np.float32)
         n, n_feat = ref.shape
         df = np.bincount(ref.indices, minlength=n_feat)
-        compiled = compiled_kernels(self.kernel) is not None
+        compiled = compiled_kernels(self.kernel, n * n) is not None
         ns_sparse = _NS_SPARSE_COMPILED if compiled else _NS_SPARSE
         n_head = min(int(self.head), n_feat) if self.head is not None else None
         if n_head is None:
@@ -114,7 +114,7 @@ class SparseBackend:
         t = tiny if threshold is None else max(float(threshold), tiny)
         q_tail = query[:, self.tail_cols_].tocsr()
         q_head = query[:, self.head_cols_].tocsr() if self.ref_head_ is not None else None
-        compiled = compiled_kernels(self.kernel)
+        compiled = compiled_kernels(self.kernel, n_q * n_ref)
         if compiled is not None:
             self._search_compiled(compiled, q_tail, q_head, k, t, sims, idx)
             return sims, idx

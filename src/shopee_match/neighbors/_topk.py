@@ -23,20 +23,24 @@ __all__ = ["KERNELS", "compiled_kernels", "empty_result", "topk_block", "topk_co
 
 #: The values of the ``kernel`` option of the exact backends.
 KERNELS = ("auto", "numba", "numpy")
+# "auto" leaves searches of fewer similarities than this to NumPy: importing numba and
+# loading the cached kernels costs ~0.5 s once, more than such a search saves
+_COMPILED_MIN = 1 << 22
 
 
-def compiled_kernels(kernel: str = "auto") -> ModuleType | None:
+def compiled_kernels(kernel: str = "auto", size: int | None = None) -> ModuleType | None:
     """The compiled kernels for ``kernel`` (``None``: use the NumPy path).
 
-    ``"auto"`` uses them where numba imports, ``"numba"`` requires them, ``"numpy"``
-    never uses them.
+    ``"auto"`` uses them where numba imports and the work (``size`` similarities, when
+    given) is large enough to pay for loading them, ``"numba"`` always (it requires
+    numba), ``"numpy"`` never.
 
     >>> compiled_kernels("numpy") is None
     True
     """
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if kernel == "numpy":
+    if kernel == "numpy" or (kernel == "auto" and size is not None and size < _COMPILED_MIN):
         return None
     try:
         from . import _numba_kernels
@@ -82,7 +86,7 @@ def topk_block(
     k = min(k, n)
     if n_rows == 0 or k == 0:
         return empty_result(n_rows, k)
-    compiled = compiled_kernels(kernel)
+    compiled = compiled_kernels(kernel, block.size)
     if compiled is not None:
         sims, idx = empty_result(n_rows, k)
         floor = -np.inf if threshold is None else float(threshold)
