@@ -12,9 +12,8 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from . import __version__
 from ._params import BaseEstimator
-from ._persist import atomic_dir, estimator_from_json, estimator_to_json, read_json, write_json
+from ._pipeline_io import FORMAT_VERSION, load_pipeline, save_pipeline
 from ._validation import NotFittedError
 from .data import Postings
 from .embedder import Embedder
@@ -26,10 +25,6 @@ from .tuning import collect_folds, loosest_candidates, tune_thresholds
 __all__ = ["FORMAT_VERSION", "Pipeline"]
 
 logger = logging.getLogger(__name__)
-
-#: Version of the saved-pipeline layout; :meth:`Pipeline.load` refuses newer ones.
-FORMAT_VERSION = 1
-_FORMAT = "shopee_match.pipeline"
 
 Step = tuple[str, Any, Any]
 
@@ -359,86 +354,14 @@ class Pipeline(BaseEstimator):
         self._check_fitted()
         steps = self._validate_steps()
         path = Path(path)
-        with atomic_dir(path) as tmp:
-            spec: dict[str, Any] = {
-                "format": _FORMAT,
-                "format_version": FORMAT_VERSION,
-                "library_version": __version__,
-                "params": {
-                    k: v for k, v in self.get_params(deep=False).items()
-                    if k not in ("steps", "ensemble")
-                },
-                "steps": [],
-                "ensemble": estimator_to_json(self._combiner()),
-                "n_postings_fit": self.n_postings_fit_,
-                "tuning": getattr(self, "tuning_", {}),
-            }
-            owner: dict[int, str] = {}
-            for name, emb, matcher in steps:
-                entry: dict[str, Any] = {"name": name, "matcher": estimator_to_json(matcher)}
-                if id(emb) in owner:  # the same embedder object as an earlier step
-                    entry["embedder_of"] = owner[id(emb)]
-                else:
-                    owner[id(emb)] = name
-                    state = tmp / "steps" / name
-                    state.mkdir(parents=True)
-                    if hasattr(emb, "save_state"):
-                        emb.save_state(state)
-                    entry.update({"embedder": estimator_to_json(emb), "state": f"steps/{name}"})
-                spec["steps"].append(entry)
-            ens = self._combiner()
-            if hasattr(ens, "save_state"):
-                (tmp / "ensemble").mkdir()
-                ens.save_state(tmp / "ensemble")
-            write_json(tmp / "config.json", spec)
+        save_pipeline(self, steps, path)
         logger.info("saved pipeline to %s", path)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Pipeline:
         """Load a folder written by :meth:`save`. Never executes code from it."""
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"{path}: no such pipeline folder (make one with `shopee-match fit`).")
-        spec = read_json(path / "config.json")
-        if not isinstance(spec, dict) or spec.get("format") != _FORMAT:
-            raise ValueError(f"{path}/config.json is not a shopee_match pipeline.")
-        version = spec.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was saved by a newer shopee_match (format {version!r}, library "
-                f"{spec.get('library_version')}); this is {__version__} (format "
-                f"{FORMAT_VERSION}). Upgrade with `pip install -U shopee_match`."
-            )
-        try:
-            steps: list[Step] = []
-            by_name: dict[str, Any] = {}
-            for s in spec["steps"]:
-                matcher = estimator_from_json(s["matcher"])
-                if "embedder_of" in s:
-                    if s["embedder_of"] not in by_name:
-                        raise ValueError(f"step {s['name']!r} shares the embedder of an unknown step.")
-                    emb = by_name[s["embedder_of"]]
-                else:
-                    emb = estimator_from_json(s["embedder"])
-                    state = (path / s["state"]).resolve()
-                    if path.resolve() not in state.parents:
-                        raise ValueError(f"step state path {s['state']!r} points outside {path}.")
-                    if hasattr(emb, "load_state"):
-                        emb.load_state(state)
-                by_name[str(s["name"])] = emb
-                steps.append((str(s["name"]), emb, matcher))
-            ens = estimator_from_json(spec["ensemble"])
-            if hasattr(ens, "load_state") and (path / "ensemble").is_dir():
-                ens.load_state(path / "ensemble")
-            pipe = cls(steps=steps, ensemble=ens, **spec.get("params", {}))
-            pipe.n_postings_fit_ = int(spec["n_postings_fit"])
-            pipe.combiner_ = ens
-            pipe.tuning_ = spec.get("tuning", {})
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path}/config.json is damaged or incomplete ({exc!r}).") from exc
-        pipe._validate_steps()
-        return pipe
+        return load_pipeline(cls, Path(path))
 
 
 def _scores(name: str, g: sp.csr_matrix, groups: np.ndarray) -> dict[str, Any]:

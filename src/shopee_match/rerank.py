@@ -23,14 +23,19 @@ import scipy.sparse as sp
 
 from ._params import BaseEstimator
 from ._registry import register
+from ._rerank_fit import Block as _Block
+from ._rerank_fit import as_lists as _as_lists
+from ._rerank_fit import oof_graphs as _oof_graphs
+from ._rerank_fit import split_folds as _split_folds
+from ._rerank_fit import stage_features as _stage_features
+from ._rerank_fit import symmetric_graph as _symmetric_graph
+from ._rerank_fit import tune_threshold as _tune_threshold
 from ._trees import NODE_FIELDS as _NODE_FIELDS
 from ._trees import predict_numpy as _predict_numpy
 from ._trees import tree_arrays as _tree_arrays
 from ._validation import NotFittedError, check_scalar
-from .data import group_kfold
-from .metrics import graph_f1_scores
 from .neighbors.graph import select as select_graph
-from .pair_features import candidate_pairs, graph_features, pair_features
+from .pair_features import candidate_pairs, pair_features
 
 __all__ = ["PairReranker"]
 
@@ -138,6 +143,11 @@ class PairReranker(BaseEstimator):
         with self._threads():
             return self._hgb().fit(x, y)
 
+    def _proba(self, clf: Any, x: np.ndarray) -> np.ndarray:
+        """P(match) of rows ``x`` from a fitted scikit-learn classifier."""
+        with self._threads():
+            return clf.predict_proba(x)[:, 1]
+
     def _threads(self) -> Any:
         from threadpoolctl import threadpool_limits
 
@@ -202,7 +212,7 @@ class PairReranker(BaseEstimator):
                              f"graphs' modalities {names}.")
         # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
         # optional modalities emptied, so the trees also learn the regime without them
-        sets: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]] = []
+        sets: list[_Block] = []
         for b, (c, g, t) in enumerate(zip(cand_list, group_list, title_list)):
             n = next(iter(c.values())).shape[0]
             g = np.asarray(g)
@@ -223,7 +233,7 @@ class PairReranker(BaseEstimator):
                 if len(cand_list) > 1:
                     sets.append((x, r, cc, g, b, twin))
                 else:
-                    sets.extend(self._split(x, r, cc, g, twin))
+                    sets.extend(_split_folds(x, r, cc, g, twin, self.cv, self.random_state))
         ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
         if sum(int(y.sum()) for y in ys) == 0 or all(int(y.min(initial=1)) == 1 for y in ys):
             raise ValueError(
@@ -236,7 +246,8 @@ class PairReranker(BaseEstimator):
         self.estimators_: list[Any] = []
         for stage in range(self.n_stages):
             last = stage == self.n_stages - 1
-            oof = self._oof(xs, sets, ys) if (self.tune_threshold or not last) else []
+            oof = (_oof_graphs(xs, sets, ys, self._fit_hgb, self._proba)
+                   if (self.tune_threshold or not last) else [])
             if last:
                 self.threshold_ = self._tune(oof, sets) if self.tune_threshold else float(
                     self.threshold)
@@ -253,54 +264,12 @@ class PairReranker(BaseEstimator):
                     sum(len(y) for y in ys), len(feat_names), self.n_stages, self.threshold_)
         return self
 
-    def _split(self, x: np.ndarray, r: np.ndarray, c: np.ndarray, g: np.ndarray,
-               twin: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]]:
-        """One candidate set cut into ``cv`` group folds (pairs across folds dropped)."""
-        _, codes = np.unique(g, return_inverse=True)
-        fold_of_row = np.empty(len(g), dtype=np.intp)
-        for f, (_, test) in enumerate(group_kfold(codes, self.cv, self.random_state)):
-            fold_of_row[test] = f
-        out = []
-        for f in range(self.cv):
-            keep = (fold_of_row[r] == f) & (fold_of_row[c] == f)
-            rows = np.flatnonzero(fold_of_row == f)
-            remap = np.full(len(g), -1, dtype=np.intp)
-            remap[rows] = np.arange(len(rows))
-            out.append((x[keep], remap[r[keep]], remap[c[keep]], g[rows], f, twin))
-        return out
-
-    def _oof(self, xs: list[np.ndarray], sets: list[tuple[Any, ...]],
-             ys: list[np.ndarray]) -> list[sp.csr_matrix]:
-        """Out-of-fold probability graphs: each fold scored by a model fitted on the others."""
-        out: list[sp.csr_matrix] = [sp.csr_matrix((0, 0))] * len(sets)
-        for fold in sorted({s[4] for s in sets}):
-            train = [i for i, s in enumerate(sets) if s[4] != fold]
-            clf = self._fit_hgb(np.vstack([xs[i] for i in train]),
-                                np.concatenate([ys[i] for i in train]))
-            for i, s in enumerate(sets):
-                if s[4] == fold:
-                    with self._threads():
-                        p = clf.predict_proba(xs[i])[:, 1]
-                    out[i] = _symmetric_graph(p, s[1], s[2], len(s[3]))
-        return out
-
-    def _tune(self, oof: list[sp.csr_matrix], sets: list[tuple[Any, ...]]) -> float:
+    def _tune(self, oof: list[sp.csr_matrix], sets: list[_Block]) -> float:
         """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
-        grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
-        scores = np.zeros(len(grid))
-        total = 0
-        for proba, s in zip(oof, sets):
-            if s[5]:
-                continue
-            g = s[3]
-            for t, thr in enumerate(grid):
-                scores[t] += _f1_sum(self._select(proba, float(thr)), g)
-            total += len(g)
-        best = int(np.argmax(scores))
-        self.cv_f1_ = float(scores[best] / max(total, 1))
+        threshold, self.cv_f1_ = _tune_threshold(oof, sets, self._select)
         logger.info("PairReranker: tuned threshold %.3f (out-of-fold F1 %.4f)",
-                    grid[best], self.cv_f1_)
-        return float(grid[best])
+                    threshold, self.cv_f1_)
+        return threshold
 
     # --- prediction -----------------------------------------------------------------
     def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
@@ -327,11 +296,7 @@ class PairReranker(BaseEstimator):
         for stage, (trees, est) in enumerate(zip(self.trees_, ests)):
             if stage:
                 x = np.hstack([x, _stage_features(proba, r, c, stage - 1)[0]])
-            if est is not None:
-                with self._threads():
-                    p = est.predict_proba(x)[:, 1]
-            else:
-                p = _predict_numpy(trees, x)
+            p = self._proba(est, x) if est is not None else _predict_numpy(trees, x)
             proba = _symmetric_graph(p, r, c, n)
         return proba
 
@@ -397,46 +362,3 @@ class PairReranker(BaseEstimator):
         self.threshold_ = float(state["threshold"])
         self.uses_titles_ = bool(state["uses_titles"])
         self.estimators_ = []  # predictions use the NumPy trees
-
-
-def _stage_features(
-    proba: sp.csr_matrix, r: np.ndarray, c: np.ndarray, stage: int
-) -> tuple[np.ndarray, list[str]]:
-    """Features of an earlier stage's probability graph, as of any modality's graph."""
-    feats = graph_features(proba, r, c, prefix=f"stage{stage + 1}__")
-    names = list(feats)
-    return np.column_stack([feats[k] for k in names]), names
-
-
-def _as_lists(cands: Any, groups: Any, titles: Any) -> tuple[list[Any], list[Any], list[Any]]:
-    if isinstance(cands, Mapping):
-        if not cands:
-            raise ValueError("`cands` is empty: pass at least one modality's candidate graph.")
-        return [cands], [groups], [titles]
-    if not isinstance(cands, Sequence) or not cands or not all(isinstance(c, Mapping) for c in cands):
-        raise TypeError(
-            "`cands` must be a dict (modality name -> n x n candidate graph) or a non-empty "
-            f"list of such dicts, got {type(cands).__name__}."
-        )
-    if not isinstance(groups, Sequence) or len(groups) != len(cands):
-        raise ValueError(
-            f"with a list of {len(cands)} candidate sets, `groups` must be a list of "
-            f"{len(cands)} label arrays, one per set."
-        )
-    if titles is None:
-        titles = [None] * len(cands)
-    if len(titles) != len(cands):
-        raise ValueError(f"`titles` must be a list of {len(cands)} title lists, one per set.")
-    return list(cands), list(groups), list(titles)
-
-
-def _symmetric_graph(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.csr_matrix:
-    """Graph of the mean of P(i, j) and P(j, i); pairs come in both directions."""
-    g = sp.csr_matrix((p.astype(np.float64), (r, c)), shape=(n, n))
-    g = (g + g.T) * 0.5
-    return sp.csr_matrix(g, dtype=np.float32)
-
-
-def _f1_sum(pred: sp.csr_matrix, groups: np.ndarray) -> float:
-    """Sum over rows of per-posting F1 of a match graph (diagonal included)."""
-    return float(graph_f1_scores(pred, groups).sum())

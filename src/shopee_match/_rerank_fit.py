@@ -1,0 +1,138 @@
+"""Training internals of :class:`~shopee_match.rerank.PairReranker`.
+
+Candidate pairs are held in blocks (one per candidate set, or per group fold of a single
+set). Each fold's block is scored by a model fitted on the other folds; those
+out-of-fold probability graphs tune the threshold and, as graph features, feed the next
+stage of a stacked model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data import group_kfold
+from .metrics import graph_f1_scores
+from .pair_features import graph_features
+
+__all__ = [
+    "Block",
+    "as_lists",
+    "oof_graphs",
+    "split_folds",
+    "stage_features",
+    "symmetric_graph",
+    "tune_threshold",
+]
+
+#: Candidate pairs of one block: ``(x, rows, cols, groups, fold id, is_twin)``. A twin
+#: is its source block with the optional modalities emptied.
+Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]
+
+
+def as_lists(cands: Any, groups: Any, titles: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    """``fit``'s arguments as lists of the same length, one entry per candidate set."""
+    if isinstance(cands, Mapping):
+        if not cands:
+            raise ValueError("`cands` is empty: pass at least one modality's candidate graph.")
+        return [cands], [groups], [titles]
+    if not isinstance(cands, Sequence) or not cands or not all(isinstance(c, Mapping) for c in cands):
+        raise TypeError(
+            "`cands` must be a dict (modality name -> n x n candidate graph) or a non-empty "
+            f"list of such dicts, got {type(cands).__name__}."
+        )
+    if not isinstance(groups, Sequence) or len(groups) != len(cands):
+        raise ValueError(
+            f"with a list of {len(cands)} candidate sets, `groups` must be a list of "
+            f"{len(cands)} label arrays, one per set."
+        )
+    if titles is None:
+        titles = [None] * len(cands)
+    if len(titles) != len(cands):
+        raise ValueError(f"`titles` must be a list of {len(cands)} title lists, one per set.")
+    return list(cands), list(groups), list(titles)
+
+
+def split_folds(x: np.ndarray, r: np.ndarray, c: np.ndarray, g: np.ndarray, twin: bool,
+                cv: int, random_state: int | None) -> list[Block]:
+    """One candidate set cut into ``cv`` group folds (pairs across folds dropped)."""
+    _, codes = np.unique(g, return_inverse=True)
+    fold_of_row = np.empty(len(g), dtype=np.intp)
+    for f, (_, test) in enumerate(group_kfold(codes, cv, random_state)):
+        fold_of_row[test] = f
+    out: list[Block] = []
+    for f in range(cv):
+        keep = (fold_of_row[r] == f) & (fold_of_row[c] == f)
+        rows = np.flatnonzero(fold_of_row == f)
+        remap = np.full(len(g), -1, dtype=np.intp)
+        remap[rows] = np.arange(len(rows))
+        out.append((x[keep], remap[r[keep]], remap[c[keep]], g[rows], f, twin))
+    return out
+
+
+def oof_graphs(
+    xs: list[np.ndarray],
+    sets: list[Block],
+    ys: list[np.ndarray],
+    fit: Callable[[np.ndarray, np.ndarray], Any],
+    proba: Callable[[Any, np.ndarray], np.ndarray],
+) -> list[sp.csr_matrix]:
+    """Out-of-fold probability graphs: each fold scored by a model fitted on the others.
+
+    ``fit(x, y)`` returns a fitted classifier, ``proba(clf, x)`` its P(match) of rows ``x``.
+    """
+    out: list[sp.csr_matrix] = [sp.csr_matrix((0, 0))] * len(sets)
+    for fold in sorted({s[4] for s in sets}):
+        train = [i for i, s in enumerate(sets) if s[4] != fold]
+        clf = fit(np.vstack([xs[i] for i in train]), np.concatenate([ys[i] for i in train]))
+        for i, s in enumerate(sets):
+            if s[4] == fold:
+                out[i] = symmetric_graph(proba(clf, xs[i]), s[1], s[2], len(s[3]))
+    return out
+
+
+def tune_threshold(
+    oof: list[sp.csr_matrix],
+    sets: list[Block],
+    select: Callable[[sp.csr_matrix, float], sp.csr_matrix],
+) -> tuple[float, float]:
+    """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins).
+
+    ``select(proba, threshold)`` makes a match graph; returns the threshold and its mean F1.
+    """
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    scores = np.zeros(len(grid))
+    total = 0
+    for proba, s in zip(oof, sets):
+        if s[5]:
+            continue
+        g = s[3]
+        for t, thr in enumerate(grid):
+            scores[t] += _f1_sum(select(proba, float(thr)), g)
+        total += len(g)
+    best = int(np.argmax(scores))
+    return float(grid[best]), float(scores[best] / max(total, 1))
+
+
+def stage_features(
+    proba: sp.csr_matrix, r: np.ndarray, c: np.ndarray, stage: int
+) -> tuple[np.ndarray, list[str]]:
+    """Features of an earlier stage's probability graph, as of any modality's graph."""
+    feats = graph_features(proba, r, c, prefix=f"stage{stage + 1}__")
+    names = list(feats)
+    return np.column_stack([feats[k] for k in names]), names
+
+
+def symmetric_graph(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.csr_matrix:
+    """Graph of the mean of P(i, j) and P(j, i); pairs come in both directions."""
+    g = sp.csr_matrix((p.astype(np.float64), (r, c)), shape=(n, n))
+    g = (g + g.T) * 0.5
+    return sp.csr_matrix(g, dtype=np.float32)
+
+
+def _f1_sum(pred: sp.csr_matrix, groups: np.ndarray) -> float:
+    """Sum over rows of per-posting F1 of a match graph (diagonal included)."""
+    return float(graph_f1_scores(pred, groups).sum())
