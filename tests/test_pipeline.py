@@ -74,6 +74,20 @@ def test_evaluate_matches_predict(fitted, split):
     assert ((scores >= 0) & (scores <= 1)).all().all()
 
 
+def test_embed_steps_once_for_predict_and_evaluate(fitted, split):
+    test = split[1]
+    embs = fitted.embed_steps(test)
+    assert sorted(embs) == ["phash", "tfidf", "tfidf_qe"]
+    assert embs["tfidf"] is embs["tfidf_qe"]  # the shared TF-IDF embedder ran once
+    assert (fitted.predict_graph(test, embs) != fitted.predict_graph(test)).nnz == 0
+    pd.testing.assert_frame_equal(fitted.evaluate(test, embs), fitted.evaluate(test))
+    with pytest.raises(ValueError, match="no entry for step 'phash'"):
+        fitted.predict_graph(test, {k: v for k, v in embs.items() if k != "phash"})
+    short = {k: v[:5] for k, v in embs.items()}
+    with pytest.raises(ValueError, match=r"has 5 rows but there are \d+ postings"):
+        fitted.evaluate(test, short)
+
+
 def test_union_covers_each_step(split):
     train, test = split
     pipe = Pipeline(

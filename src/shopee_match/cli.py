@@ -183,13 +183,14 @@ def cmd_evaluate(args: argparse.Namespace, verbose: bool) -> int:
     postings = _read(args, args.postings)
     postings.groups()  # fail early without label_group
     pipe = _load_or_default(args, postings, verbose)
-    table = pipe.evaluate(postings)
+    embeddings = pipe.embed_steps(postings)  # once, for the table and the plots
+    table = pipe.evaluate(postings, embeddings)
     print(f"{len(postings)} postings, {len(set(postings.groups()))} label groups")
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     if args.plots:
         from .plots import evaluation_plots
 
-        written = evaluation_plots(pipe, postings, args.plots)
+        written = evaluation_plots(pipe, postings, args.plots, embeddings=embeddings)
         print(f"wrote {len(written)} plots to {args.plots}")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -287,26 +288,75 @@ class Pipeline(BaseEstimator):
                 "(or use Pipeline.load) before predicting."
             )
 
-    def step_graphs(self, postings: Postings) -> dict[str, sp.csr_matrix]:
-        """Each step's match graph over ``postings`` (candidates if the ensemble wants them)."""
+    def embed_steps(self, postings: Postings) -> dict[str, Any]:
+        """Each step's embeddings of ``postings``, by step name; an embedder shared by
+        several steps runs once. Pass the result as ``embeddings=`` to
+        :meth:`predict_graph`, :meth:`evaluate` or :func:`~shopee_match.plots.evaluation_plots`
+        to embed once for all of them.
+
+        >>> from shopee_match import make_catalog
+        >>> data = make_catalog(n_groups=6, images=False, seed=0)
+        >>> pipe = Pipeline.default(rerank=False).fit(data)
+        >>> sorted(pipe.embed_steps(data))
+        ['phash', 'tfidf']
+        """
+        self._check_fitted()
+        embedded: dict[int, Any] = {}
+        out = {}
+        for name, emb, _ in self._validate_steps():
+            if id(emb) not in embedded:
+                embedded[id(emb)] = emb.embed(postings)
+            out[name] = embedded[id(emb)]
+        return out
+
+    def _embeddings_for(self, postings: Postings, embeddings: Mapping[str, Any] | None,
+                        steps: list[tuple[str, Any, Any]]) -> Mapping[str, Any]:
+        if embeddings is None:
+            return {}
+        for name, _, _ in steps:
+            if name not in embeddings:
+                raise ValueError(
+                    f"`embeddings` has no entry for step {name!r}; build it with "
+                    "pipe.embed_steps(postings)."
+                )
+            n = embeddings[name].shape[0]
+            if n != len(postings):
+                raise ValueError(
+                    f"`embeddings[{name!r}]` has {n} rows but there are {len(postings)} "
+                    "postings; embed the same postings (pipe.embed_steps(postings))."
+                )
+        return embeddings
+
+    def step_graphs(
+        self, postings: Postings, embeddings: Mapping[str, Any] | None = None
+    ) -> dict[str, sp.csr_matrix]:
+        """Each step's match graph over ``postings`` (candidates if the ensemble wants
+        them); ``embeddings`` from :meth:`embed_steps` skips embedding."""
         self._check_fitted()
         use_cands = getattr(self._combiner(), "uses_candidates", False)
         out = {}
-        embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         steps = self._validate_steps()
+        given = self._embeddings_for(postings, embeddings, steps)
+        embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         bar = tqdm(steps, desc="embed + search", unit="step", disable=not self.verbose)
         for name, emb, matcher in bar:
             bar.set_postfix_str(name)
-            if id(emb) not in embedded:
-                embedded[id(emb)] = emb.embed(postings)
-            x = embedded[id(emb)]
+            if name in given:
+                x = given[name]
+            else:
+                if id(emb) not in embedded:
+                    embedded[id(emb)] = emb.embed(postings)
+                x = embedded[id(emb)]
             # a learned ensemble sees candidates built exactly as in its training folds
             out[name] = loosest_candidates(matcher, x) if use_cands else matcher.match_graph(x)
         return out
 
-    def predict_graph(self, postings: Postings) -> sp.csr_matrix:
-        """The final match graph (row i's entries: the postings i matches, itself included)."""
-        graphs = self.step_graphs(postings)
+    def predict_graph(
+        self, postings: Postings, embeddings: Mapping[str, Any] | None = None
+    ) -> sp.csr_matrix:
+        """The final match graph (row i's entries: the postings i matches, itself
+        included); ``embeddings`` as for :meth:`step_graphs`."""
+        graphs = self.step_graphs(postings, embeddings)
         return self._combine(graphs, postings)
 
     def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
@@ -335,11 +385,14 @@ class Pipeline(BaseEstimator):
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
         return _to_submission(self.predict_graph(postings), postings.posting_id)
 
-    def evaluate(self, postings: Postings) -> pd.DataFrame:
-        """Mean F1, precision and recall of each step alone and of the combination."""
+    def evaluate(
+        self, postings: Postings, embeddings: Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Mean F1, precision and recall of each step alone and of the combination;
+        ``embeddings`` as for :meth:`step_graphs`."""
         self._check_fitted()
         groups = postings.groups()
-        graphs = self.step_graphs(postings)
+        graphs = self.step_graphs(postings, embeddings)
         rows = []
         ens = self._combiner()
         for name, (_, _, matcher) in zip(graphs, self._validate_steps()):

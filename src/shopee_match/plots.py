@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -90,6 +91,7 @@ def evaluation_plots(
     out_dir: str | Path,
     *,
     n_pairs: int = 8,
+    embeddings: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Threshold-F1 curves and the worst errors of a fitted ``pipe`` on labelled ``postings``.
 
@@ -104,8 +106,8 @@ def evaluation_plots(
       cosine similarity).
 
     A pair counts as matched when either posting lists the other in the final graph
-    (:meth:`Pipeline.predict_graph`). Each step's embedder runs once here, besides the
-    run inside ``predict_graph``.
+    (:meth:`Pipeline.predict_graph`). Each step's embedder runs once; pass
+    ``embeddings=pipe.embed_steps(postings)`` to reuse embeddings computed already.
 
     >>> import tempfile
     >>> from shopee_match import Pipeline, make_catalog
@@ -119,9 +121,9 @@ def evaluation_plots(
     if n_pairs < 1:
         raise ValueError(f"`n_pairs` must be >= 1, got {n_pairs!r}.")
     groups = postings.groups()  # clear error without label_group
-    final = pipe.predict_graph(postings)  # also checks that pipe is fitted
+    embs = dict(embeddings) if embeddings is not None else pipe.embed_steps(postings)
+    final = pipe.predict_graph(postings, embs)  # also checks that pipe is fitted
     steps = list(pipe.steps)
-    embs = {name: emb.embed(postings) for name, emb, _ in steps}
     thresholds = {name: _threshold(pipe, name, m) for name, _, m in steps}
     out = Path(out_dir)
 
