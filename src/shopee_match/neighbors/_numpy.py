@@ -126,7 +126,7 @@ class NumpyBackend:
             rows = min(_TILE_ROWS, max(1, budget // cols))
         step = min(max(1, -(-n_q // n_jobs)), rows)
         local = threading.local()
-        floor = -np.inf if threshold is None else float(threshold)
+        floor = -np.inf if threshold is None else float(np.float32(threshold))
 
         def block(start: int) -> None:
             stop = min(start + step, n_q)

@@ -111,7 +111,7 @@ class SparseBackend:
             return sims, idx
         # zero similarity means "no shared feature": never a neighbour
         tiny = float(np.finfo(np.float32).tiny)
-        t = tiny if threshold is None else max(float(threshold), tiny)
+        t = tiny if threshold is None else max(float(np.float32(threshold)), tiny)
         q_tail = query[:, self.tail_cols_].tocsr()
         q_head = query[:, self.head_cols_].tocsr() if self.ref_head_ is not None else None
         compiled = compiled_kernels(self.kernel, n_q * n_ref)

@@ -44,7 +44,7 @@ def compiled_kernels(kernel: str = "auto", size: int | None = None) -> ModuleTyp
         return None
     try:
         from . import _numba_kernels
-    except ImportError as e:
+    except Exception as e:  # ImportError, or numba unable to load/cache its code
         if kernel == "numba":
             raise ImportError(
                 "kernel='numba' needs numba: pip install 'shopee_match[fast]' "
@@ -89,7 +89,7 @@ def topk_block(
     compiled = compiled_kernels(kernel, block.size)
     if compiled is not None:
         sims, idx = empty_result(n_rows, k)
-        floor = -np.inf if threshold is None else float(threshold)
+        floor = -np.inf if threshold is None else float(np.float32(threshold))
         compiled.dense_topk(np.ascontiguousarray(block, dtype=np.float32), k, floor, sims, idx)
         return sims, idx
     s = _group_size(n, k)
