@@ -12,8 +12,8 @@ from shopee_match import NeighborMatcher, Postings, TfidfEmbedder, make_catalog
 from shopee_match._validation import NotFittedError
 from shopee_match.data import group_kfold, train_test_split_groups
 from shopee_match.neighbors.graph import graph_to_sets, select
-from shopee_match.pair_features import candidate_pairs, pair_features
 from shopee_match.rerank import PairReranker
+from shopee_match.rerank.pair_features import candidate_pairs, pair_features
 
 K = 15
 
@@ -101,7 +101,7 @@ def test_save_load_round_trip_identical(
 
 
 def test_numpy_trees_equal_sklearn(fitted: PairReranker) -> None:
-    from shopee_match.rerank import _predict_numpy
+    from shopee_match.rerank._trees import predict_numpy as _predict_numpy
 
     rng = np.random.default_rng(0)
     assert len(fitted.trees_) == fitted.n_stages == 2

@@ -65,7 +65,7 @@ _BUILTIN = {
     "shopee_match>HashMatcher": "shopee_match.neighbors.hamming",
     "shopee_match>BlendMatcher": "shopee_match.neighbors.blend",
     "shopee_match>Ensemble": "shopee_match.ensemble",
-    "shopee_match>PairReranker": "shopee_match.rerank",
+    "shopee_match>PairReranker": "shopee_match.rerank.reranker",
 }
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from .text.preprocess import decode_escapes
+from ..text.preprocess import decode_escapes
 
 __all__ = ["candidate_pairs", "graph_features", "pair_features", "title_features"]
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .data import group_kfold
-from .metrics import graph_f1_scores
+from ..data import group_kfold
+from ..metrics import graph_f1_scores
 from .pair_features import graph_features
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 The first stage proposes pairs (each modality's top-k neighbours, phash pairs within a
 Hamming radius). A gradient-boosted tree model scores every pair from
-:func:`~shopee_match.pair_features.pair_features` (similarities, ranks both ways,
+:func:`~shopee_match.rerank.pair_features.pair_features` (similarities, ranks both ways,
 neighbourhood density, shared numbers) and a threshold on its probability, tuned by
 group-aware cross-validation on the training postings, makes the match graph.
 
@@ -21,20 +21,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._params import BaseEstimator
-from ._registry import register
-from ._rerank_fit import Block as _Block
-from ._rerank_fit import as_lists as _as_lists
-from ._rerank_fit import oof_graphs as _oof_graphs
-from ._rerank_fit import split_folds as _split_folds
-from ._rerank_fit import stage_features as _stage_features
-from ._rerank_fit import symmetric_graph as _symmetric_graph
-from ._rerank_fit import tune_threshold as _tune_threshold
+from .._params import BaseEstimator
+from .._registry import register
+from .._validation import NotFittedError, check_scalar
+from ..neighbors.graph import select as select_graph
+from ._fit import Block as _Block
+from ._fit import as_lists as _as_lists
+from ._fit import oof_graphs as _oof_graphs
+from ._fit import split_folds as _split_folds
+from ._fit import stage_features as _stage_features
+from ._fit import symmetric_graph as _symmetric_graph
+from ._fit import tune_threshold as _tune_threshold
 from ._trees import NODE_FIELDS as _NODE_FIELDS
 from ._trees import predict_numpy as _predict_numpy
 from ._trees import tree_arrays as _tree_arrays
-from ._validation import NotFittedError, check_scalar
-from .neighbors.graph import select as select_graph
 from .pair_features import candidate_pairs, pair_features
 
 __all__ = ["PairReranker"]

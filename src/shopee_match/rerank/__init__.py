@@ -1,0 +1,17 @@
+"""The learned combine step: candidate pairs, their features, and the pair reranker.
+
+- :mod:`~shopee_match.rerank.pair_features`: candidate pairs and their features
+  (similarities, ranks both ways, neighbourhood density, title agreement).
+- :class:`~shopee_match.rerank.PairReranker`: gradient-boosted trees over those
+  features and a tuned probability threshold (``reranker``; training internals in
+  ``_fit``, the stored trees in ``_trees``).
+
+>>> from shopee_match.rerank import PairReranker
+>>> from shopee_match.rerank.pair_features import candidate_pairs, pair_features
+"""
+
+from __future__ import annotations
+
+from .reranker import PairReranker
+
+__all__ = ["PairReranker"]
