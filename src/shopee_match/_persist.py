@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from ._registry import get_registered, registered_name
 
-__all__ = ["atomic_dir", "atomic_file", "estimator_from_json", "estimator_to_json"]
+__all__ = ["atomic_dir", "atomic_file", "clean_stale", "estimator_from_json", "estimator_to_json"]
 
 _EST = "__estimator__"
 
@@ -73,16 +75,91 @@ def estimator_from_json(spec: Any) -> Any:
         raise ValueError(f"Cannot rebuild {spec['class']} from saved parameters: {exc}") from exc
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
+
+
+def _tmp_prefix(path: Path) -> str:
+    """Hidden sibling names of this process's temporary copies of ``path``."""
+    return f".{path.name}.{_host()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: someone else's running process
+        return True
+    return True
+
+
+def clean_stale(path: Path) -> None:
+    """Remove temporary siblings of ``path`` left by killed writers on this host.
+
+    Only names written by :func:`atomic_file`/:func:`atomic_dir` whose process is gone are
+    removed, so a concurrent writer's work in progress is left alone.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{re.escape(_host())}\.(\d+)\.[0-9a-f]+\.tmp")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    old = _old_name(path)
+    if not old.is_dir():
+        return
+    if path.exists():  # a swap finished but its clean-up was cut short
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # a swap was cut between its two renames: the previous folder comes back
+        with contextlib.suppress(OSError):
+            os.replace(old, path)
+
+
+def _old_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def _new_tmp(path: Path, make: Callable[[str], None]) -> Path:
+    """Create a fresh temporary sibling of ``path`` with ``make`` (retrying on a clash)."""
+    for _ in range(100):
+        tmp = path.with_name(f"{_tmp_prefix(path)}{secrets.token_hex(4)}.tmp")
+        try:
+            make(str(tmp))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"Cannot create a temporary file beside {path}.")  # pragma: no cover
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and move it into place only on success."""
+    """Write to a temporary file beside ``path`` and move it into place only on success.
+
+    The file gets the mode a plain ``open(path, "w")`` gives a new file: 0o666 less the
+    umask (also when it replaces an older file). Data is flushed to disk before the
+    rename, so readers see the previous file or the complete new one, never a part.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name for the output.")
+    clean_stale(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    tmp = _new_tmp(path, lambda name: os.close(os.open(name, flags, 0o666)))  # umask applies
     try:
         with open(tmp, mode, **kwargs) as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -92,16 +169,22 @@ def atomic_file(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[An
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Build a folder under a temporary name, then swap it in for ``path`` on success."""
+    """Build a folder under a temporary name, then swap it in for ``path`` on success.
+
+    The folder gets the mode a plain ``mkdir`` gives: 0o777 less the umask. A writer
+    killed between the two renames of the swap leaves the previous folder as
+    ``.NAME.old`` and no ``NAME``; the next write to ``path`` puts it back first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path} exists and is not a directory; choose another path.")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    clean_stale(path)
+    tmp = _new_tmp(path, lambda name: os.mkdir(name, 0o777))  # umask applies
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = _old_name(path)
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._persist import atomic_file
 from .data import Postings
+from .text.preprocess import decode_escapes
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,8 +62,12 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def wrap(text: Any, width: int = 28, lines: int = 3) -> str:
-    """Wrap a title to ``lines`` lines of ``width`` characters, cut with an ellipsis."""
-    words = " ".join(str(text).split())
+    """Wrap a title to ``lines`` lines of ``width`` characters, cut with an ellipsis.
+
+    Literal ``\\xNN`` byte escapes of scraped titles are decoded first, as the title
+    preprocessing does, so a label reads ``☮`` rather than ``\\xe2\\x98\\xae``.
+    """
+    words = " ".join(decode_escapes(str(text)).split())
     if not words:
         return "(empty title)"
     parts = textwrap.wrap(words, width=width, break_long_words=True, break_on_hyphens=False)

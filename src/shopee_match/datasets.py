@@ -8,6 +8,7 @@ families that share brand and product but differ in model or size (hard negative
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ _UNITS = [("ml", [50, 100, 250, 500, 1000]), ("gr", [100, 250, 500, 1000]),
           ("cm", [20, 30, 45, 60]), ("mAh", [5000, 10000, 20000]), ("pcs", [1, 3, 6, 12])]
 _SELLER = ["ORIGINAL", "READY STOCK", "COD", "Promo", "Murah", "BPOM", "Best Seller",
            "Free Gift", "100% Authentic", "Grosir", "Import", "NEW", "Termurah", "Hot Sale"]
+_SIZE = re.compile(r"^(\d+)([A-Za-z]+)$")
 _PUNCT = ["!", "!!", " -", " |", " /", "*", " ~", "", "", ""]
 
 
@@ -56,8 +58,8 @@ def _noisy(title: str, rng: np.random.Generator) -> str:
     if rng.random() < 0.3:  # swap two neighbours
         i = int(rng.integers(0, len(words) - 1))
         words[i], words[i + 1] = words[i + 1], words[i]
-    if rng.random() < 0.3:  # split a size like 500ml -> 500 ml
-        words = [w[:-2] + " " + w[-2:] if w[:1].isdigit() and w[-2:].isalpha() else w for w in words]
+    if rng.random() < 0.3:  # split a size at its unit: 500ml -> 500 ml, 6pcs -> 6 pcs
+        words = [_SIZE.sub(r"\1 \2", w) for w in words]
     if rng.random() < 0.2:  # a typo
         i = int(rng.integers(len(words)))
         w = words[i]
