@@ -21,7 +21,8 @@ import numpy as np
 
 from ._registry import get_registered, registered_name
 
-__all__ = ["atomic_dir", "atomic_file", "clean_stale", "estimator_from_json", "estimator_to_json"]
+__all__ = ["atomic_dir", "atomic_file", "clean_stale", "estimator_from_json", "estimator_to_json",
+           "temp_dir"]
 
 _EST = "__estimator__"
 
@@ -138,6 +139,22 @@ def _new_tmp(path: Path, make: Callable[[str], None]) -> Path:
             continue
         return tmp
     raise FileExistsError(f"Cannot create a temporary file beside {path}.")  # pragma: no cover
+
+
+def temp_dir(prefix: str) -> Path:
+    """A new folder under the system temporary folder, with a plain ``mkdir``'s mode
+    (``tempfile.mkdtemp`` would make it 0o700, unreadable to anyone else)."""
+    import tempfile
+
+    base = Path(tempfile.gettempdir())
+    for _ in range(100):
+        path = base / f"{prefix}{secrets.token_hex(6)}"
+        try:
+            os.mkdir(path, 0o777)  # umask applies
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"Cannot create a temporary folder in {base}.")  # pragma: no cover
 
 
 @contextlib.contextmanager

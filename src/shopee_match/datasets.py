@@ -9,13 +9,13 @@ families that share brand and product but differ in model or size (hard negative
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._persist import temp_dir
 from .data import Postings
 
 __all__ = ["make_catalog", "make_titles"]
@@ -169,7 +169,7 @@ def make_catalog(
     if not images:
         return Postings(df, source="make_catalog")
     rng = np.random.default_rng(None if seed is None else seed + 1)
-    folder = Path(image_dir) if image_dir is not None else Path(tempfile.mkdtemp(prefix="catalog_"))
+    folder = Path(image_dir) if image_dir is not None else temp_dir("catalog_")
     folder.mkdir(parents=True, exist_ok=True)
     bases = {g: _base_image(rng, image_size) for g in df["label_group"].unique()}
     names = []
