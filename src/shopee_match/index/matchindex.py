@@ -1,0 +1,312 @@
+"""``MatchIndex``: a fitted pipeline over an indexed catalogue.
+
+New postings are embedded with the embedders as fitted on the catalogue (a
+``fit_on="predict"`` TF-IDF learns its vocabulary from the catalogue when the index is
+built, then keeps it), searched against the catalogue and each other, the catalogue rows
+they change are recomputed, and the pipeline's own combine step (union or pair
+reranker) runs on the neighbourhood that decides their match sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..data import Postings
+from ..ensemble import Ensemble
+from ._fingerprint import fingerprint
+from ._local import local_graphs, neighbourhood
+from ._space import VectorStore
+from ._steps import Plan, Step, build_step
+from ._strings import StringArray
+
+__all__ = ["MatchIndex"]
+
+logger = logging.getLogger(__name__)
+
+
+def freeze(emb: Any, catalogue: Postings) -> Any:
+    """The embedder as it embeds the catalogue, with anything it would relearn at
+    predict time (``fit_on="predict"``) learnt once from the catalogue and kept."""
+    params = emb.get_params(deep=False) if hasattr(emb, "get_params") else {}
+    if params.get("fit_on") == "predict":
+        from sklearn.base import clone
+
+        frozen = clone(emb).set_params(fit_on="train")
+        return frozen.fit(catalogue)
+    return emb
+
+
+def default_radius(pipe: Any) -> int:
+    """Hops of catalogue rows a new posting's answer depends on (see ``_local``)."""
+    ens = pipe._combiner()
+    if getattr(ens, "uses_candidates", False):
+        return int(getattr(ens, "n_stages", 1))
+    if isinstance(ens, Ensemble) and not ens.symmetric:
+        return 0
+    return 1
+
+
+def _is_hash(matcher: Any) -> bool:
+    from ..neighbors.hamming import HashMatcher
+
+    return type(matcher) is HashMatcher
+
+
+@dataclass
+class State:
+    """Everything a query reads; ``add`` swaps in a new one (queries never wait)."""
+
+    ids: StringArray
+    titles: StringArray
+    stores: dict[str, VectorStore]
+    steps: list[Step]
+    _id_index: pd.Index | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def id_index(self) -> pd.Index:
+        with self._lock:
+            if self._id_index is None:
+                self._id_index = pd.Index(self.ids.all())
+            return self._id_index
+
+    def witness(self, j: int) -> tuple[int, int, float] | None:
+        """One stored off-diagonal pair of step ``j`` (see :meth:`MatchIndex.query`)."""
+        rows = getattr(self.steps[j].final, "rows", None)
+        if rows is None:
+            return None
+        for lo in range(0, rows.shape[0], 4096):
+            coo = rows[lo:lo + 4096].tocoo()
+            off = np.flatnonzero(coo.row + lo != coo.col)
+            if len(off):
+                p = off[0]
+                return int(coo.row[p] + lo), int(coo.col[p]), float(coo.data[p])
+        return None
+
+
+@dataclass
+class _Query:
+    slots: np.ndarray
+    n_total: int
+    vecs: dict[str, Any]
+    plans: list[Plan]
+
+
+class MatchIndex:
+    """A fitted :class:`~shopee_match.Pipeline` over an indexed catalogue.
+
+    Build it with :meth:`Pipeline.index <shopee_match.Pipeline.index>` (or
+    :meth:`build`); :meth:`query` matches new postings against the catalogue and each
+    other, :meth:`add` folds them in, :meth:`save` / :meth:`load` keep it on disk
+    (no pickle; large arrays memory-mapped). Queries may run from several threads at
+    once; ``add`` swaps the catalogue in one step, so a query sees it before or after.
+
+    ``radius`` is how many hops of catalogue rows around the new postings are
+    recomputed (default: what makes answers equal to batch matching, 0 for a union of
+    steps, the number of stages for a pair reranker); lower it to trade exactness for
+    speed.
+
+    >>> from shopee_match import Pipeline, make_catalog
+    >>> cat = make_catalog(n_groups=40, images=False, seed=0)
+    >>> pipe = Pipeline.default(rerank=False, phash=False).fit(cat)
+    >>> index = pipe.index(cat.subset(range(100)))
+    >>> new = cat.subset(range(100, 110))
+    >>> index.query(new).shape
+    (10, 2)
+    >>> len(index.add(new))
+    110
+    """
+
+    def __init__(self, pipeline: Any, state: State, embedders: dict[str, Any],
+                 step_embedder: list[str], radius: int, fingerprint_: str) -> None:
+        self.pipeline = pipeline
+        self._state = state
+        self.embedders = embedders
+        self.step_embedder = step_embedder
+        self.radius = int(radius)
+        self.fingerprint = fingerprint_
+        self._write = threading.Lock()
+
+    # --- construction ---------------------------------------------------------------
+    @classmethod
+    def build(cls, pipeline: Any, catalogue: Postings, radius: int | None = None) -> MatchIndex:
+        """Index ``catalogue`` for the fitted ``pipeline``."""
+        from ..tuning import MAX_TUNED_RADIUS
+
+        pipeline._check_fitted()
+        if not isinstance(catalogue, Postings):
+            raise TypeError(f"index expects Postings (see read_postings), got "
+                            f"{type(catalogue).__name__}.")
+        steps = pipeline._validate_steps()
+        r = default_radius(pipeline) if radius is None else int(radius)
+        uses_cands = getattr(pipeline._combiner(), "uses_candidates", False)
+        keys: dict[int, str] = {}
+        embedders: dict[str, Any] = {}
+        x: dict[str, Any] = {}
+        for name, emb, _ in steps:
+            if id(emb) not in keys:
+                keys[id(emb)] = name
+                embedders[name] = freeze(emb, catalogue)
+                x[name] = embedders[name].embed(catalogue)
+        step_embedder = [keys[id(emb)] for _, emb, _ in steps]
+        cosine = {k for k, (_, _, m) in zip(step_embedder, steps) if not _is_hash(m)}
+        stores = {k: VectorStore(x[k]) for k in sorted(cosine)}
+        built = []
+        for (name, _, matcher), key in zip(steps, step_embedder):
+            store = stores.get(key) or VectorStore(np.zeros((0, 1), np.float32))
+            built.append(build_step(name, matcher, store, x[key], r >= 1,
+                                    MAX_TUNED_RADIUS if uses_cands else None))
+        state = State(StringArray.from_list(list(catalogue.posting_id)),
+                      StringArray.from_list(catalogue.titles), stores, built)
+        logger.info("indexed %d postings (%d steps, radius %d)", len(catalogue), len(built), r)
+        return cls(pipeline, state, embedders, step_embedder, r, fingerprint(pipeline))
+
+    def __len__(self) -> int:
+        return self._state.n
+
+    def __repr__(self) -> str:
+        return (f"MatchIndex({len(self)} postings, steps {[s.name for s in self._state.steps]}, "
+                f"radius {self.radius})")
+
+    @property
+    def posting_ids(self) -> list[str]:
+        """The indexed posting ids, in index order."""
+        return self._state.ids.all()
+
+    # --- queries ------------------------------------------------------------------------
+    def _plan(self, st: State, new: Postings, replace: bool) -> _Query:
+        if not isinstance(new, Postings):
+            raise TypeError(f"expected Postings (see read_postings), got {type(new).__name__}.")
+        at = st.id_index().get_indexer(pd.Index(new.posting_id)) if st.n else np.full(len(new), -1)
+        at = np.asarray(at, np.int64)
+        if (at >= 0).any() and not replace:
+            dup = [str(p) for p in np.asarray(new.posting_id)[at >= 0][:5]]
+            raise ValueError(
+                f"{int((at >= 0).sum())} posting id(s) of {new.source} are already in the index "
+                f"(e.g. {dup}); pass replace=True (CLI: --replace) to update them, or give "
+                "new postings new ids."
+            )
+        fresh = at < 0
+        slots = at.copy()
+        slots[fresh] = st.n + np.arange(int(fresh.sum()))
+        n_total = st.n + int(fresh.sum())
+        vecs = {k: emb.embed(new) for k, emb in self.embedders.items()}
+        plans = [step.plan(slots, vecs[k], n_total, self.radius >= 1)
+                 for step, k in zip(st.steps, self.step_embedder)]
+        return _Query(slots, n_total, vecs, plans)
+
+    def query(self, new: Postings, replace: bool = False) -> pd.DataFrame:
+        """Matches of each new posting among the catalogue and the other new postings,
+        as a submission table ``posting_id, matches`` (itself included). The index is
+        not changed; ``replace=True`` answers as if postings whose ids are indexed
+        replaced those."""
+        st = self._state
+        if len(new) == 0:
+            return pd.DataFrame({"posting_id": pd.Series([], dtype=str),
+                                 "matches": pd.Series([], dtype=str)})
+        q = self._plan(st, new, replace)
+        return self._answer(st, new, q)
+
+    def _answer(self, st: State, new: Postings, q: _Query) -> pd.DataFrame:
+        pipe = self.pipeline
+        ens = pipe._combiner()
+        uses_cands = getattr(ens, "uses_candidates", False)
+        spaces = [s.final for s in st.steps]
+        overs = [p.over for p in q.plans]
+        row_nodes, nodes = neighbourhood(spaces, overs, q.slots, self.radius)
+        graphs = local_graphs(spaces, overs, row_nodes, nodes)
+        pos = np.full(q.n_total, -1, np.int64)
+        pos[q.slots] = np.arange(len(q.slots))
+        new_titles = new.titles
+        old = nodes[pos[nodes] < 0]
+        old_titles = dict(zip(old.tolist(), st.titles.get(old)))
+        titles = [new_titles[pos[s]] if pos[s] >= 0 else old_titles[int(s)] for s in nodes]
+        if uses_cands:  # a modality's global presence is a feature: keep it in the local set
+            graphs, titles = self._witnesses(st, graphs, titles)
+        names = [s.name for s in st.steps]
+        if uses_cands:
+            gmap = dict(zip(names, graphs))
+        else:
+            gmap = {name: m.select(g) for name, g, (_, _, m) in zip(names, graphs, pipe.steps)}
+        local = Postings(pd.DataFrame({"posting_id": [str(i) for i in range(len(titles))],
+                                       "title": titles}), source="index query")
+        final = sp.csr_matrix(pipe._combine(gmap, local))[: len(q.slots)]
+        new_ids = np.asarray(new.posting_id, dtype=object)
+        old_ids = dict(zip(old.tolist(), st.ids.get(old)))
+        matches = []
+        for r in range(len(q.slots)):
+            cols = final.indices[final.indptr[r]:final.indptr[r + 1]]
+            cols = cols[cols < len(nodes)]
+            found = np.sort(nodes[cols])
+            matches.append(" ".join(new_ids[pos[s]] if pos[s] >= 0 else old_ids[int(s)]
+                                    for s in found))
+        return pd.DataFrame({"posting_id": new_ids.astype(str), "matches": matches})
+
+    def _witnesses(self, st: State, graphs: list[sp.csr_matrix], titles: list[str]
+                   ) -> tuple[list[sp.csr_matrix], list[str]]:
+        add = []
+        for j, g in enumerate(graphs):
+            coo = g.tocoo()
+            if not (coo.row != coo.col).any():
+                w = st.witness(j)
+                if w is not None:
+                    add.append((j, w))
+        if not add:
+            return graphs, titles
+        n0 = len(titles)
+        big = n0 + 2 * len(add)
+        out = [sp.csr_matrix((g.data, g.indices, np.r_[g.indptr, np.full(big - n0, g.indptr[-1])]),
+                             shape=(big, big)) for g in graphs]
+        titles = list(titles)
+        for t, (j, (a, b, s)) in enumerate(add):
+            u = n0 + 2 * t
+            pair = sp.csr_matrix(([s], ([u], [u + 1])), shape=(big, big), dtype=np.float32)
+            out[j] = sp.csr_matrix(out[j] + pair)
+            titles.extend(st.titles.get([a, b]))
+        return out, titles
+
+    def add(self, new: Postings, replace: bool = False) -> MatchIndex:
+        """Fold ``new`` into the catalogue, so later queries see it; ``replace=True``
+        updates postings whose ids are already indexed. Returns ``self``."""
+        if len(new) == 0:
+            return self
+        with self._write:
+            st = self._state
+            q = self._plan(st, new, replace)
+            stores = {k: s.committed(q.slots, q.vecs[k], q.n_total) for k, s in st.stores.items()}
+            steps: list[Step] = []
+            for step, k, plan in zip(st.steps, self.step_embedder, q.plans):
+                store = stores.get(k) or VectorStore(np.zeros((0, 1), np.float32))
+                steps.append(step.committed(store, plan, q.slots, q.vecs[k]))
+            ids = st.ids.replaced(q.slots, [str(p) for p in new.posting_id])
+            titles = st.titles.replaced(q.slots, new.titles)
+            self._state = State(ids, titles, stores, steps)
+        return self
+
+    # --- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the index (and its pipeline) to folder ``path``, atomically."""
+        from ._store import save_index
+
+        return save_index(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, pipeline: Any = None, mmap: bool = True) -> MatchIndex:
+        """Load a folder written by :meth:`save`. ``pipeline``: the fitted pipeline to
+        answer with (default: the copy saved with the index); an index built by another
+        model or library version is refused."""
+        from ._store import load_index
+
+        return load_index(cls, Path(path), pipeline, mmap)
+
