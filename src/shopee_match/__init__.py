@@ -28,6 +28,7 @@ _LAZY = {
     "TitlePreprocessor": "shopee_match.text.preprocess",
     "Pipeline": "shopee_match.pipeline",
     "Ensemble": "shopee_match.ensemble",
+    "MatchIndex": "shopee_match.index",
     "tune_thresholds": "shopee_match.tuning",
     "ArcMarginProduct": "shopee_match.arcface",
     "ImageEmbedder": "shopee_match.image.efficientnet",
