@@ -90,25 +90,49 @@ def test_save_load_round_trip_identical(
     before = fitted.predict_proba_graph(cands, test.titles)
     fitted.save_state(tmp_path)
     json.loads((tmp_path / "reranker.json").read_text())  # plain JSON state
+    # LightGBM's own text model format, one file per stage (no pickle anywhere)
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "reranker.json", "reranker_model_0.txt", "reranker_model_1.txt"]
+    assert (tmp_path / "reranker_model_0.txt").read_text().startswith("tree\n")
     loaded = PairReranker()
     loaded.load_state(tmp_path)
-    assert loaded.estimators_ == []  # NumPy trees, not scikit-learn, after loading
     after = loaded.predict_proba_graph(cands, test.titles)
     assert (before != 0).nnz == (after != 0).nnz
-    np.testing.assert_allclose(after.toarray(), before.toarray(), atol=1e-6)
+    np.testing.assert_array_equal(after.toarray(), before.toarray())
     assert loaded.threshold_ == fitted.threshold_
     assert ((loaded.select(after) != 0) != (fitted.select(before) != 0)).nnz == 0
 
 
-def test_numpy_trees_equal_sklearn(fitted: PairReranker) -> None:
-    from shopee_match.rerank._trees import predict_numpy as _predict_numpy
+def test_lightgbm_deterministic_and_threads_agree(split: tuple[Postings, Postings]) -> None:
+    """The same data and seed give the same trees, whatever the thread count."""
+    train, test = split
+    c_train, c_test = _cands(train), _cands(test)
+    kw = {"max_iter": 30, "n_stages": 1, "tune_threshold": False}
+    a = PairReranker(n_jobs=1, **kw).fit(c_train, train.groups(), train.titles)
+    b = PairReranker(n_jobs=2, **kw).fit(c_train, train.groups(), train.titles)
+    def trees(rr: PairReranker) -> str:  # the model text less its parameter list
+        return str(rr.boosters_[0].model_to_string().partition("\nparameters:")[0])
 
-    rng = np.random.default_rng(0)
-    assert len(fitted.trees_) == fitted.n_stages == 2
-    for trees, est in zip(fitted.trees_, fitted.estimators_):
-        x = rng.normal(0.5, 0.5, size=(500, est.n_features_in_))
-        x[rng.random(x.shape) < 0.2] = np.nan
-        np.testing.assert_allclose(_predict_numpy(trees, x), est.predict_proba(x)[:, 1], atol=1e-6)
+    assert trees(a) == trees(b)
+    pa = a.predict_proba_graph(c_test, test.titles)
+    pb = b.predict_proba_graph(c_test, test.titles)
+    np.testing.assert_array_equal(pa.toarray(), pb.toarray())
+
+
+def test_format_1_folder_fails_with_refit_message(fitted: PairReranker, tmp_path) -> None:
+    """A reranker saved by the scikit-learn-trees version (format 1) asks to be refitted."""
+    fitted.save_state(tmp_path)
+    state = json.loads((tmp_path / "reranker.json").read_text())
+    (tmp_path / "reranker.json").write_text(json.dumps({**state, "format": 1}))
+    with pytest.raises(ValueError, match=r"earlier shopee_match.*refit the pipeline"):
+        PairReranker().load_state(tmp_path)
+    (tmp_path / "reranker.json").write_text(json.dumps(state))
+    (tmp_path / "reranker_model_1.txt").write_text("not a model")
+    with pytest.raises(ValueError, match="damaged"):
+        PairReranker().load_state(tmp_path)
+    (tmp_path / "reranker_model_1.txt").unlink()
+    with pytest.raises(ValueError, match="missing"):
+        PairReranker().load_state(tmp_path)
 
 
 def test_single_graph_fit_uses_group_folds(split: tuple[Postings, Postings]) -> None:

@@ -6,8 +6,8 @@ Hamming radius). A gradient-boosted tree model scores every pair from
 neighbourhood density, shared numbers) and a threshold on its probability, tuned by
 group-aware cross-validation on the training postings, makes the match graph.
 
-The trees are stored as plain arrays (``.npz`` + JSON, no pickle) and evaluated by a
-NumPy re-implementation of scikit-learn's predictor once loaded.
+The trees are LightGBM's: trained and evaluated by its native multi-threaded code, stored
+in its text model format (``.txt`` + JSON state; no pickle), which loads back exactly.
 """
 
 from __future__ import annotations
@@ -32,16 +32,14 @@ from ._fit import split_folds as _split_folds
 from ._fit import stage_features as _stage_features
 from ._fit import symmetric_graph as _symmetric_graph
 from ._fit import tune_threshold as _tune_threshold
-from ._trees import NODE_FIELDS as _NODE_FIELDS
-from ._trees import predict_numpy as _predict_numpy
-from ._trees import tree_arrays as _tree_arrays
 from .pair_features import candidate_pairs, pair_features
 
 __all__ = ["PairReranker"]
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = 1
+#: 1: scikit-learn trees as ``.npz`` node arrays (before 0.1.0); 2: LightGBM text models.
+_FORMAT = 2
 
 Cands = Mapping[str, sp.spmatrix]
 
@@ -62,15 +60,17 @@ class PairReranker(BaseEstimator):
     use_titles : add title features (shared numbers, word overlap, lengths) when titles
         are given.
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization :
-        passed to :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.
+        LightGBM's ``num_iterations``, ``learning_rate``, ``num_leaves``,
+        ``min_data_in_leaf`` and ``lambda_l2`` (binary objective, 255 bins, NaN as missing,
+        ``deterministic=True``: the same data and seed give the same trees).
     n_stages : ``2`` stacks a second model that also sees the first one's out-of-fold
         probabilities as a graph (each pair's rank and neighbourhood among probabilities).
     optional_modalities : modalities that may be missing at predict time (e.g.
         ``["phash"]`` for catalogues without images): training adds a copy of every
         candidate set with their graphs emptied, so a missing modality is not read as
         "far apart". Costs a second copy of the training pairs.
-    n_jobs : OpenMP threads for the trees (``None``: all). ``1`` is much faster on a
-        busy shared machine, where spinning threads wait on each other.
+    n_jobs : LightGBM threads for training and prediction (``None``: all cores). Passed
+        per call (``num_threads``), so it never changes the process's other thread pools.
     random_state : seed for the folds and the trees.
 
     ``fit`` takes either one candidate set (a dict of graphs over the same n postings) or
@@ -133,35 +133,33 @@ class PairReranker(BaseEstimator):
         check_scalar(self.learning_rate, "learning_rate", (int, float), min_val=0.0,
                      include_min=False)
 
-    def _fit_hgb(self, x: np.ndarray, y: np.ndarray) -> Any:
-        # an all-missing column (e.g. the 10th neighbour with k < 11) breaks binning; it
-        # carries no information, so the trees see it as a constant they never split on
-        empty = np.isnan(x).all(axis=0)
-        if empty.any():
-            x = x.copy()
-            x[:, empty] = 0.0
-        with self._threads():
-            return self._hgb().fit(x, y)
+    def _num_threads(self) -> int:
+        """LightGBM's ``num_threads``: ``n_jobs``, or every core (``0``: OpenMP's default)."""
+        return 0 if self.n_jobs is None else int(self.n_jobs)
 
-    def _proba(self, clf: Any, x: np.ndarray) -> np.ndarray:
-        """P(match) of rows ``x`` from a fitted scikit-learn classifier."""
-        with self._threads():
-            return clf.predict_proba(x)[:, 1]
+    def _gbm_params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary", "num_leaves": int(self.max_leaf_nodes),
+            "learning_rate": float(self.learning_rate),
+            "min_data_in_leaf": int(self.min_samples_leaf),
+            "lambda_l2": float(self.l2_regularization), "max_bin": 255,
+            "deterministic": True, "force_row_wise": True,
+            "seed": 0 if self.random_state is None else int(self.random_state),
+            "num_threads": self._num_threads(), "verbosity": -1,
+        }
 
-    def _threads(self) -> Any:
-        from threadpoolctl import threadpool_limits
+    def _fit_gbm(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """A LightGBM booster fitted on rows ``x`` (float, NaN = missing), labels ``y``."""
+        import lightgbm as lgb
 
-        return threadpool_limits(limits=self.n_jobs, user_api="openmp")
+        params = self._gbm_params()
+        data = lgb.Dataset(x, label=y, params={"max_bin": params["max_bin"], "verbosity": -1},
+                           free_raw_data=True)
+        return lgb.train(params, data, num_boost_round=int(self.max_iter))
 
-    def _hgb(self) -> Any:
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(
-            max_iter=self.max_iter, learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization, early_stopping=False,
-            random_state=self.random_state,
-        )
+    def _proba(self, booster: Any, x: np.ndarray) -> np.ndarray:
+        """P(match) of rows ``x`` from a LightGBM booster (native, multi-threaded)."""
+        return np.asarray(booster.predict(x, num_threads=self._num_threads()), dtype=np.float64)
 
     def _titles_for(self, titles: Sequence[str] | None, n: int, fitting: bool) -> list[str] | None:
         if not self.use_titles:
@@ -242,18 +240,15 @@ class PairReranker(BaseEstimator):
                 "candidates that include some wrong pairs (e.g. a larger k)."
             )
         xs = [s[0] for s in sets]
-        self.trees_: list[dict[str, np.ndarray]] = []
-        self.estimators_: list[Any] = []
+        self.boosters_: list[Any] = []
         for stage in range(self.n_stages):
             last = stage == self.n_stages - 1
-            oof = (_oof_graphs(xs, sets, ys, self._fit_hgb, self._proba)
+            oof = (_oof_graphs(xs, sets, ys, self._fit_gbm, self._proba)
                    if (self.tune_threshold or not last) else [])
             if last:
                 self.threshold_ = self._tune(oof, sets) if self.tune_threshold else float(
                     self.threshold)
-            clf = self._fit_hgb(np.vstack(xs), np.concatenate(ys))
-            self.trees_.append(_tree_arrays(clf))
-            self.estimators_.append(clf)
+            self.boosters_.append(self._fit_gbm(np.vstack(xs), np.concatenate(ys)))
             if not last:
                 xs = [np.hstack([x, _stage_features(pg, s[1], s[2], stage)[0]])
                       for x, pg, s in zip(xs, oof, sets)]
@@ -275,7 +270,7 @@ class PairReranker(BaseEstimator):
     def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
         """P(same product) of every candidate pair (symmetric), as an n x n graph with
         the same sparsity as the union of the candidate graphs (diagonal excluded)."""
-        if getattr(self, "trees_", None) is None:
+        if not self.is_fitted_:
             raise NotFittedError(
                 "This PairReranker instance is not fitted yet. Call 'fit' with appropriate "
                 "arguments before using this estimator."
@@ -291,13 +286,11 @@ class PairReranker(BaseEstimator):
         n = next(iter(cands.values())).shape[0]
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
         x, _ = pair_features(cands, r, c, tt)
-        ests = getattr(self, "estimators_", None) or [None] * len(self.trees_)
         proba = sp.csr_matrix((n, n), dtype=np.float32)
-        for stage, (trees, est) in enumerate(zip(self.trees_, ests)):
+        for stage, booster in enumerate(self.boosters_):
             if stage:
                 x = np.hstack([x, _stage_features(proba, r, c, stage - 1)[0]])
-            p = self._proba(est, x) if est is not None else _predict_numpy(trees, x)
-            proba = _symmetric_graph(p, r, c, n)
+            proba = _symmetric_graph(self._proba(booster, x), r, c, n)
         return proba
 
     # --- as a Pipeline ensemble: learns from the tuning folds' candidate graphs -------
@@ -311,7 +304,7 @@ class PairReranker(BaseEstimator):
 
     @property
     def is_fitted_(self) -> bool:
-        return getattr(self, "trees_", None) is not None
+        return getattr(self, "boosters_", None) is not None
 
     def combine(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
         """The final match graph from each step's candidate graph."""
@@ -327,38 +320,52 @@ class PairReranker(BaseEstimator):
         t = getattr(self, "threshold_", self.threshold) if threshold is None else threshold
         return self._select(sp.csr_matrix(proba_graph), float(t))
 
-    # --- persistence (JSON + npz, no pickle) ---------------------------------------------
+    # --- persistence (JSON + LightGBM text models, no pickle) -------------------------
     def save_state(self, path: Path) -> None:
-        """Write the fitted trees (``reranker_trees.npz``) and state (``reranker.json``)."""
-        if getattr(self, "trees_", None) is None:
+        """Write each stage's trees (``reranker_model_{stage}.txt``, LightGBM's text model
+        format) and the state (``reranker.json``)."""
+        if not self.is_fitted_:
             raise NotFittedError("This PairReranker instance is not fitted yet; nothing to save.")
         path = Path(path)
-        for stage, trees in enumerate(self.trees_):
-            np.savez(path / f"reranker_trees_{stage}.npz", allow_pickle=False, **trees)
+        for stage, booster in enumerate(self.boosters_):
+            (path / f"reranker_model_{stage}.txt").write_text(
+                booster.model_to_string(), encoding="utf-8")
         state = {"format": _FORMAT, "modalities": self.modalities_,
                  "feature_names": self.feature_names_, "threshold": self.threshold_,
                  "uses_titles": bool(self.uses_titles_),
-                 "n_stages": len(self.trees_)}
+                 "n_stages": len(self.boosters_)}
         (path / "reranker.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
     def load_state(self, path: Path) -> None:
-        """Restore what :meth:`save_state` wrote; predictions then use the NumPy trees."""
+        """Restore what :meth:`save_state` wrote (LightGBM parses its own text format)."""
+        import lightgbm as lgb
+
         path = Path(path)
         state = json.loads((path / "reranker.json").read_text(encoding="utf-8"))
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"{path}: reranker state format {state.get('format')!r} is not "
-                             f"supported (expected {_FORMAT}); refit and save again.")
-        self.trees_ = []
+        fmt = state.get("format")
+        if fmt == 1:
+            raise ValueError(
+                f"{path}: this pair reranker was saved by an earlier shopee_match (format 1, "
+                "scikit-learn trees as .npz), which this version no longer reads; refit the "
+                "pipeline with this version (e.g. `shopee-match fit TRAIN.csv -o MODEL_DIR`) "
+                "and save it again."
+            )
+        if fmt != _FORMAT:
+            raise ValueError(f"{path}: reranker state format {fmt!r} is not supported "
+                             f"(expected {_FORMAT}); refit and save again.")
+        boosters = []
         for stage in range(int(state["n_stages"])):
-            name = f"reranker_trees_{stage}.npz"
-            with np.load(path / name, allow_pickle=False) as z:
-                trees = {k: z[k] for k in z.files}
-            missing = {*_NODE_FIELDS, "roots", "baseline", "max_depth"} - set(trees)
-            if missing:
-                raise ValueError(f"{path}: {name} lacks {sorted(missing)}; the file is damaged.")
-            self.trees_.append(trees)
+            name = path / f"reranker_model_{stage}.txt"
+            if not name.is_file():
+                raise ValueError(f"{path}: {name.name} is missing; the folder is incomplete.")
+            try:
+                booster = lgb.Booster(model_str=name.read_text(encoding="utf-8"))
+            except lgb.basic.LightGBMError as e:
+                raise ValueError(f"{name}: not a readable LightGBM model ({e}); the file is "
+                                 "damaged.") from None
+            boosters.append(booster)
+        self.boosters_ = boosters
         self.modalities_ = list(state["modalities"])
         self.feature_names_ = list(state["feature_names"])
         self.threshold_ = float(state["threshold"])
         self.uses_titles_ = bool(state["uses_titles"])
-        self.estimators_ = []  # predictions use the NumPy trees
