@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -14,6 +17,7 @@ import scipy.sparse as sp
 __all__ = [
     "Backend",
     "available_backends",
+    "blas_single_threaded",
     "chunk_rows",
     "get_backend",
     "register_backend",
@@ -169,3 +173,38 @@ def topk_sorted(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     from ._topk import topk_block
 
     return topk_block(block, k)
+
+
+# BLAS's thread count is process-global: the first thread to enter sets it to one, the
+# last to leave restores it, so overlapping searches never leave BLAS at one thread
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter: Any = None
+
+
+@contextlib.contextmanager
+def blas_single_threaded() -> Iterator[None]:
+    """BLAS at one thread inside the block (our worker threads then own the cores).
+
+    Safe for concurrent use: a plain ``threadpool_limits`` in two overlapping threads
+    restores in the wrong order (the second saves the first's limit of one as the
+    "original"), so here one reference-counted limit covers all the threads inside.
+
+    >>> with blas_single_threaded():
+    ...     pass
+    """
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import threadpool_limits
+
+            _blas_limiter = threadpool_limits(1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import chunk_rows
+from ._base import blas_single_threaded, chunk_rows
 from ._topk import compiled_kernels, empty_result, topk_block, topk_columns
 
 __all__ = ["NumpyBackend", "effective_n_jobs", "merge_topk"]
@@ -212,8 +212,6 @@ def _map_blocks(fn: Any, starts: range, n_jobs: int) -> None:
         for start in starts:
             fn(start)
         return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_jobs) as pool:
+    with blas_single_threaded(), ThreadPoolExecutor(n_jobs) as pool:
         for job in [pool.submit(fn, start) for start in starts]:
             job.result()
