@@ -401,6 +401,13 @@ class Pipeline(BaseEstimator):
         rows.append(_scores("final", self._combine(graphs, postings), groups))
         return pd.DataFrame(rows).set_index("step")
 
+    def index(self, catalogue: Postings, radius: int | None = None) -> Any:
+        """A :class:`~shopee_match.MatchIndex` of ``catalogue``: then ``index.query(new)``
+        matches new postings against it without redoing the catalogue (see ``index``)."""
+        from .index import MatchIndex
+
+        return MatchIndex.build(self, catalogue, radius=radius)
+
     # --- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the pipeline to folder ``path`` (JSON + arrays + .keras, no pickle)."""
