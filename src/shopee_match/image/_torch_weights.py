@@ -166,5 +166,5 @@ def read_legacy_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
             buf[ref.offset:], shape=ref.shape, strides=[s * item for s in ref.stride],
             writeable=False,
         )
-        out[str(name)] = np.array(arr)  # own copy, C-contiguous
+        out[str(name)] = np.array(arr, order="C")  # own copy, C-contiguous
     return out

