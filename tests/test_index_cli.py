@@ -1,0 +1,52 @@
+"""``shopee-match index`` and ``shopee-match query``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from shopee_match import MatchIndex, Pipeline, make_catalog
+from shopee_match.cli import main
+
+
+def _csvs(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
+    df = make_catalog(n_groups=60, images=False, seed=21).df
+    cat, new = df.iloc[20:], df.iloc[:20]
+    cat.to_csv(tmp_path / "cat.csv", index=False)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    return tmp_path / "cat.csv", tmp_path / "new.csv", new
+
+
+def test_index_query_add_replace(tmp_path: Path, capsys: object) -> None:
+    cat, new, new_df = _csvs(tmp_path)
+    idx, out = tmp_path / "idx", tmp_path / "m.csv"
+    assert main(["index", str(cat), "-o", str(idx), "-q"]) == 0
+    assert main(["query", str(new), "--index", str(idx), "-o", str(out), "-q"]) == 0
+    sub = pd.read_csv(out)
+    assert list(sub.posting_id) == list(new_df.posting_id)
+    assert all(pid in m.split() for pid, m in zip(sub.posting_id, sub.matches))
+    assert main(["query", str(new), "--index", str(idx), "-o", str(out), "--add", "-q"]) == 0
+    assert len(MatchIndex.load(idx)) == len(pd.read_csv(cat)) + len(new_df)
+    # now indexed: a second --add is refused, --replace updates
+    assert main(["query", str(new), "--index", str(idx), "-o", str(out), "--add", "-q"]) == 2
+    assert main(["query", str(new), "--index", str(idx), "-o", str(out), "--add", "--replace",
+                 "-q"]) == 0
+    assert len(MatchIndex.load(idx)) == len(pd.read_csv(cat)) + len(new_df)
+
+
+def test_index_with_model_and_wrong_model(tmp_path: Path, capsys: object) -> None:
+    cat, new, _ = _csvs(tmp_path)
+    train = make_catalog(n_groups=30, images=False, seed=22)
+    model = Pipeline.default(rerank=False, phash=False).fit(train).save(tmp_path / "model")
+    idx = tmp_path / "idx"
+    assert main(["index", str(cat), "--model", str(model), "-o", str(idx), "-q"]) == 0
+    other = Pipeline.default(rerank=False, phash=False).fit(make_catalog(n_groups=31, images=False))
+    try:
+        MatchIndex.load(idx, other)
+    except ValueError as exc:
+        assert "another model" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("a pipeline fitted on other data was accepted")
+    assert main(["query", str(new), "--index", str(tmp_path), "-o", str(tmp_path / "o.csv"),
+                 "-q"]) == 2
