@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     _postings_args(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     _common(p)
+
+    from .index._cli import add_parsers
+
+    add_parsers(sub, _postings_args, _common)
     return parser
 
 
@@ -234,6 +238,18 @@ def cmd_eda(args: argparse.Namespace, verbose: bool) -> int:
 
 _COMMANDS = {"fit": cmd_fit, "match": cmd_match, "evaluate": cmd_evaluate, "demo": cmd_demo,
              "eda": cmd_eda}
+
+
+def _index_command(name: str) -> Any:
+    def run(args: argparse.Namespace, verbose: bool) -> int:
+        from .index import _cli
+
+        return int(getattr(_cli, name)(args, verbose))
+
+    return run
+
+
+_COMMANDS.update(index=_index_command("cmd_index"), query=_index_command("cmd_query"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
