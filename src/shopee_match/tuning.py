@@ -86,7 +86,8 @@ def collect_folds(
                 embedded[id(embedder)] = emb_model.embed(test)
             cands[name] = loosest_candidates(matcher, embedded[id(embedder)])
             bar.update(1)
-        folds.append(Fold(cands=cands, groups=groups[test_rows], titles=test.titles))
+        folds.append(Fold(cands=cands, groups=groups[test_rows],
+                          titles=test.titles if test.has_titles else []))
     bar.close()
     return folds
 
