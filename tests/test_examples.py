@@ -34,7 +34,8 @@ def load_example(name: str):  # type: ignore[no-untyped-def]
 
 
 def test_every_example_is_tested() -> None:
-    tested = {"quickstart.py", "custom_embedder.py", "kaggle_folder.py", "train_models.py"}
+    tested = {"quickstart.py", "custom_embedder.py", "kaggle_folder.py", "train_models.py",
+              "serve_index.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -43,6 +44,14 @@ def test_quickstart(tmp_path: Path) -> None:
     assert "posting_id" in out and "matches" in out
     f1 = float(out.rsplit("held-out mean F1:", 1)[1].split()[0])
     assert 0.5 < f1 <= 1.0
+
+
+def test_serve_index(tmp_path: Path) -> None:
+    out = run_example("serve_index.py", "--groups", "60", "--batches", "2", cwd=tmp_path)
+    shares = [int(line.split("same as batch predict for ")[1].split("%")[0])
+              for line in out.splitlines() if "same as batch predict for" in line]
+    assert len(shares) == 2 and min(shares) >= 50  # the frozen vocabulary: see docs/serving.md
+    assert "saved to" in out
 
 
 def test_quickstart_with_images(tmp_path: Path) -> None:
