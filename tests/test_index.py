@@ -155,7 +155,7 @@ def test_wrong_model_or_version(rerank_pipe: Pipeline, union_pipe: Pipeline, dat
     meta = json.loads((path / "index.json").read_text())
     meta["version"] = "0.0.1"
     (path / "index.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="built by shopee_match 0.0.1"):
+    with pytest.raises(ValueError, match=r"built by shopee_match 0\.0\.1"):
         MatchIndex.load(path)
     with pytest.raises(FileNotFoundError, match="not a saved MatchIndex"):
         MatchIndex.load(tmp_path)
