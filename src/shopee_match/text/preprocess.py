@@ -18,6 +18,7 @@ from typing import Any
 
 from .._params import BaseEstimator
 from .._registry import register
+from .codes import code_tokens, join_codes
 
 __all__ = ["TitlePreprocessor", "decode_escapes", "english_stop_words"]
 
@@ -99,6 +100,8 @@ class TitlePreprocessor(BaseEstimator):
         warning without it).
     join_units : glue a number to a short unit after it ("397 gr" -> "397gr") so sizes
         and model numbers stay one token.
+    join_codes : write a model code one way however it is split ("KX-TS108W", "kx ts108w"
+        -> "kxts108w", see :mod:`shopee_match.text.codes`), keeping the pieces too.
 
     >>> TitlePreprocessor().transform_one("The Running Shoes, 42 cm (NEW!)")
     'run shoe 42cm new'
@@ -112,6 +115,7 @@ class TitlePreprocessor(BaseEstimator):
         stem: bool = True,
         lemmatize: bool = False,
         join_units: bool = True,
+        join_codes: bool = True,
     ) -> None:
         self.lowercase = lowercase
         self.decode = decode
@@ -119,6 +123,7 @@ class TitlePreprocessor(BaseEstimator):
         self.stem = stem
         self.lemmatize = lemmatize
         self.join_units = join_units
+        self.join_codes = join_codes
 
     def _stop_set(self) -> frozenset[str]:
         if self.stop_words is None:
@@ -140,9 +145,13 @@ class TitlePreprocessor(BaseEstimator):
             text = "".join(c for c in text if not unicodedata.combining(c))
         if self.lowercase:
             text = text.lower()
+        if self.join_codes:
+            text = join_codes(text)
         toks = [t.replace(",", ".") for t in _TOKEN.findall(text)]
         if self.join_units:
             toks = _join_units(toks)
+        if self.join_codes:
+            toks = code_tokens(toks)
         stops = self._stop_set()
         toks = [t for t in toks if t not in stops]
         if self.lemmatize:
