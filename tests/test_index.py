@@ -216,3 +216,42 @@ def test_reranker_is_what_answers(rerank_pipe: Pipeline) -> None:
     from shopee_match.rerank import PairReranker
 
     assert isinstance(rerank_pipe._combiner(), PairReranker)
+
+
+class HashedDense:
+    """A stateless dense embedder: hashed character 3-grams, randomly projected to 32-d."""
+
+    name = "hashed_dense"
+
+    def fit(self, postings: Postings) -> HashedDense:
+        return self
+
+    def embed(self, postings: Postings) -> np.ndarray:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        x = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 3), n_features=2**12,
+                              alternate_sign=False).transform(postings.titles)
+        proj = np.random.default_rng(0).standard_normal((2**12, 32)).astype(np.float32)
+        out = np.asarray(x @ proj, dtype=np.float32)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def test_dense_steps_with_catalogue_rows(data: Postings) -> None:
+    # a symmetric union needs each catalogue posting's row (radius 1): new postings enter
+    # catalogue rows of a dense space and a blended dense space, and replace one
+    from shopee_match.neighbors.blend import BlendMatcher
+
+    dense = HashedDense()
+    pipe = Pipeline(steps=[("d", dense, NeighborMatcher(threshold=0.9, k=5, min_matches=2)),
+                           ("qe", dense, BlendMatcher(threshold=0.95, k=5, n_blend=3))],
+                    ensemble=Ensemble(symmetric=True), tune=False).fit(data)
+    cat, new = split(data, 40, seed=10)
+    index = pipe.index(cat)
+    assert index.radius == 1
+    assert_batch_equal(pipe, data, index.query(new))
+    df = cat.df.copy()
+    df.loc[5, "title"] = new.df["title"].iloc[0]
+    changed = Postings(df)
+    index.add(changed.subset([5]), replace=True)
+    both = Postings(pd.concat([changed.df, new.df], ignore_index=True))
+    assert_batch_equal(pipe, both, index.query(new))
