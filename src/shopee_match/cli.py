@@ -120,9 +120,21 @@ def _setup(args: argparse.Namespace) -> bool:
 
 
 def _read(args: argparse.Namespace, path: str) -> Any:
+    import codecs
+
     from .data import read_postings
 
-    return read_postings(path, image_dir=args.images, encoding=args.encoding)
+    if args.encoding:
+        try:
+            codecs.lookup(args.encoding)
+        except LookupError:
+            raise ValueError(f"{path}: --encoding {args.encoding!r} is not an encoding Python "
+                             "knows; try utf-8, latin-1 or cp1252.") from None
+    try:
+        return read_postings(path, image_dir=args.images, encoding=args.encoding)
+    except UnicodeError as exc:  # only with --encoding: by default latin-1 reads anything
+        raise ValueError(f"{path}: not readable as {args.encoding} ({exc}); pass the file's "
+                         "encoding with --encoding, or leave it out to try UTF-8 then latin-1.") from None
 
 
 def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> Any:
@@ -156,15 +168,23 @@ def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
         pipe.set_params(tfidf__embedder__fit_on="train")
     pipe.set_params(n_splits=args.folds)
     pipe.fit(train)
+    summary = _fit_summary(pipe, len(train))  # before saving: no model from a failed run
     pipe.save(args.output)
-    cv = pipe.tuning_.get("cv_f1")
-    th = pipe.tuning_.get("thresholds", {})
-    rr = getattr(pipe.ensemble, "threshold_", None)
-    print(f"fitted on {len(train)} postings; cross-validated F1 {cv:.4f}; thresholds "
-          + ", ".join(f"{k}={v:.3f}" for k, v in th.items())
-          + (f"; reranker probability {rr:.3f}" if rr is not None else ""))
+    print(summary)
     print(f"saved model to {args.output}")
     return 0
+
+
+def _fit_summary(pipe: Any, n: int) -> str:
+    """One line: postings, cross-validated F1 (or why there is none), the thresholds."""
+    cv = pipe.tuning_.get("cv_f1")
+    tuned = (f"cross-validated F1 {cv:.4f}" if isinstance(cv, float) and cv == cv
+             else "not tuned (too few label groups)")
+    th = {name: m.similarity_threshold() for name, _, m in pipe.steps}
+    rr = getattr(pipe.combiner_, "threshold_", None)
+    return (f"fitted on {n} postings; {tuned}; thresholds "
+            + ", ".join(f"{k}={v:.3f}" for k, v in th.items())
+            + (f"; reranker probability {rr:.3f}" if rr is not None else ""))
 
 
 def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
@@ -188,6 +208,8 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
 def cmd_evaluate(args: argparse.Namespace, verbose: bool) -> int:
     postings = _read(args, args.postings)
     postings.groups()  # fail early without label_group
+    if len(postings) == 0:
+        raise ValueError(f"{postings.source}: no postings to evaluate (header only).")
     pipe = _load_or_default(args, postings, verbose)
     embeddings = pipe.embed_steps(postings)  # once, for the table and the plots
     table = pipe.evaluate(postings, embeddings)
@@ -202,17 +224,16 @@ def cmd_evaluate(args: argparse.Namespace, verbose: bool) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, verbose: bool) -> int:
-    import tempfile
-
-    from ._persist import atomic_file
+    from ._persist import atomic_file, temp_dir
     from .data import train_test_split_groups
     from .datasets import make_catalog
     from .metrics import f1_score
     from .pipeline import Pipeline
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="shopee_match_demo_"))
+    work = Path(args.workdir) if args.workdir else temp_dir("shopee_match_demo_")
     catalog = make_catalog(n_groups=args.groups, image_dir=work / "images", seed=args.seed)
-    catalog.df.to_csv(work / "catalog.csv", index=False)
+    with atomic_file(work / "catalog.csv", "w", encoding="utf-8", newline="") as fh:
+        catalog.df.to_csv(fh, index=False)
     train, test = train_test_split_groups(catalog, test_size=1 / 3, random_state=args.seed)
     print(f"generated {len(catalog)} postings in {args.groups} groups under {work}")
     pipe = Pipeline.default(rerank=not args.no_rerank, verbose=verbose).fit(train)
@@ -276,14 +297,19 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
             PermissionError, IsADirectoryError) as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # unexpected: still one line unless --debug
         if args.debug:
             raise
-        print(f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+        print(f"error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for details)",
               file=sys.stderr)
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (a parser's message may hold newlines)."""
+    return " ".join(str(exc).split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -254,11 +254,13 @@ def read_postings(
         raise PostingsError(f"{path}: no such file; check the path to the postings CSV.")
     dtype = {"posting_id": str, "title": str, "image": str, "image_phash": str}
     kwargs: dict[str, Any] = {"dtype": dtype, "keep_default_na": False, "na_values": [""]}
+    used = encoding or "utf-8"
     try:
         if encoding is None:
             try:
                 df = pd.read_csv(path, encoding="utf-8", **kwargs)
             except UnicodeDecodeError:
+                used = "latin-1"
                 warnings.warn(
                     f"{path}: not valid UTF-8; read as latin-1. Pass encoding=... "
                     "(CLI: --encoding) if that is wrong.",
@@ -272,7 +274,23 @@ def read_postings(
         raise PostingsError(f"{path}: the file is empty; expected a header `posting_id,title`.") from exc
     except pd.errors.ParserError as exc:
         raise PostingsError(f"{path}: not a readable CSV ({exc}).") from exc
+    _check_unique_header(path, used)
     return Postings(df, image_dir=image_dir, source=str(path))
+
+
+def _check_unique_header(path: Path, encoding: str) -> None:
+    """Refuse a header naming a column twice (pandas would silently rename one ``X.1``)."""
+    header = pd.read_csv(path, encoding=encoding, header=None, nrows=1, dtype=str,
+                         keep_default_na=False).iloc[0].tolist()
+    seen: set[str] = set()
+    for i, name in enumerate(header):
+        if name in seen:
+            what = f"column `{name}`" if name.strip() else "an empty column name"
+            raise PostingsError(
+                f"{path}: {what} appears twice in the header (again as column {i + 1}); "
+                "rename or remove one of them."
+            )
+        seen.add(name)
 
 
 # --- group-aware splits ------------------------------------------------------------

@@ -222,6 +222,9 @@ class Pipeline(BaseEstimator):
         steps = self._validate_steps()
         if not isinstance(postings, Postings):
             raise TypeError(f"fit expects Postings (see read_postings), got {type(postings).__name__}.")
+        if len(postings) == 0:
+            raise ValueError(f"{postings.source}: no postings to fit on; fit needs labelled "
+                             "postings (posting_id,title,label_group), at least one row.")
         if self.tune:
             groups = postings.groups()  # raises a clear error without label_group
             n_groups = len(np.unique(groups))
@@ -264,9 +267,10 @@ class Pipeline(BaseEstimator):
                     matcher.set_similarity_threshold(th[name])
                 self.tuning_.update({"thresholds": th, "cv_f1": cv_f1})
         elif self.tune:
-            logger.warning(
-                "Only %d label group(s): too few for %d-fold tuning; thresholds left as set.",
-                n_groups, self.n_splits,
+            warnings.warn(
+                f"{postings.source}: only {n_groups} label group(s), too few for "
+                f"{self.n_splits}-fold tuning: thresholds left as set (add labelled groups or "
+                "lower n_splits to tune them).", UserWarning, stacklevel=2,
             )
         if not fitted_first:
             self._fit_embedders(steps, postings, self.verbose)
