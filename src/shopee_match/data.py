@@ -338,3 +338,40 @@ def group_kfold(
     fold = fold_of_group[codes]
     for f in range(n_splits):
         yield np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+
+
+def concat_postings(catalogues: Sequence[Postings]) -> Postings:
+    """Several labelled catalogues as one :class:`Postings` (for fitting embedders).
+
+    Label groups never merge across catalogues (``<i>:`` is put before each catalogue's
+    labels); ids that clash across catalogues get the same prefix; images keep their
+    full paths.
+
+    >>> a = Postings(pd.DataFrame({"posting_id": ["1", "2"], "title": ["x", "y"],
+    ...                            "label_group": [7, 7]}))
+    >>> b = Postings(pd.DataFrame({"posting_id": ["1"], "title": ["z"], "label_group": [7]}))
+    >>> both = concat_postings([a, b])
+    >>> both.posting_id.tolist(), both.groups().tolist()
+    (['0:1', '0:2', '1:1'], [0, 0, 1])
+    """
+    if not catalogues:
+        raise ValueError("concat_postings needs at least one Postings.")
+    if len(catalogues) == 1:
+        return catalogues[0]
+    ids = pd.concat([c.df["posting_id"] for c in catalogues])
+    clash = ids.duplicated(keep=False).any()
+    frames = []
+    for i, cat in enumerate(catalogues):
+        df = cat.df.copy()
+        if clash:
+            df["posting_id"] = f"{i}:" + df["posting_id"].astype(str)
+        if "label_group" in df.columns:
+            df["label_group"] = f"{i}:" + df["label_group"].astype(str)
+        if "image" in df.columns:
+            df["image"] = ([str(p) if p is not None else None for p in cat.image_paths()]
+                           if cat.has_images else None)
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    has_images = any(c.has_images for c in catalogues)
+    source = " + ".join(c.source for c in catalogues)
+    return Postings(df, image_dir=Path("/") if has_images else None, source=source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ._params import BaseEstimator
 from ._pipeline_io import FORMAT_VERSION, load_pipeline, save_pipeline
 from ._validation import NotFittedError
-from .data import Postings
+from .data import Postings, concat_postings
 from .embedder import Embedder
 from .ensemble import Ensemble
 from .metrics import graph_precision_recall_f1
@@ -217,31 +217,44 @@ class Pipeline(BaseEstimator):
         return self
 
     # --- fit / predict --------------------------------------------------------------
-    def fit(self, postings: Postings) -> Pipeline:
-        """Fit every embedder and tune thresholds on labelled postings."""
+    def fit(self, postings: Postings | Sequence[Postings]) -> Pipeline:
+        """Fit every embedder and tune thresholds on labelled postings.
+
+        ``postings`` may be a list of labelled catalogues (other shops, languages,
+        product types): candidates are built inside each one, never across, and one
+        model is learnt from all of them, so what it learns is what they share.
+        """
         steps = self._validate_steps()
-        if not isinstance(postings, Postings):
-            raise TypeError(f"fit expects Postings (see read_postings), got {type(postings).__name__}.")
-        if len(postings) == 0:
-            raise ValueError(f"{postings.source}: no postings to fit on; fit needs labelled "
-                             "postings (posting_id,title,label_group), at least one row.")
-        if self.tune:
-            groups = postings.groups()  # raises a clear error without label_group
-            n_groups = len(np.unique(groups))
-        else:
-            n_groups = 0
+        cats = _catalogues(postings)
+        whole = concat_postings(cats)
+        tuned_cats = []
+        for cat in cats:
+            n_groups = len(np.unique(cat.groups())) if self.tune else 0
+            if self.tune and n_groups >= max(2, self.n_splits):
+                tuned_cats.append(cat)
+            elif self.tune:
+                warnings.warn(
+                    f"{cat.source}: only {n_groups} label group(s), too few for "
+                    f"{self.n_splits}-fold tuning: "
+                    + ("this catalogue is left out of tuning." if len(cats) > 1 else
+                       "thresholds left as set (add labelled groups or lower n_splits to "
+                       "tune them)."), UserWarning, stacklevel=2,
+                )
         ens = self._ensemble()
         self.tuning_: dict[str, Any] = {}
         explained = False  # whether a fallback from a learned ensemble was warned about
         fitted_first = False
         if not self.refit_cv:  # folds are embedded by the final, fitted embedders
-            self._fit_embedders(steps, postings, self.verbose)
+            self._fit_embedders(steps, whole, self.verbose)
             fitted_first = True
-        if self.tune and n_groups >= max(2, self.n_splits):
-            folds = collect_folds(
-                steps, postings, self.n_splits, refit=self.refit_cv,
-                random_state=self.random_state, verbose=self.verbose,
-            )
+        if tuned_cats:
+            folds = [
+                fold for cat in tuned_cats
+                for fold in collect_folds(
+                    steps, cat, self.n_splits, refit=self.refit_cv,
+                    random_state=self.random_state, verbose=self.verbose,
+                )
+            ]
             # per-step thresholds are tuned for the union even when a learned ensemble
             # makes the final call: they give each step's own matches and curves
             th, cv_f1, curves = tune_thresholds(
@@ -266,14 +279,8 @@ class Pipeline(BaseEstimator):
                 for name, _, matcher in steps:
                     matcher.set_similarity_threshold(th[name])
                 self.tuning_.update({"thresholds": th, "cv_f1": cv_f1})
-        elif self.tune:
-            warnings.warn(
-                f"{postings.source}: only {n_groups} label group(s), too few for "
-                f"{self.n_splits}-fold tuning: thresholds left as set (add labelled groups or "
-                "lower n_splits to tune them).", UserWarning, stacklevel=2,
-            )
         if not fitted_first:
-            self._fit_embedders(steps, postings, self.verbose)
+            self._fit_embedders(steps, whole, self.verbose)
         self.combiner_ = ens
         if getattr(ens, "uses_candidates", False) and not getattr(ens, "is_fitted_", False):
             if not explained:
@@ -283,7 +290,7 @@ class Pipeline(BaseEstimator):
                     UserWarning, stacklevel=2,
                 )
             self.combiner_ = Ensemble()
-        self.n_postings_fit_ = len(postings)
+        self.n_postings_fit_ = len(whole)
         return self
 
     @staticmethod
@@ -436,6 +443,24 @@ class Pipeline(BaseEstimator):
     def load(cls, path: str | Path) -> Pipeline:
         """Load a folder written by :meth:`save`. Never executes code from it."""
         return load_pipeline(cls, Path(path))
+
+
+def _catalogues(postings: Any) -> list[Postings]:
+    """``fit``'s input as a non-empty list of non-empty Postings."""
+    cats = [postings] if isinstance(postings, Postings) else postings
+    if isinstance(cats, (str, bytes)) or not isinstance(cats, Sequence) or not cats:
+        raise TypeError(
+            "fit expects Postings (see read_postings) or a non-empty list of them, got "
+            f"{type(postings).__name__}."
+        )
+    for i, cat in enumerate(cats):
+        if not isinstance(cat, Postings):
+            raise TypeError(f"fit: catalogue {i} is a {type(cat).__name__}, not Postings "
+                            "(see read_postings).")
+        if len(cat) == 0:
+            raise ValueError(f"{cat.source}: no postings to fit on; fit needs labelled "
+                             "postings (posting_id,title,label_group), at least one row.")
+    return list(cats)
 
 
 def _scores(name: str, g: sp.csr_matrix, groups: np.ndarray) -> dict[str, Any]:
