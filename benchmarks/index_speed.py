@@ -16,9 +16,13 @@ each queried posting's match set with its batch one. The split files go to ``--t
 the catalogue, cosine >= 0.5 in the top 50; phash within 2 bits; union), an index of
 ``n`` postings saved and loaded memory-mapped, then ``--n-new`` new postings queried
 (cold: the first query after loading, which builds the search structures; warm: the
-next ones). Index size on disk and the process's memory are printed::
+next ones). Index size on disk and the process's memory are printed. ``--max-df 50``
+drops the terms in more than 50 catalogue postings, as ``benchmarks/scale.py`` does for
+the all-pairs search (exact cosine over the full vocabulary costs a product with every
+posting sharing a brand or colour word)::
 
     python benchmarks/index_speed.py scale --n 100000 300000 1000000
+    python benchmarks/index_speed.py scale --n 100000 300000 1000000 --max-df 50
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from shopee_match import (
+    BaseEmbedder,
     HashMatcher,
     MatchIndex,
     NeighborMatcher,
@@ -43,6 +50,7 @@ from shopee_match import (
     read_postings,
     train_test_split_groups,
 )
+from shopee_match._registry import register
 from shopee_match.data import Postings
 from shopee_match.ensemble import Ensemble
 from shopee_match.metrics import f1_scores
@@ -127,8 +135,59 @@ def _generated(n: int, seed: int) -> Postings:
     return Postings(df)
 
 
-def text_phash_pipeline(fit_on: Postings) -> Pipeline:
-    tfidf = TfidfEmbedder(word_ngram_range=(1, 1), char_ngram_range=None, fit_on="predict")
+@register()
+class PrunedTfidf(BaseEmbedder):
+    """Word TF-IDF without the terms in more than ``max_df`` postings (rows renormalised):
+    the approximate text step of ``benchmarks/scale.py`` as an embedder. The kept terms
+    are learnt with the vocabulary (``fit_on="predict"``: on the postings matched, or on
+    the catalogue for an index)."""
+
+    name = "pruned_tfidf"
+
+    def __init__(self, max_df: int = 50, fit_on: str = "predict") -> None:
+        self.max_df = max_df
+        self.fit_on = fit_on
+
+    def _learn(self, postings: Postings) -> None:
+        self.tfidf_ = TfidfEmbedder(word_ngram_range=(1, 1), char_ngram_range=None).fit(postings)
+        df = np.bincount(self.tfidf_.embed(postings).indices,
+                         minlength=len(self.tfidf_.vectorizers_[0][1].vocabulary_))
+        self.keep_ = np.flatnonzero(df <= self.max_df)
+
+    def fit(self, postings: Postings) -> PrunedTfidf:
+        if self.fit_on == "train":
+            self._learn(postings)
+        return self
+
+    def embed(self, postings: Postings) -> sp.csr_matrix:
+        if self.fit_on == "predict":
+            self._learn(postings)
+        return prune(self.tfidf_.embed(postings), self.keep_)
+
+    def save_state(self, path: Path) -> None:
+        if self.fit_on != "train":  # relearnt on every embed: nothing to keep
+            return
+        self.tfidf_.save_state(path)
+        np.save(path / "keep.npy", self.keep_, allow_pickle=False)
+
+    def load_state(self, path: Path) -> None:
+        if self.fit_on == "train":
+            self.tfidf_ = TfidfEmbedder(word_ngram_range=(1, 1), char_ngram_range=None)
+            self.tfidf_.load_state(path)
+            self.keep_ = np.load(path / "keep.npy", allow_pickle=False)
+
+
+def prune(x: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    y = sp.csr_matrix(x[:, keep], dtype=np.float32)
+    norms = np.sqrt(np.asarray(y.multiply(y).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags((1.0 / norms).astype(np.float32)) @ y, dtype=np.float32)
+
+
+def text_phash_pipeline(fit_on: Postings, max_df: int | None = None) -> Pipeline:
+    tfidf: Any = TfidfEmbedder(word_ngram_range=(1, 1), char_ngram_range=None, fit_on="predict")
+    if max_df is not None:
+        tfidf = PrunedTfidf(max_df=max_df)
     steps = [("tfidf", tfidf, NeighborMatcher(threshold=0.5, k=50)),
              ("phash", PhashEmbedder(), HashMatcher(max_distance=2))]
     return Pipeline(steps, ensemble=Ensemble(how="union"), tune=False).fit(fit_on)
@@ -146,7 +205,7 @@ def scale(args: argparse.Namespace) -> None:
         cat_rows = np.setdiff1d(np.arange(len(everything)), new_rows)
         cat, new = everything.subset(cat_rows), everything.subset(new_rows)
         del everything
-        pipe = text_phash_pipeline(cat.subset(range(1000)))
+        pipe = text_phash_pipeline(cat.subset(range(1000)), args.max_df)
         t = time.perf_counter()
         index = pipe.index(cat)
         path = index.save(tmp / f"index_{n}")
@@ -186,6 +245,8 @@ def main() -> None:
     s.add_argument("--n", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     s.add_argument("--n-new", type=int, default=1000)
     s.add_argument("--keep", action="store_true", help="keep the saved indexes")
+    s.add_argument("--max-df", type=int, default=None,
+                   help="drop terms in more than this many catalogue postings (as scale.py)")
     for q in (h, s):
         q.add_argument("--tmp", default="/tmp/shopee_match_index_bench")
         q.add_argument("--seed", type=int, default=0)
