@@ -158,3 +158,53 @@ def test_pretrained_top5_on_real_photos():
     top5 = np.argsort(-rand.predict(x, batch_size=6, verbose=0), axis=1)[:, :5]
     assert np.mean([c in t for (c, _), t in zip(rows, top5)]) < 0.3
 
+
+
+# --- ImageEmbedder("efficientnet_lite0") --------------------------------------------
+def test_embedder_weights_and_blocks_are_checked():
+    from shopee_match.image.efficientnet import ImageEmbedder
+
+    with pytest.raises(ValueError, match="pretrained"):
+        ImageEmbedder("efficientnet_lite0", weights="imagenet").build_model()
+    with pytest.raises(ValueError, match="efficientnet_lite0"):
+        ImageEmbedder("efficientnet_b0", weights="pretrained").build_model()
+    with pytest.raises(ValueError, match="trainable_blocks"):
+        ImageEmbedder("efficientnet_b0", weights=None, trainable_blocks=3).build_model()
+    with pytest.raises(ValueError, match="trainable_blocks"):
+        ImageEmbedder("efficientnet_lite0", weights=None, trainable_blocks=17).build_model()
+
+
+def test_fine_tuning_trains_only_the_top_blocks_and_round_trips(tmp_path):
+    from shopee_match.datasets import make_catalog
+    from shopee_match.image.efficientnet import ImageEmbedder
+
+    p = make_catalog(n_groups=4, per_group=(3, 3), image_dir=tmp_path / "img", image_size=64,
+                     seed=1)
+    emb = ImageEmbedder("efficientnet_lite0", image_size=64, weights=None, epochs=2,
+                        trainable_blocks=2, batch_size=4, seed=0)
+    before = emb.build_model()
+    emb.fit(p)
+    after = emb.model_
+    assert len(emb.history_["loss"]) == 2
+    for name, changed in (("blocks_13_project_conv", False), ("blocks_13_bn2", False),
+                          ("blocks_14_project_conv", True), ("conv_head", True), ("bn1", False)):
+        old = _layer(before, name).get_weights()[0]
+        new = _layer(after, name).get_weights()[0]
+        assert (not np.allclose(old, new)) == changed, name
+    x = emb.embed(p)
+    assert x.shape == (len(p), 1280)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    emb.save_state(tmp_path)
+    again = ImageEmbedder("efficientnet_lite0", image_size=64, weights=None,
+                          trainable_blocks=2)
+    again.load_state(tmp_path)
+    np.testing.assert_allclose(again.embed(p), x, atol=1e-5)
+
+
+def _layer(model, name):
+    for sub in ("lite0_trunk", "lite0_top"):
+        try:
+            return model.get_layer(sub).get_layer(name)
+        except ValueError:
+            continue
+    raise KeyError(name)

@@ -62,6 +62,13 @@ def _block_specs() -> list[tuple[int, int, int, int, int]]:
 LITE0_BLOCKS = len(_block_specs())
 
 
+def _conv_init() -> keras.initializers.Initializer:
+    # the reference EfficientNet initialisation (as keras.applications): random weights
+    # then keep activations alive through 16 blocks; Glorot lets ReLU6 saturate to zero
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out",
+                                              distribution="truncated_normal")
+
+
 def _bn(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(epsilon=_BN_EPS, momentum=0.99, name=name)
 
@@ -76,13 +83,14 @@ def _block(x: Any, i: int, spec: tuple[int, int, int, int, int]) -> Any:
     inp = x
     if expand != 1:
         x = keras.layers.Conv2D(c_in * expand, 1, padding="same", use_bias=False,
-                                name=p + "expand_conv")(x)
+                                kernel_initializer=_conv_init(), name=p + "expand_conv")(x)
         x = _relu6(p + "relu0")(_bn(p + "bn0")(x))
     x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
+                                     depthwise_initializer=_conv_init(),
                                      name=p + "depthwise_conv")(x)
     x = _relu6(p + "relu1")(_bn(p + "bn1")(x))
     x = keras.layers.Conv2D(c_out, 1, padding="same", use_bias=False,
-                            name=p + "project_conv")(x)
+                            kernel_initializer=_conv_init(), name=p + "project_conv")(x)
     x = _bn(p + "bn2")(x)
     if stride == 1 and c_in == c_out:
         x = keras.layers.Add(name=p + "add")([x, inp])
@@ -107,7 +115,7 @@ def build_lite0(image_size: int = 224, *, split: int = 0, include_top: bool = Fa
     inp = keras.Input((image_size, image_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="scale")(inp)
     x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False,
-                            name="conv_stem")(x)
+                            kernel_initializer=_conv_init(), name="conv_stem")(x)
     x = _relu6("stem_relu")(_bn("bn0")(x))
     for i in range(split):
         x = _block(x, i, specs[i])
@@ -117,7 +125,8 @@ def build_lite0(image_size: int = 224, *, split: int = 0, include_top: bool = Fa
     x = feat
     for i in range(split, LITE0_BLOCKS):
         x = _block(x, i, specs[i])
-    x = keras.layers.Conv2D(1280, 1, padding="same", use_bias=False, name="conv_head")(x)
+    x = keras.layers.Conv2D(1280, 1, padding="same", use_bias=False,
+                            kernel_initializer=_conv_init(), name="conv_head")(x)
     x = _relu6("head_relu")(_bn("bn1")(x))
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if include_top:
