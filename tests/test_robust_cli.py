@@ -15,10 +15,11 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from shopee_match import Pipeline
+from shopee_match import Pipeline, make_catalog
 from shopee_match.cli import main
 
 ENCODINGS = ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16", "shift_jis"]
@@ -67,6 +68,16 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str, list[str]]:
     return bytes(data), encoding, header
 
 
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A small fitted model, for `match`/`evaluate --model` (the other runs use the default)."""
+    folder = tmp_path_factory.mktemp("robust")
+    make_catalog(20, images=False, seed=9).df.to_csv(folder / "train.csv", index=False)
+    assert main(["fit", str(folder / "train.csv"), "-o", str(folder / "model"), "--no-rerank",
+                 "-q"]) == 0
+    return folder / "model"
+
+
 def _run(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
@@ -97,8 +108,9 @@ def _check_one_line(code: int, out: str, err: str, csv: Path, target: Path) -> N
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(case=csv_files(), command=st.sampled_from(["match", "match", "eda", "evaluate", "fit"]),
-       pass_encoding=st.sampled_from([None, None, "right", "utf-8", "nonsense-enc"]))
-def test_cli_on_generated_csv(tmp_path, case, command, pass_encoding):
+       pass_encoding=st.sampled_from([None, None, "right", "utf-8", "nonsense-enc"]),
+       with_model=st.booleans())
+def test_cli_on_generated_csv(tmp_path, model, case, command, pass_encoding, with_model):
     data, encoding, _ = case
     work = tmp_path / "w"
     shutil.rmtree(work, ignore_errors=True)
@@ -115,6 +127,8 @@ def test_cli_on_generated_csv(tmp_path, case, command, pass_encoding):
         argv += ["-o", str(target)]
     if command == "fit":
         argv += ["--no-rerank", "--folds", "2"]
+    elif command in ("match", "evaluate") and with_model:
+        argv += ["--model", str(model)]
     code, out, err = _run(argv)
     event(f"{command}: exit {code}")
     if code != 0:
