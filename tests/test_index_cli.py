@@ -21,7 +21,9 @@ def _csvs(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
 def test_index_query_add_replace(tmp_path: Path, capsys: object) -> None:
     cat, new, new_df = _csvs(tmp_path)
     idx, out = tmp_path / "idx", tmp_path / "m.csv"
-    assert main(["index", str(cat), "-o", str(idx), "-q"]) == 0
+    train = make_catalog(n_groups=30, images=False, seed=23)
+    model = Pipeline.default(phash=False).fit(train).save(tmp_path / "model")
+    assert main(["index", str(cat), "--model", str(model), "-o", str(idx), "-q"]) == 0
     assert main(["query", str(new), "--index", str(idx), "-o", str(out), "-q"]) == 0
     sub = pd.read_csv(out)
     assert list(sub.posting_id) == list(new_df.posting_id)

@@ -89,8 +89,9 @@ class CosineSpace:
 
     def __init__(self, store: VectorStore, k: int, backend: str = "auto",
                  options: dict[str, Any] | None = None,
-                 rows: sp.csr_matrix | None = None) -> None:
+                 rows: sp.csr_matrix | None = None, search_floor: float | None = None) -> None:
         self.store = store
+        self.search_floor = search_floor  # only where no catalogue rows are kept
         self.k = int(k)
         self.backend_name = backend
         self.options = dict(options or {})
@@ -101,7 +102,8 @@ class CosineSpace:
 
     @property
     def floor(self) -> float:
-        return TINY if self.store.sparse else -np.inf
+        low = TINY if self.store.sparse else -np.inf
+        return low if self.search_floor is None else max(low, float(self.search_floor))
 
     def kth(self) -> np.ndarray:
         assert self.rows is not None
@@ -131,7 +133,7 @@ class CosineSpace:
         if n and m:
             k2 = min(n, k + (k if len(changed) else 0))
             be = self.store.backend(self.backend_name, self.options)
-            s, i = be.search(q, k2)
+            s, i = be.search(q, k2, threshold=self.search_floor)
             s, i = np.asarray(s, np.float32).copy(), np.asarray(i, np.int64).copy()
             fetched = (i >= 0).sum(axis=1)
             if len(changed):
@@ -248,7 +250,8 @@ class CosineSpace:
         rows = None
         if self.rows is not None:
             rows = over.row_graph(self.rows, np.arange(over.n_total))
-        return CosineSpace(store, self.k, self.backend_name, self.options, rows)
+        return CosineSpace(store, self.k, self.backend_name, self.options, rows,
+                           self.search_floor)
 
 
 def _top(s: np.ndarray, i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -131,9 +131,20 @@ def _knn_rows(matcher: NeighborMatcher, x: Any, k: int | None = None) -> sp.csr_
     return rows_from_lists(sims, idx, np.arange(n), n)
 
 
+def _floor(matcher: NeighborMatcher) -> float | None:
+    """The lowest similarity the matcher's ``select`` can keep (as ``match_graph``)."""
+    if int(matcher.min_matches) == 1:
+        return float(matcher.threshold)
+    low = matcher.min_threshold
+    return None if low is None else min(float(matcher.threshold), float(low))
+
+
 def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool,
-               hash_radius: int | None) -> Step:
-    """Index one step over the catalogue's embeddings ``emb`` (held in ``store``)."""
+               hash_radius: int | None, thresholded: bool = False) -> Step:
+    """Index one step over the catalogue's embeddings ``emb`` (held in ``store``).
+
+    ``thresholded``: only the matcher's thresholded matches are read (a union of steps
+    with no catalogue rows kept), so searches may skip pairs below its threshold."""
     kind = type(matcher)
     if kind is BlendMatcher:
         matcher._validate()
@@ -145,13 +156,15 @@ def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool
         bstore = VectorStore(bl)
         brows = _knn_rows(matcher, bstore.x) if rows else None
         opts = matcher.backend_options()
+        floor = _floor(matcher) if thresholded and not rows else None
         return BlendStep(name, CosineSpace(store, k_raw, matcher.backend, opts, raw_rows),
-                         CosineSpace(bstore, matcher.k, matcher.backend, opts, brows),
+                         CosineSpace(bstore, matcher.k, matcher.backend, opts, brows, floor),
                          matcher.n_blend)
     if kind is NeighborMatcher:
         matcher._validate()
         space = CosineSpace(store, matcher.k, matcher.backend, matcher.backend_options(),
-                            _knn_rows(matcher, emb) if rows else None)
+                            _knn_rows(matcher, emb) if rows else None,
+                            _floor(matcher) if thresholded and not rows else None)
         return NeighborStep(name, space)
     if kind is HashMatcher:
         matcher._validate()

@@ -56,12 +56,13 @@ def _load_matrix(folder: Path, name: str, spec: dict[str, Any] | None, mmap: boo
 
 def _save_space(folder: Path, space: CosineSpace, store_key: str) -> dict[str, Any]:
     return {"k": space.k, "backend": space.backend_name, "options": space.options,
-            "store": store_key, "rows": _save_matrix(folder, "rows", space.rows)}
+            "store": store_key, "rows": _save_matrix(folder, "rows", space.rows),
+            "search_floor": space.search_floor}
 
 
 def _load_space(folder: Path, spec: dict[str, Any], store: VectorStore, mmap: bool) -> CosineSpace:
     return CosineSpace(store, spec["k"], spec["backend"], spec["options"],
-                       _load_matrix(folder, "rows", spec["rows"], mmap))
+                       _load_matrix(folder, "rows", spec["rows"], mmap), spec.get("search_floor"))
 
 
 def save_index(index: Any, path: Path) -> Path:

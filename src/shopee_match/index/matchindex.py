@@ -166,7 +166,8 @@ class MatchIndex:
         for (name, _, matcher), key in zip(steps, step_embedder):
             store = stores.get(key) or VectorStore(np.zeros((0, 1), np.float32))
             built.append(build_step(name, matcher, store, x[key], r >= 1,
-                                    MAX_TUNED_RADIUS if uses_cands else None))
+                                    MAX_TUNED_RADIUS if uses_cands else None,
+                                    thresholded=not uses_cands))
         state = State(StringArray.from_list(list(catalogue.posting_id)),
                       StringArray.from_list(catalogue.titles), stores, built)
         logger.info("indexed %d postings (%d steps, radius %d)", len(catalogue), len(built), r)
@@ -228,20 +229,20 @@ class MatchIndex:
         graphs = local_graphs(spaces, overs, row_nodes, nodes)
         pos = np.full(q.n_total, -1, np.int64)
         pos[q.slots] = np.arange(len(q.slots))
-        new_titles = new.titles
         old = nodes[pos[nodes] < 0]
-        old_titles = dict(zip(old.tolist(), st.titles.get(old)))
-        titles = [new_titles[pos[s]] if pos[s] >= 0 else old_titles[int(s)] for s in nodes]
-        if uses_cands:  # a modality's global presence is a feature: keep it in the local set
-            graphs, titles = self._witnesses(st, graphs, titles)
         names = [s.name for s in st.steps]
-        if uses_cands:
-            gmap = dict(zip(names, graphs))
-        else:
-            gmap = {name: m.select(g) for name, g, (_, _, m) in zip(names, graphs, pipe.steps)}
-        local = Postings(pd.DataFrame({"posting_id": [str(i) for i in range(len(titles))],
-                                       "title": titles}), source="index query")
-        final = sp.csr_matrix(pipe._combine(gmap, local))[: len(q.slots)]
+        if uses_cands:  # the reranker reads titles, and each modality's global presence
+            new_titles = new.titles
+            old_titles = dict(zip(old.tolist(), st.titles.get(old)))
+            titles = [new_titles[pos[s]] if pos[s] >= 0 else old_titles[int(s)] for s in nodes]
+            graphs, titles = self._witnesses(st, graphs, titles)
+            local = Postings(pd.DataFrame({"posting_id": [str(i) for i in range(len(titles))],
+                                           "title": titles}), source="index query")
+            combined = pipe._combine(dict(zip(names, graphs)), local)
+        else:  # thresholded step graphs, combined as Pipeline.predict_graph combines them
+            combined = ens.combine({name: m.select(g) for name, g, (_, _, m)
+                                    in zip(names, graphs, pipe.steps)})
+        final = sp.csr_matrix(combined)[: len(q.slots)]
         new_ids = np.asarray(new.posting_id, dtype=object)
         old_ids = dict(zip(old.tolist(), st.ids.get(old)))
         matches = []
