@@ -150,8 +150,24 @@ def test_pair_features_values() -> None:
     f = dict(zip(names, x.T))
     np.testing.assert_allclose(f["t__sim"], [0.9, 0.2, 0.9, 0.2], atol=1e-6)
     assert f["t__rank_ij"].tolist() == [1, 2, 1, 1]
-    assert f["num_conflict"].tolist() == [0, 1, 0, 1]
-    assert f["num_shared"].tolist() == [1, 0, 1, 0]
+    assert f["t__mutual_best"].tolist() == [1, 0, 1, 0]
+    # 300ml against 500ml: the same unit with no size in common is a conflict
+    assert f["qty_conflict"].tolist() == [0, 1, 0, 1]
+    assert f["qty_unit_conflict"].tolist() == [0, 1, 0, 1]
+    assert f["qty_shared"].tolist() == [1, 0, 1, 0]
+
+
+def test_title_features_read_codes_as_a_person_does() -> None:
+    from shopee_match.rerank.title_features import title_features
+
+    titles = ["Panasonic KX-TS108W Corded Phone", "Panasonic Integrated Telephone System - KXTS108W",
+              "Panasonic KX-TS600W Corded Phone", "Sony STR-DE197 receiver", "sony strde197"]
+    r, c = np.array([0, 0, 3]), np.array([1, 2, 4])
+    f = title_features(titles, r, c)
+    assert f["code_shared"].tolist() == [1, 0, 1]
+    assert f["code_conflict"].tolist() == [0, 1, 0]
+    # the rarest word of the pair that only one title has: 'integrated' etc. vs '600w'
+    assert (f["idf_diff_max"] > 0).all() and f["idf_shared_max"][2] > 0
 
 
 def test_errors(split: tuple[Postings, Postings], fitted: PairReranker) -> None:

@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fit", help="learn and tune on labelled postings, save a model folder")
-    p.add_argument("train", metavar="TRAIN.csv")
+    p.add_argument("train", metavar="TRAIN.csv", nargs="+",
+                   help="one or more labelled catalogues (other shops, languages): candidates "
+                        "are built inside each, one model is learnt from all")
     _postings_args(p)
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     p.add_argument("--image-model", action="store_true",
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("match", help="write a submission CSV (posting_id,matches)")
     p.add_argument("postings", metavar="POSTINGS.csv")
     _postings_args(p)
-    p.add_argument("--model", metavar="MODEL_DIR", help="a folder from `fit` (default: built-in)")
+    p.add_argument("--model", metavar="MODEL_DIR",
+                   help="a folder from `fit` (default: the shipped pretrained model)")
     p.add_argument("-o", "--output", required=True, metavar="submission.csv")
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
@@ -76,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="print F1 per step and overall (needs label_group)")
     p.add_argument("postings", metavar="POSTINGS.csv")
     _postings_args(p)
-    p.add_argument("--model", metavar="MODEL_DIR", help="a folder from `fit` (default: built-in)")
+    p.add_argument("--model", metavar="MODEL_DIR",
+                   help="a folder from `fit` (default: the shipped pretrained model)")
     p.add_argument("--plots", metavar="DIR", help="also write threshold-F1 and error plots here")
     _common(p)
 
@@ -144,7 +148,10 @@ def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> 
         pipe = Pipeline.load(args.model)
         pipe.set_params(verbose=verbose)
         return pipe
-    logger.info("no --model: using the built-in pipeline (untuned defaults, fitted on this file)")
+    if postings.has_titles:
+        logger.info("no --model: using the shipped pretrained model (Pipeline.pretrained())")
+        return Pipeline.pretrained(verbose=verbose)
+    logger.info("no --model: image-only file, using the built-in pipeline (untuned defaults)")
     pipe = Pipeline.default(phash=postings.has_phash or postings.has_images, rerank=False,
                             text=postings.has_titles, verbose=verbose)
     pipe.set_params(tune=False)
@@ -157,18 +164,23 @@ def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> 
 def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
     from .pipeline import Pipeline
 
-    train = _read(args, args.train)
-    if args.image_model and not train.has_images:
+    cats = [_read(args, path) for path in args.train]
+    if args.image_model and not all(c.has_images for c in cats):
         raise ValueError("--image-model needs --images DIR and an `image` column in TRAIN.csv.")
     weights = None if args.image_weights.lower() == "none" else args.image_weights
-    pipe = Pipeline.default(images=args.image_model, phash=train.has_phash or train.has_images,
-                            text=train.has_titles, image_weights=weights, image_epochs=args.image_epochs,
+    has_titles = all(c.has_titles for c in cats)
+    if not has_titles and any(c.has_titles for c in cats):
+        raise ValueError(f"{', '.join(args.train)}: some files have a `title` column and some "
+                         "do not; fit catalogues of one kind together.")
+    pipe = Pipeline.default(images=args.image_model,
+                            phash=any(c.has_phash or c.has_images for c in cats),
+                            text=has_titles, image_weights=weights, image_epochs=args.image_epochs,
                             rerank=not (args.no_rerank or args.distributable), verbose=verbose)
-    if args.distributable and train.has_titles:
+    if args.distributable and has_titles:
         pipe.set_params(tfidf__embedder__fit_on="train")
     pipe.set_params(n_splits=args.folds)
-    pipe.fit(train)
-    summary = _fit_summary(pipe, len(train))  # before saving: no model from a failed run
+    pipe.fit(cats if len(cats) > 1 else cats[0])
+    summary = _fit_summary(pipe, sum(len(c) for c in cats))  # before saving: no model from a failed run
     pipe.save(args.output)
     print(summary)
     print(f"saved model to {args.output}")

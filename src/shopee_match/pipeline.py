@@ -137,6 +137,36 @@ class Pipeline(BaseEstimator):
             ensemble = Ensemble(how="union")
         return cls(steps=steps, ensemble=ensemble, refit_cv=not images, verbose=verbose)
 
+    @classmethod
+    def pretrained(cls, name: str = "general", *, verbose: bool = False) -> Pipeline:
+        """The general model shipped inside the package: no labels needed.
+
+        TF-IDF titles (vocabulary learnt on the catalogue being matched), neighbourhood
+        blending and phash candidates, and a pair reranker whose features compare each
+        pair with its neighbourhoods (ranks, mutual best match, shared and conflicting
+        model codes, sizes and rare words) rather than with one shop's similarity
+        levels. Trained on PriceRunner offers (UCI, CC BY 4.0; a group-disjoint part) and
+        generated catalogues, never on Shopee's competition data; rebuilt by
+        ``benchmarks/train_pretrained.py``. Catalogues without phash or images use
+        titles alone.
+
+        >>> from shopee_match import make_catalog
+        >>> pipe = Pipeline.pretrained()
+        >>> pipe.predict(make_catalog(n_groups=5, images=False, seed=0)).shape[1]
+        2
+        """
+        from importlib.resources import files
+
+        root = Path(str(files("shopee_match"))) / "pretrained"
+        path = root / name
+        if not (path / "config.json").is_file():
+            have = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file())
+            raise ValueError(f"No pretrained model {name!r} in this installation; available: "
+                             f"{have or 'none'}.")
+        pipe = cls.load(path)
+        pipe.set_params(verbose=verbose)
+        return pipe
+
     def _validate_steps(self) -> list[Step]:
         if not isinstance(self.steps, (list, tuple)) or not self.steps:
             raise ValueError("`steps` must be a non-empty list of (name, embedder, matcher).")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "select"]
+__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "select"]
 
 
 def graph_from_knn(sims: np.ndarray, idx: np.ndarray, n: int | None = None) -> sp.csr_matrix:
@@ -55,6 +55,46 @@ def select(
             keep[order[rank < need[pr]]] = True
     g = sp.csr_matrix((s[keep], (r[keep], c[keep])), shape=cand.shape, dtype=np.float32)
     return add_self(g)
+
+
+def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int = 1) -> sp.csr_matrix:
+    """Let match sets grow past the k neighbours searched, without chaining products.
+
+    Adds the pair ``(i, j)`` when ``i`` and ``j`` share at least ``min_share`` of the
+    smaller of their two match sets (itself included in each) and at least two postings:
+    a product with hundreds of offers closes up through its many common matches, while
+    a single bridge between two products (one wrong pair) is never enough. ``rounds``
+    repeats it on the grown graph. Symmetric in, symmetric out.
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> chain = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]],
+    ...                                dtype=np.float32))
+    >>> grow(chain).toarray().astype(int).tolist()[0]
+    [1, 1, 1, 1]
+    >>> bridge = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32))
+    >>> grow(bridge).toarray().astype(int).tolist()[0]
+    [1, 1, 0]
+    """
+    g = add_self(sp.csr_matrix(g))
+    for _ in range(max(int(rounds), 0)):
+        b = g.copy()
+        b.data[:] = 1.0
+        deg = np.diff(b.indptr).astype(np.float64)
+        common = (b @ b.T).tocoo()
+        small = np.minimum(deg[common.row], deg[common.col])
+        new = ((common.data >= np.maximum(2.0, min_share * small))
+               & (common.row != common.col))
+        if not new.any():
+            break
+        add = sp.csr_matrix((np.ones(int(new.sum()), np.float32),
+                             (common.row[new], common.col[new])), shape=g.shape)
+        add = add - add.multiply(b)  # only pairs not matched yet (they keep their value)
+        add.eliminate_zeros()
+        if add.nnz == 0:
+            break
+        g = sp.csr_matrix(g + add, dtype=np.float32)
+        g.sort_indices()
+    return g
 
 
 def add_self(g: sp.csr_matrix) -> sp.csr_matrix:

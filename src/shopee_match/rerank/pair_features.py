@@ -4,23 +4,23 @@ A candidate pair ``(i, j)`` comes from any modality's candidate graph (a KNN gra
 phash pairs within a Hamming radius). Its features say how similar the two postings are
 in each modality *and how that compares with their neighbourhoods* (rank of ``j`` among
 ``i``'s neighbours and back, the best and the k-th neighbour's similarity, the gap to the
-best), plus title agreement that no cosine sees well: shared numbers and model codes.
+best, mutual best match), plus title agreement that no cosine sees well: shared and
+conflicting model codes, sizes and numbers, rarity-weighted word agreement
+(:mod:`~shopee_match.rerank.title_features`).
 Nothing here is learned, so the same function serves fitting and prediction.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..text.preprocess import decode_escapes
+from .title_features import title_features
 
 __all__ = ["candidate_pairs", "graph_features", "pair_features", "title_features"]
 
-_TOKEN = re.compile(r"[^\W_]+(?:[.,]\d+)*")
 #: neighbours whose similarity describes a posting's neighbourhood density
 DENSITY_RANKS = (2, 5, 10)
 
@@ -120,7 +120,22 @@ def graph_features(
         f[f"s{k}_i"], f[f"s{k}_j"] = sk[rows], sk[cols]
     f["deg_i"], f["deg_j"] = deg[rows].astype(np.float64), deg[cols].astype(np.float64)
     f["shared"], f["sim2"] = _shared_neighbours(off_g, rows, cols)
+    f.update(_relative(f))
     return {prefix + k: v for k, v in f.items()}
+
+
+def _relative(f: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The pair against each side's neighbourhood, free of the modality's scale: mutual
+    best match, share of the best similarity, and place between the 10th and the best."""
+    sim = f["sim"]
+    out = {"mutual_best": ((f["rank_ij"] == 1) & (f["rank_ji"] == 1)).astype(np.float64)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for side in ("i", "j"):
+            top, low = f[f"top1_{side}"], f[f"s{DENSITY_RANKS[-1]}_{side}"]
+            out[f"ratio_{side}"] = sim / np.where(top > 0, top, np.nan)
+            spread = top - low
+            out[f"place_{side}"] = np.where(spread > 1e-6, (sim - low) / spread, np.nan)
+    return out
 
 
 def _shared_neighbours(
@@ -140,59 +155,6 @@ def _shared_neighbours(
     with np.errstate(invalid="ignore", divide="ignore"):
         shared = shared / np.minimum(deg[rows], deg[cols])
     return shared, sim2
-
-
-def _token_matrices(titles: Sequence[str]) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
-    """Binary incidence of word tokens and of tokens holding a digit; character lengths."""
-    vocab: dict[str, int] = {}
-    w_rows, w_cols, d_rows, d_cols = [], [], [], []
-    for i, t in enumerate(titles):
-        toks = set(_TOKEN.findall(decode_escapes(t).lower()))
-        for tok in toks:
-            j = vocab.setdefault(tok.replace(",", "."), len(vocab))
-            w_rows.append(i)
-            w_cols.append(j)
-            if any(ch.isdigit() for ch in tok):
-                d_rows.append(i)
-                d_cols.append(j)
-    n, v = len(titles), max(len(vocab), 1)
-
-    def mat(rr: list[int], cc: list[int]) -> sp.csr_matrix:
-        m = sp.csr_matrix((np.ones(len(rr), np.float32), (rr, cc)), shape=(n, v))
-        m.data[:] = 1.0
-        return m
-
-    lengths = np.array([len(t) for t in titles], dtype=np.float64)
-    return mat(w_rows, w_cols), mat(d_rows, d_cols), lengths
-
-
-def _pair_overlap(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
-    size = np.asarray(m.sum(axis=1)).ravel().astype(np.float64)
-    inter = np.asarray(m[rows].multiply(m[cols]).sum(axis=1)).ravel().astype(np.float64)
-    union = size[rows] + size[cols] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        jac = np.where(union > 0, inter / union, np.nan)
-    return jac, inter, size[rows], size[cols]
-
-
-def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
-    """Token agreement of the pairs' titles: word Jaccard, numeric-token Jaccard and
-    conflicts (both titles have numbers, none shared), token and character lengths."""
-    words, digits, lengths = _token_matrices(titles)
-    wj, _, wn_i, wn_j = _pair_overlap(words, rows, cols)
-    dj, dint, dn_i, dn_j = _pair_overlap(digits, rows, cols)
-    conflict = ((dn_i > 0) & (dn_j > 0) & (dint == 0)).astype(np.float64)
-    li, lj = lengths[rows], lengths[cols]
-    return {
-        "word_jaccard": wj,
-        "num_jaccard": dj,
-        "num_shared": dint,
-        "num_conflict": conflict,
-        "num_missing": dn_i - dint + dn_j - dint,
-        "ntok_min": np.minimum(wn_i, wn_j),
-        "ntok_max": np.maximum(wn_i, wn_j),
-        "len_ratio": np.minimum(li, lj) / np.maximum(np.maximum(li, lj), 1.0),
-    }
 
 
 def pair_features(

@@ -1,0 +1,61 @@
+"""Rebuild the general model shipped in the package (``Pipeline.pretrained()``).
+
+    python benchmarks/train_pretrained.py --data ../shared/data
+    python benchmarks/train_pretrained.py --data ../shared/data -o /tmp/general   # elsewhere
+
+Learns only from data the project may redistribute a model of:
+
+- PriceRunner offers (UCI Machine Learning Repository, dataset 837, CC BY 4.0): the two
+  thirds of its label groups that ``train_test_split_groups(..., 1/3, random_state=0)``
+  leaves for fitting (the other third is what ``benchmarks/transfer.py`` scores);
+- catalogues made by :func:`shopee_match.make_catalog` (titles, and JPEG images whose
+  phash the model learns to read), of several group-size mixes.
+
+Never Shopee's competition data, whose terms restrict it. The folder written is a plain
+saved pipeline (JSON, LightGBM text models; no pickle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+from shopee_match import Pipeline, make_catalog, read_postings, train_test_split_groups
+from shopee_match.data import Postings
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "shopee_match" / "pretrained" / "general"
+
+
+def training_catalogues(data: Path, seed: int = 0) -> list[Postings]:
+    pr = read_postings(data / "pricerunner" / "postings.csv")
+    pr_train, _ = train_test_split_groups(pr, 1 / 3, random_state=0)
+    pr_train = Postings(pr_train.df[["posting_id", "title", "label_group"]], source="pricerunner (2/3)")
+    generated = [
+        make_catalog(n_groups=500, per_group=(1, 6), images=True, seed=seed + 11),
+        make_catalog(n_groups=800, per_group=(1, 2), images=True, seed=seed + 12),
+    ]
+    return [pr_train, *generated]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="the folder holding pricerunner/")
+    ap.add_argument("-o", "--output", type=Path, default=OUT)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)
+    cats = training_catalogues(args.data)
+    for c in cats:
+        print(f"{c.source}: {len(c)} postings, {c.df['label_group'].nunique()} groups")
+    pipe = Pipeline.default(phash=True, verbose=False)
+    t0 = time.perf_counter()
+    pipe.fit(cats)
+    print(f"fitted in {time.perf_counter() - t0:.0f} s; out-of-fold F1 {pipe.tuning_.get('cv_f1')}")
+    pipe.save(args.output)
+    size = sum(p.stat().st_size for p in args.output.rglob("*") if p.is_file())
+    print(f"saved to {args.output} ({size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

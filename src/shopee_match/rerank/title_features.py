@@ -1,0 +1,140 @@
+"""Title agreement of candidate pairs, as a person reads two titles.
+
+Every feature is about *this catalogue*: token rarity is its inverse document frequency
+among the titles being matched (scaled to [0, 1] by the catalogue's size), so a word
+that is rare here weighs more whatever the language or shop. Model codes, sizes with
+units and plain numbers are read with :mod:`shopee_match.text.codes`, so ``KX-TS108W``
+and ``kxts108w`` are one shared code and ``KXTS108W`` against ``KXTS600W`` a conflict.
+Nothing is tied to a word list.
+
+All pair work is sparse-matrix algebra over token incidence matrices: no Python loop
+over pairs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..text.codes import split_kinds
+from ..text.preprocess import TitlePreprocessor
+
+__all__ = ["TITLE_FEATURES", "title_features"]
+
+#: tokens as matched: lower-case, accents and escapes out, codes and units joined; no
+#: stop words or stemming (both are language-bound)
+_PREP = TitlePreprocessor(stop_words=None, stem=False)
+_TRAILING_LETTERS = re.compile(r"[^\W\d_]+$")
+_UNIT = re.compile(r"^\d+(?:\.\d+)?(\D*)$")
+
+#: names of :func:`title_features`' columns, in order
+TITLE_FEATURES = (
+    "word_jaccard", "idf_jaccard", "idf_cover_min", "idf_shared_max", "idf_diff_max",
+    "idf_diff_sum", "ntok_min", "ntok_max", "len_ratio",
+    "code_shared", "code_conflict", "code_onesided", "code_missing",
+    "core_shared", "core_conflict",
+    "qty_shared", "qty_conflict", "qty_onesided", "qty_missing", "qty_unit_conflict",
+    "num_shared", "num_conflict", "num_onesided",
+)
+
+
+def _incidence(sets: Sequence[set[str]], n: int) -> sp.csr_matrix:
+    """Binary n x vocabulary matrix of the token sets."""
+    vocab: dict[str, int] = {}
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices: list[int] = []
+    for i, s in enumerate(sets):
+        indices.extend(vocab.setdefault(t, len(vocab)) for t in s)
+        indptr[i + 1] = len(indices)
+    data = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), indptr),
+                         shape=(n, max(len(vocab), 1)))
+
+
+def _row_max(x: sp.spmatrix) -> np.ndarray:
+    """Largest stored value of each row (0 for an empty row)."""
+    x = sp.csr_matrix(x)
+    out = np.zeros(x.shape[0])
+    filled = np.diff(x.indptr) > 0
+    if filled.any():
+        out[filled] = np.maximum.reduceat(x.data, x.indptr[:-1][filled])
+    return out
+
+
+def _overlap(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shared count and each side's count, per pair."""
+    size = np.asarray(m.sum(axis=1)).ravel().astype(np.float64)
+    shared = np.asarray(m[rows].multiply(m[cols]).sum(axis=1)).ravel().astype(np.float64)
+    return shared, size[rows], size[cols]
+
+
+def _kinds(tokens: Sequence[set[str]]) -> dict[str, list[set[str]]]:
+    codes, qty, nums, cores, units = [], [], [], [], []
+    for toks in tokens:
+        c, q, nm = split_kinds(toks)
+        codes.append(c)
+        qty.append(q)
+        nums.append(nm)
+        # a code without its trailing letters (colour or region suffix): kxts108w -> kxts108
+        cores.append({_TRAILING_LETTERS.sub("", t) or t for t in c})
+        units.append({m.group(1) for t in q if (m := _UNIT.match(t))})
+    return {"code": codes, "qty": qty, "num": nums, "core": cores, "unit": units}
+
+
+def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+    """Agreement of the titles of pairs ``(rows[p], cols[p])``, one array per feature.
+
+    ``idf_*``: rarity-weighted word agreement (Jaccard, cover of the shorter title, the
+    rarest shared and the rarest unshared token); ``code_*``, ``qty_*``, ``num_*``: shared
+    and conflicting model codes, sizes with units and plain numbers (a conflict: both
+    titles have one, none shared); ``core_*``: codes less trailing letters.
+
+    >>> f = title_features(["Panasonic KX-TS108W phone", "panasonic kxts108w",
+    ...                     "Panasonic KXTS600W"], np.array([0, 0]), np.array([1, 2]))
+    >>> f["code_shared"].tolist(), f["code_conflict"].tolist()
+    ([1.0, 0.0], [0.0, 1.0])
+    """
+    n = len(titles)
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    tokens = [set(_PREP.tokens(t)) for t in titles]
+    words = _incidence(tokens, n)
+    df = np.asarray(words.sum(axis=0)).ravel()
+    # idf scaled by its largest possible value, so catalogues of any size compare
+    idf = (np.log((n + 1) / (df + 1)) + 1) / (np.log(n + 1) + 1)
+    a, b = words[rows], words[cols]
+    both = a.multiply(b).tocsr()
+    one = (a + b - 2 * both).tocsr()
+    one.eliminate_zeros()
+    wi, wj = np.asarray(a @ idf).ravel(), np.asarray(b @ idf).ravel()
+    ws = np.asarray(both @ idf).ravel()
+    weight = sp.diags(idf.astype(np.float64))
+    shared_n, ni, nj = _overlap(words, rows, cols)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f: dict[str, np.ndarray] = {
+            "word_jaccard": np.where(ni + nj - shared_n > 0, shared_n / (ni + nj - shared_n),
+                                     np.nan),
+            "idf_jaccard": np.where(wi + wj - ws > 0, ws / (wi + wj - ws), np.nan),
+            "idf_cover_min": np.where(np.minimum(wi, wj) > 0, ws / np.minimum(wi, wj), np.nan),
+        }
+    f["idf_shared_max"] = _row_max(both @ weight)
+    f["idf_diff_max"] = _row_max(one @ weight)
+    f["idf_diff_sum"] = np.asarray(one @ idf).ravel()
+    f["ntok_min"], f["ntok_max"] = np.minimum(ni, nj), np.maximum(ni, nj)
+    lengths = np.array([len(t) for t in titles], dtype=np.float64)
+    li, lj = lengths[rows], lengths[cols]
+    f["len_ratio"] = np.minimum(li, lj) / np.maximum(np.maximum(li, lj), 1.0)
+    for kind, sets in _kinds(tokens).items():
+        shared, ci, cj = _overlap(_incidence(sets, n), rows, cols)
+        f[f"{kind}_shared"] = shared
+        f[f"{kind}_conflict"] = ((ci > 0) & (cj > 0) & (shared == 0)).astype(np.float64)
+        f[f"{kind}_onesided"] = ((ci > 0) ^ (cj > 0)).astype(np.float64)
+        f[f"{kind}_missing"] = ci + cj - 2 * shared
+    # a unit both titles use, with no quantity of it in common: 64gb against 128gb
+    f["qty_unit_conflict"] = (f["unit_shared"] > f["qty_shared"]).astype(np.float64)
+    return {k: f[k] for k in TITLE_FEATURES}
