@@ -35,7 +35,7 @@ from shopee_match.data import Postings
 from shopee_match.metrics import graph_precision_recall_f1
 
 sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import seed_recipe  # noqa: E402
+from accuracy import seed_recipe
 
 ROWS = ("nothing", "seed", "untuned", "pretrained", "fit_shopee", "fit_pricerunner", "fit_both")
 LABELS = {
@@ -113,7 +113,8 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="the folder holding shopee/, pricerunner/, amazon_google/")
+    ap.add_argument("--data", type=Path, required=True,
+                    help="the folder holding shopee/, pricerunner/, amazon_google/")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shopee_match_transfer"),
                     help="where fitted models and results are kept")
     ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
