@@ -148,6 +148,19 @@ def test_output_over_a_folder_is_one_line(tmp_path, capsys):
     csv = tmp_path / "p.csv"
     csv.write_text("posting_id,title\n1,Red mug\n2,Blue mug\n")
     (tmp_path / "sub.csv").mkdir()
-    assert main(["match", str(csv), "-o", str(tmp_path / "sub.csv"), "-q"]) == 2
+    model = tmp_path / "model"
+    Pipeline.default(rerank=False, phash=False).set_params(tune=False).fit(
+        make_catalog(5, images=False)).save(model)
+    capsys.readouterr()
+    assert main(["match", str(csv), "--model", str(model), "-o", str(tmp_path / "sub.csv"),
+                 "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sub.csv" in err[0] and "folder" in err[0]
+    # and a model folder over a file
+    train = tmp_path / "train.csv"
+    make_catalog(5, images=False).df.to_csv(train, index=False)
+    (tmp_path / "m.txt").write_text("mine")
+    assert main(["fit", str(train), "-o", str(tmp_path / "m.txt"), "-q", "--no-rerank"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "m.txt" in err[0] and "not a directory" in err[0]
+    assert (tmp_path / "m.txt").read_text() == "mine"
