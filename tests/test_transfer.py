@@ -50,3 +50,59 @@ def test_fit_rejects_bad_lists():
     empty = _shop(0, 5).subset(np.array([], dtype=int))
     with pytest.raises(ValueError, match="no postings"):
         Pipeline.default().fit([_shop(0, 5), empty])
+
+
+def test_grow_closes_large_groups_but_not_single_bridges():
+    import scipy.sparse as sp
+
+    from shopee_match.neighbors.graph import grow
+
+    # two products of 6 offers, each posting seeing only 3 of its own (k too small),
+    # and one wrong pair bridging them
+    n = 12
+    rows, cols = [], []
+    for base in (0, 6):
+        for i in range(6):
+            for d in (1, 2, 3):
+                j = base + (i + d) % 6
+                rows += [base + i, j]
+                cols += [j, base + i]
+    rows += [5, 6]
+    cols += [6, 5]
+    g = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
+    out = grow(g, 0.5).toarray() > 0
+    assert out[:6, :6].all() and out[6:, 6:].all()
+    assert out[0, 6:].sum() == 0 and out[5, 6] and out[6, 5]   # the bridge is not spread
+
+
+def test_prior_adaptation_keeps_fewer_pairs_where_true_pairs_are_rare():
+    from shopee_match.rerank._prior import adapt_to_prior
+
+    rng = np.random.default_rng(0)
+    # a calibrated model trained at 30% true pairs, used where 5% are true
+    y = rng.random(20000) < 0.05
+    score = np.where(y, rng.normal(1.5, 1, y.size), rng.normal(-1.5, 1, y.size))
+    lr_train = np.exp(3 * score) * (0.3 / 0.7)  # likelihood ratio x training odds
+    p = lr_train / (1 + lr_train)
+    q, prior = adapt_to_prior(p, 0.3)
+    assert abs(prior - y.mean()) < 0.02
+    assert ((q >= 0.5) == y).mean() > ((p >= 0.5) == y).mean()
+    # where the prior matches training, nothing moves much
+    y2 = rng.random(20000) < 0.3
+    s2 = np.where(y2, rng.normal(1.5, 1, y2.size), rng.normal(-1.5, 1, y2.size))
+    p2 = 1 / (1 + np.exp(-3 * s2) * (0.7 / 0.3))
+    q2, prior2 = adapt_to_prior(p2, 0.3)
+    assert abs(prior2 - 0.3) < 0.02 and np.abs(q2 - p2).max() < 0.1
+
+
+def test_reranker_with_prior_adaptation_and_growth_saves_and_loads(tmp_path):
+    pipe = Pipeline.default(phash=False)
+    pipe.ensemble.set_params(adapt_prior=True, grow=0.5, max_iter=30)
+    pipe.fit(_shop(6, 60))
+    test = _shop(7, 30)
+    before = pipe.predict(test)
+    assert 0 < pipe.combiner_.train_prior_ < 1
+    pipe.save(tmp_path / "m")
+    again = Pipeline.load(tmp_path / "m")
+    assert again.combiner_.train_prior_ == pytest.approx(pipe.combiner_.train_prior_)
+    pd.testing.assert_frame_equal(again.predict(test), before)

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from .._params import BaseEstimator
 from .._registry import register
 from .._validation import NotFittedError, check_scalar
+from ..neighbors.graph import grow as grow_graph
 from ..neighbors.graph import select as select_graph
 from ._fit import Block as _Block
 from ._fit import as_lists as _as_lists
@@ -34,6 +35,7 @@ from ._fit import split_folds as _split_folds
 from ._fit import stage_features as _stage_features
 from ._fit import symmetric_graph as _symmetric_graph
 from ._fit import tune_threshold as _tune_threshold
+from ._prior import adapt_to_prior
 from .pair_features import candidate_pairs, pair_features
 
 __all__ = ["PairReranker"]
@@ -91,6 +93,14 @@ class PairReranker(BaseEstimator):
         ``["phash"]`` for catalogues without images): training adds a copy of every
         candidate set with their graphs emptied, so a missing modality is not read as
         "far apart". Costs a second copy of the training pairs.
+    adapt_prior : re-estimate, on each catalogue matched, its share of true pairs among
+        the candidates (EM without labels, :mod:`~shopee_match.rerank._prior`) and correct
+        the probabilities to it before the threshold: a catalogue of mostly one-offer
+        products then keeps fewer pairs than the training shops would. The threshold is
+        tuned on probabilities corrected the same way, fold by fold.
+    grow : ``None``, or let match sets grow past the k neighbours searched: pairs sharing
+        at least this share of their smaller match set are added
+        (:func:`~shopee_match.neighbors.graph.grow`), for products with more offers than k.
     n_jobs : LightGBM threads for training and prediction (``None``: all cores). Passed
         per call (``num_threads``), so it never changes the process's other thread pools.
     random_state : seed for the folds and the trees.
@@ -123,9 +133,13 @@ class PairReranker(BaseEstimator):
         l2_regularization: float = 1.0,
         n_stages: int = 2,
         optional_modalities: Sequence[str] = (),
+        adapt_prior: bool = False,
+        grow: float | None = None,
         n_jobs: int | None = None,
         random_state: int | None = 0,
     ) -> None:
+        self.adapt_prior = adapt_prior
+        self.grow = grow
         self.threshold = threshold
         self.min_matches = min_matches
         self.min_proba = min_proba
@@ -261,6 +275,8 @@ class PairReranker(BaseEstimator):
                 "candidates that include some wrong pairs (e.g. a larger k)."
             )
         xs = [s[0] for s in sets]
+        real = [y for y, s in zip(ys, sets) if not s[5]]
+        self.train_prior_ = float(np.concatenate(real).mean()) if real else 0.0
         self.boosters_: list[Any] = []
         for stage in range(self.n_stages):
             last = stage == self.n_stages - 1
@@ -282,6 +298,8 @@ class PairReranker(BaseEstimator):
 
     def _tune(self, oof: list[sp.csr_matrix], sets: list[_Block]) -> float:
         """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
+        if self.adapt_prior:
+            oof = [self._adapted(g) for g in oof]
         threshold, self.cv_f1_ = _tune_threshold(oof, sets, self._select)
         logger.info("PairReranker: tuned threshold %.3f (out-of-fold F1 %.4f)",
                     threshold, self.cv_f1_)
@@ -312,7 +330,14 @@ class PairReranker(BaseEstimator):
             if stage:
                 x = np.hstack([x, _stage_features(proba, r, c, stage - 1)[0]])
             proba = _symmetric_graph(self._proba(booster, x), r, c, n)
-        return proba
+        return self._adapted(proba) if self.adapt_prior else proba
+
+    def _adapted(self, proba: sp.csr_matrix) -> sp.csr_matrix:
+        """``proba`` corrected to the share of true pairs EM finds in it."""
+        out = sp.csr_matrix(proba, dtype=np.float32, copy=True)
+        q, _ = adapt_to_prior(out.data, getattr(self, "train_prior_", 0.0))
+        out.data = q.astype(np.float32)
+        return out
 
     # --- as a Pipeline ensemble: learns from the tuning folds' candidate graphs -------
     #: :class:`~shopee_match.Pipeline` passes candidate graphs, not thresholded matches.
@@ -332,7 +357,8 @@ class PairReranker(BaseEstimator):
         return self.select(self.predict_proba_graph(cands, titles))
 
     def _select(self, proba: sp.csr_matrix, threshold: float) -> sp.csr_matrix:
-        return select_graph(proba, threshold, int(self.min_matches), float(self.min_proba))
+        g = select_graph(proba, threshold, int(self.min_matches), float(self.min_proba))
+        return g if self.grow is None else grow_graph(g, float(self.grow))
 
     def select(self, proba_graph: sp.spmatrix, threshold: float | None = None) -> sp.csr_matrix:
         """Kept pairs (diagonal included): probability >= threshold, plus min-matches
@@ -354,6 +380,7 @@ class PairReranker(BaseEstimator):
         state = {"format": _FORMAT, "modalities": self.modalities_,
                  "feature_names": self.feature_names_, "threshold": self.threshold_,
                  "uses_titles": bool(self.uses_titles_),
+                 "train_prior": float(getattr(self, "train_prior_", 0.0)),
                  "n_stages": len(self.boosters_)}
         (path / "reranker.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
@@ -389,3 +416,4 @@ class PairReranker(BaseEstimator):
         self.feature_names_ = list(state["feature_names"])
         self.threshold_ = float(state["threshold"])
         self.uses_titles_ = bool(state["uses_titles"])
+        self.train_prior_ = float(state.get("train_prior", 0.0))
