@@ -4,9 +4,10 @@ Two parts:
 
 ``holdout``: the default pipeline (TF-IDF + blended TF-IDF + phash, pair reranker) is
 fitted on half the label groups of a Shopee file; on the other half, ``--n-new``
-postings are queried against an index of the rest and compared with batch ``predict``
-on the whole half: F1 of both against the labels, and the mean Jaccard similarity of
-each queried posting's match set with its batch one. The split files go to ``--tmp``
+postings are queried against an index of the rest (open and frozen vocabulary, see
+``docs/serving.md``) and compared with batch ``predict`` on the whole half: F1 of
+both against the labels, and the mean Jaccard similarity of each queried posting's
+match set with its batch one. The split files go to ``--tmp``
 (never into the project)::
 
     python benchmarks/index_speed.py holdout --data ../shared/data/shopee/train_dev.csv
@@ -108,18 +109,19 @@ def holdout(args: argparse.Namespace) -> None:
                                    [np.flatnonzero(np.isin(test.posting_id, list(batch[p])))
                                     for p in test.posting_id]).mean())
     print(f"  batch predict on all {len(test)}: {t_batch:.1f} s, F1 {f1_batch_all:.4f}")
-    print("\n| radius | build (s) | query (s) | F1 batch (queried) | F1 index | ΔF1 "
-          "| mean Jaccard vs batch | identical sets |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for radius in args.radius:
+    print("\n| vocabulary | radius | build (s) | query (s) | F1 batch (queried) | F1 index | ΔF1 "
+          "| mean Jaccard vs batch | identical sets |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for combo in args.runs:
+        vocabulary, radius = combo.split(":")
         t = time.perf_counter()
-        index = pipe.index(cat, radius=radius)
+        index = MatchIndex.build(pipe, cat, radius=int(radius), vocabulary=vocabulary)
         t_build = time.perf_counter() - t
         t = time.perf_counter()
         got = _sets(index.query(new))
         t_query = time.perf_counter() - t
         jac = np.array([len(got[i] & batch[i]) / len(got[i] | batch[i]) for i in ids])
         fb, fi = _f1(batch, truth_all, ids), _f1(got, truth_all, ids)
-        print(f"| {index.radius} | {t_build:.1f} | {t_query:.1f} | {fb:.4f} | {fi:.4f} | "
+        print(f"| {vocabulary} | {index.radius} | {t_build:.1f} | {t_query:.1f} | {fb:.4f} | {fi:.4f} | "
               f"{fi - fb:+.4f} | {jac.mean():.4f} | {(jac == 1).mean():.3f} |", flush=True)
 
 
@@ -238,8 +240,9 @@ def main() -> None:
     h.add_argument("--data", required=True)
     h.add_argument("--test-size", type=float, default=0.5)
     h.add_argument("--n-new", type=int, default=1000)
-    h.add_argument("--radius", type=int, nargs="+", default=[2, 1, 0],
-                   help="hops of recomputed catalogue rows (2: exact for the default reranker)")
+    h.add_argument("--runs", nargs="+", default=["open:2", "frozen:2", "open:1"],
+                   help="VOCABULARY:RADIUS of each index: open or frozen TF-IDF vocabulary; "
+                        "hops of recomputed catalogue rows (2: exact for the default reranker)")
     h.add_argument("--reuse-model", action="store_true", help="load the model saved in --tmp")
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])

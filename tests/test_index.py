@@ -255,3 +255,41 @@ def test_dense_steps_with_catalogue_rows(data: Postings) -> None:
     index.add(changed.subset([5]), replace=True)
     both = Postings(pd.concat([changed.df, new.df], ignore_index=True))
     assert_batch_equal(pipe, both, index.query(new))
+
+
+def test_open_vocabulary_embeds_new_postings_as_batch() -> None:
+    from shopee_match.index._vocab import OpenVocabulary
+
+    cat = make_catalog(n_groups=40, images=False, seed=30)
+    new = make_catalog(n_groups=10, images=False, seed=31)  # other products: unseen terms
+    both = Postings(pd.concat([cat.df, new.df.assign(posting_id="n" + new.df.posting_id)],
+                              ignore_index=True))
+    frozen = TfidfEmbedder().fit(cat)
+    opened = OpenVocabulary.from_fitted(frozen, len(cat))
+    x, terms, _ = opened.embed_with_terms(new)
+    y = TfidfEmbedder().fit(both).embed(new)
+    assert terms and x.shape[1] == opened.width + len(terms)
+    np.testing.assert_allclose((x @ x.T).toarray(), (y @ y.T).toarray(), atol=1e-5)
+    grown = opened.added(new)
+    assert grown.width == x.shape[1] and grown.n_docs == len(both)
+    again, more, _ = grown.embed_with_terms(new)
+    assert not more and again.shape[1] == grown.width
+
+
+def test_open_vocabulary_survives_add_and_save(rerank_pipe: Pipeline, data: Postings,
+                                               tmp_path: Path) -> None:
+    from shopee_match.index._vocab import OpenVocabulary
+
+    cat, new = split(data, 30, seed=11)
+    index = rerank_pipe.index(cat)
+    emb = index._state.embedders["tfidf"]
+    assert isinstance(emb, OpenVocabulary)
+    index.add(new)
+    after = index._state.embedders["tfidf"]
+    assert after.n_docs == len(data) and after.width >= emb.width
+    loaded = MatchIndex.load(index.save(tmp_path / "idx"))
+    got = loaded._state.embedders["tfidf"]
+    assert (got.n_docs, got.width, got.extra) == (after.n_docs, after.width, after.extra)
+    probe = make_catalog(n_groups=5, images=False, seed=40)
+    probe = with_phash(Postings(probe.df.assign(posting_id="q" + probe.df.posting_id)), 40)
+    pd.testing.assert_frame_equal(loaded.query(probe), index.query(probe))

@@ -62,7 +62,8 @@ class VectorStore:
     def products(self, f: Any, start: int, stop: int) -> Any:
         """``f[start:stop] @ X.T``: CSR for a sparse space, an array for a dense one."""
         if self.sparse:
-            return sp.csr_matrix(sp.csr_matrix(f[start:stop]) @ self.xt())
+            return sp.csr_matrix(with_width(sp.csr_matrix(f[start:stop]), self.x.shape[1])
+                                 @ self.xt())
         return np.asarray(f[start:stop], dtype=np.float32) @ np.asarray(self.x, np.float32).T
 
     def committed(self, slots: np.ndarray, vecs: Any, n_total: int) -> VectorStore:
@@ -71,15 +72,30 @@ class VectorStore:
         perm = np.arange(n_total)
         perm[slots] = n + np.arange(len(slots))
         if self.sparse:
-            both = sp.vstack([self.x, sp.csr_matrix(vecs, dtype=np.float32)], format="csr")
+            w = max(self.x.shape[1], vecs.shape[1])
+            both = sp.vstack([with_width(self.x, w),
+                              with_width(sp.csr_matrix(vecs, dtype=np.float32), w)], format="csr")
         else:
             both = np.concatenate([np.asarray(self.x), np.asarray(vecs, self.x.dtype)])
         return VectorStore(both[perm])
 
 
+def with_width(x: Any, width: int) -> Any:
+    """Sparse rows cut or zero-padded to ``width`` columns (an open vocabulary adds
+    columns the catalogue's vectors do not have: they are zero there)."""
+    if not sp.issparse(x) or x.shape[1] == width:
+        return x
+    x = sp.csr_matrix(x)
+    if x.shape[1] > width:
+        return sp.csr_matrix(x[:, :width])
+    return sp.csr_matrix((x.data, x.indices, x.indptr), shape=(x.shape[0], width))
+
+
 def _dot(q: Any, f: Any, sparse: bool) -> np.ndarray:
     if sparse:
-        return np.asarray((sp.csr_matrix(q) @ sp.csr_matrix(f).T).toarray(), np.float32)
+        w = min(q.shape[1], f.shape[1])
+        q, f = with_width(sp.csr_matrix(q), w), with_width(sp.csr_matrix(f), w)
+        return np.asarray((q @ f.T).toarray(), np.float32)
     return np.asarray(q, np.float32) @ np.asarray(f, np.float32).T
 
 
@@ -133,7 +149,8 @@ class CosineSpace:
         if n and m:
             k2 = min(n, k + (k if len(changed) else 0))
             be = self.store.backend(self.backend_name, self.options)
-            s, i = be.search(q, k2, threshold=self.search_floor)
+            qc = with_width(q, self.store.x.shape[1]) if self.store.sparse else q
+            s, i = be.search(qc, k2, threshold=self.search_floor)
             s, i = np.asarray(s, np.float32).copy(), np.asarray(i, np.int64).copy()
             fetched = (i >= 0).sum(axis=1)
             if len(changed):

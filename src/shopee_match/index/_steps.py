@@ -26,7 +26,7 @@ from ..neighbors.hamming import HashMatcher
 from ..neighbors.matcher import NeighborMatcher
 from ._hash import HashSpace
 from ._rows import Overrides, rows_from_lists
-from ._space import CosineSpace, VectorStore
+from ._space import CosineSpace, VectorStore, with_width
 
 __all__ = ["BlendStep", "HashStep", "NeighborStep", "Plan", "build_step"]
 
@@ -79,7 +79,10 @@ class BlendStep:
         new = vecs[pos[cols[fresh]]] if fresh.any() else None
         order = np.r_[np.flatnonzero(~fresh), np.flatnonzero(fresh)]
         if sp.issparse(src) or sp.issparse(vecs):
-            parts = [sp.csr_matrix(src)] + ([sp.csr_matrix(new)] if new is not None else [])
+            wd = max(src.shape[1], vecs.shape[1])
+            parts = [with_width(sp.csr_matrix(src), wd)]
+            if new is not None:
+                parts.append(with_width(sp.csr_matrix(new), wd))
             v = sp.vstack(parts, format="csr")
         else:
             v = np.concatenate([np.asarray(src)] + ([np.asarray(new)] if new is not None else []))

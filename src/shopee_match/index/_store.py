@@ -21,6 +21,7 @@ from ._hash import HashSpace
 from ._space import CosineSpace, VectorStore
 from ._steps import BlendStep, HashStep, NeighborStep, Step
 from ._strings import StringArray
+from ._vocab import OpenVocabulary
 
 __all__ = ["load_index", "save_index"]
 
@@ -97,15 +98,20 @@ def save_index(index: Any, path: Path) -> Path:
             steps.append(entry)
         embedders: dict[str, Any] = {}
         own = {id(e): name for name, e, _ in index.pipeline.steps}
-        for key, emb in index.embedders.items():
+        for key, emb in st.embedders.items():
             if id(emb) in own:
                 embedders[key] = {"from_step": own[id(emb)]}
                 continue
             folder = tmp / "embedders" / key
             folder.mkdir(parents=True)
+            opened: dict[str, Any] = {}
+            if isinstance(emb, OpenVocabulary):
+                np.save(folder / "open_df.npy", emb.df, allow_pickle=False)
+                opened["open"] = {"n_docs": emb.n_docs, "extra": [list(t) for t in emb.extra]}
+                emb = emb.emb
             if hasattr(emb, "save_state"):
                 emb.save_state(folder)
-            embedders[key] = {"spec": estimator_to_json(emb)}
+            embedders[key] = {"spec": estimator_to_json(emb), **opened}
         from .. import __version__
 
         meta = {"format": FORMAT, "version": __version__, "fingerprint": index.fingerprint,
@@ -175,9 +181,12 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
         emb = estimator_from_json(spec["spec"])
         if hasattr(emb, "load_state"):
             emb.load_state(path / "embedders" / key)
+        if "open" in spec:
+            df = np.load(path / "embedders" / key / "open_df.npy", allow_pickle=False)
+            emb = OpenVocabulary(emb, spec["open"]["n_docs"], df,
+                                 [(int(b), str(t)) for b, t in spec["open"]["extra"]])
         embedders[key] = emb
     from .matchindex import State
 
-    state = State(strings("ids"), strings("titles"), stores, steps)
-    return cls(pipeline, state, embedders, list(meta["step_embedder"]), meta["radius"],
-               meta["fingerprint"])
+    state = State(strings("ids"), strings("titles"), stores, steps, embedders)
+    return cls(pipeline, state, list(meta["step_embedder"]), meta["radius"], meta["fingerprint"])

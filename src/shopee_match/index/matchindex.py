@@ -26,6 +26,7 @@ from ._local import local_graphs, neighbourhood
 from ._space import VectorStore
 from ._steps import Plan, Step, build_step
 from ._strings import StringArray
+from ._vocab import OpenVocabulary, supports_open_vocabulary
 
 __all__ = ["MatchIndex"]
 
@@ -68,6 +69,7 @@ class State:
     titles: StringArray
     stores: dict[str, VectorStore]
     steps: list[Step]
+    embedders: dict[str, Any]
     _id_index: pd.Index | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -128,11 +130,10 @@ class MatchIndex:
     110
     """
 
-    def __init__(self, pipeline: Any, state: State, embedders: dict[str, Any],
-                 step_embedder: list[str], radius: int, fingerprint_: str) -> None:
+    def __init__(self, pipeline: Any, state: State, step_embedder: list[str], radius: int,
+                 fingerprint_: str) -> None:
         self.pipeline = pipeline
         self._state = state
-        self.embedders = embedders
         self.step_embedder = step_embedder
         self.radius = int(radius)
         self.fingerprint = fingerprint_
@@ -140,8 +141,15 @@ class MatchIndex:
 
     # --- construction ---------------------------------------------------------------
     @classmethod
-    def build(cls, pipeline: Any, catalogue: Postings, radius: int | None = None) -> MatchIndex:
-        """Index ``catalogue`` for the fitted ``pipeline``."""
+    def build(cls, pipeline: Any, catalogue: Postings, radius: int | None = None,
+              vocabulary: str = "open") -> MatchIndex:
+        """Index ``catalogue`` for the fitted ``pipeline``.
+
+        ``vocabulary``: for a ``fit_on="predict"`` TF-IDF, ``"open"`` embeds new postings
+        as batch would (their unseen terms and the idf of catalogue + new postings; see
+        ``_vocab``), ``"frozen"`` with the catalogue's vocabulary and weights only."""
+        if vocabulary not in ("open", "frozen"):
+            raise ValueError(f"`vocabulary` must be 'open' or 'frozen', got {vocabulary!r}.")
         from ..tuning import MAX_TUNED_RADIUS
 
         pipeline._check_fitted()
@@ -157,8 +165,12 @@ class MatchIndex:
         for name, emb, _ in steps:
             if id(emb) not in keys:
                 keys[id(emb)] = name
-                embedders[name] = freeze(emb, catalogue)
-                x[name] = embedders[name].embed(catalogue)
+                frozen = freeze(emb, catalogue)
+                x[name] = frozen.embed(catalogue)
+                embedders[name] = frozen
+                if (vocabulary == "open" and frozen is not emb
+                        and supports_open_vocabulary(frozen)):
+                    embedders[name] = OpenVocabulary.from_fitted(frozen, len(catalogue))
         step_embedder = [keys[id(emb)] for _, emb, _ in steps]
         cosine = {k for k, (_, _, m) in zip(step_embedder, steps) if not _is_hash(m)}
         stores = {k: VectorStore(x[k]) for k in sorted(cosine)}
@@ -169,9 +181,9 @@ class MatchIndex:
                                     MAX_TUNED_RADIUS if uses_cands else None,
                                     thresholded=not uses_cands))
         state = State(StringArray.from_list(list(catalogue.posting_id)),
-                      StringArray.from_list(catalogue.titles), stores, built)
+                      StringArray.from_list(catalogue.titles), stores, built, embedders)
         logger.info("indexed %d postings (%d steps, radius %d)", len(catalogue), len(built), r)
-        return cls(pipeline, state, embedders, step_embedder, r, fingerprint(pipeline))
+        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline))
 
     def __len__(self) -> int:
         return self._state.n
@@ -202,7 +214,7 @@ class MatchIndex:
         slots = at.copy()
         slots[fresh] = st.n + np.arange(int(fresh.sum()))
         n_total = st.n + int(fresh.sum())
-        vecs = {k: emb.embed(new) for k, emb in self.embedders.items()}
+        vecs = {k: emb.embed(new) for k, emb in st.embedders.items()}
         plans = [step.plan(slots, vecs[k], n_total, self.radius >= 1)
                  for step, k in zip(st.steps, self.step_embedder)]
         return _Query(slots, n_total, vecs, plans)
@@ -292,7 +304,9 @@ class MatchIndex:
                 steps.append(step.committed(store, plan, q.slots, q.vecs[k]))
             ids = st.ids.replaced(q.slots, [str(p) for p in new.posting_id])
             titles = st.titles.replaced(q.slots, new.titles)
-            self._state = State(ids, titles, stores, steps)
+            embedders = {k: (e.added(new) if isinstance(e, OpenVocabulary) else e)
+                         for k, e in st.embedders.items()}
+            self._state = State(ids, titles, stores, steps, embedders)
         return self
 
     # --- persistence --------------------------------------------------------------------
