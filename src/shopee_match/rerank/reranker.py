@@ -79,7 +79,9 @@ class PairReranker(BaseEstimator):
     min_matches : smallest match-set size (itself included); ``2`` keeps each posting's
         most probable partner when none passes, if its probability is >= ``min_proba``.
     min_proba : floor for those fallback partners.
-    tune_threshold : pick ``threshold_`` maximising mean F1 of out-of-fold predictions.
+    tune_threshold : pick ``threshold_`` maximising mean F1 of out-of-fold predictions;
+        also picks ``min_matches_`` between ``1`` and ``min_matches`` (forcing a partner
+        on every posting hurts catalogues of mostly one-offer products).
     cv : group folds for that tuning when ``fit`` gets one graph per modality.
     use_titles : add title features (shared numbers, word overlap, lengths) when titles
         are given.
@@ -275,6 +277,7 @@ class PairReranker(BaseEstimator):
                 "candidates that include some wrong pairs (e.g. a larger k)."
             )
         xs = [s[0] for s in sets]
+        self.min_matches_ = int(self.min_matches)
         real = [y for y, s in zip(ys, sets) if not s[5]]
         self.train_prior_ = float(np.concatenate(real).mean()) if real else 0.0
         self.boosters_: list[Any] = []
@@ -300,7 +303,14 @@ class PairReranker(BaseEstimator):
         """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
         if self.adapt_prior:
             oof = [self._adapted(g) for g in oof]
-        threshold, self.cv_f1_ = _tune_threshold(oof, sets, self._select)
+        best = None
+        for mm in sorted({1, int(self.min_matches)}):
+            self.min_matches_ = mm
+            t, f1 = _tune_threshold(oof, sets, self._select)
+            if best is None or f1 > best[1] + 1e-9:
+                best = (t, f1, mm)
+        assert best is not None
+        threshold, self.cv_f1_, self.min_matches_ = best
         logger.info("PairReranker: tuned threshold %.3f (out-of-fold F1 %.4f)",
                     threshold, self.cv_f1_)
         return threshold
@@ -357,7 +367,8 @@ class PairReranker(BaseEstimator):
         return self.select(self.predict_proba_graph(cands, titles))
 
     def _select(self, proba: sp.csr_matrix, threshold: float) -> sp.csr_matrix:
-        g = select_graph(proba, threshold, int(self.min_matches), float(self.min_proba))
+        mm = int(getattr(self, "min_matches_", self.min_matches))
+        g = select_graph(proba, threshold, mm, float(self.min_proba))
         return g if self.grow is None else grow_graph(g, float(self.grow))
 
     def select(self, proba_graph: sp.spmatrix, threshold: float | None = None) -> sp.csr_matrix:
@@ -381,6 +392,7 @@ class PairReranker(BaseEstimator):
                  "feature_names": self.feature_names_, "threshold": self.threshold_,
                  "uses_titles": bool(self.uses_titles_),
                  "train_prior": float(getattr(self, "train_prior_", 0.0)),
+                 "min_matches": int(getattr(self, "min_matches_", self.min_matches)),
                  "n_stages": len(self.boosters_)}
         (path / "reranker.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
@@ -417,3 +429,4 @@ class PairReranker(BaseEstimator):
         self.threshold_ = float(state["threshold"])
         self.uses_titles_ = bool(state["uses_titles"])
         self.train_prior_ = float(state.get("train_prior", 0.0))
+        self.min_matches_ = int(state.get("min_matches", self.min_matches))
