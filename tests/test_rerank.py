@@ -238,3 +238,19 @@ def test_params_clone_and_json_round_trip() -> None:
     spec = json.loads(json.dumps(estimator_to_json(est)))
     back = estimator_from_json(spec)
     assert isinstance(back, PairReranker) and back.get_params() == est.get_params()
+
+
+def test_lightgbm_import_leaves_environment_as_found() -> None:
+    """LightGBM loads with the passive OpenMP wait policy; os.environ is not changed."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from shopee_match.rerank.reranker import _lightgbm; "
+            "before = os.environ.get('OMP_WAIT_POLICY'); _lightgbm(); "
+            "sys.exit(0 if os.environ.get('OMP_WAIT_POLICY') == before else 1)")
+    for env_policy in (None, "ACTIVE"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if env_policy:
+            env["OMP_WAIT_POLICY"] = env_policy
+        assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
