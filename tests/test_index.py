@@ -293,3 +293,21 @@ def test_open_vocabulary_survives_add_and_save(rerank_pipe: Pipeline, data: Post
     probe = make_catalog(n_groups=5, images=False, seed=40)
     probe = with_phash(Postings(probe.df.assign(posting_id="q" + probe.df.posting_id)), 40)
     pd.testing.assert_frame_equal(loaded.query(probe), index.query(probe))
+
+
+def test_hash_lookup_equals_pairwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopee_match.image.phash import hashes_to_vectors
+    from shopee_match.index import _hash
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, size=40, dtype=np.uint64)
+    codes = base[rng.integers(0, 40, size=400)] ^ (np.uint64(1) << rng.integers(
+        0, 64, size=400).astype(np.uint64))
+    emb = hashes_to_vectors([f"{int(c):016x}" for c in codes])
+    space = _hash.HashSpace.from_vectors(emb[:300], radius=3, max_bucket=50)
+    slots = np.r_[np.arange(300, 400), [7]]
+    fresh = np.r_[emb[300:], emb[8:9]]
+    want = space.plan(slots, fresh, 400).graph
+    monkeypatch.setattr(_hash, "_BRUTE_PAIRS", 0)
+    got = space.plan(slots, fresh, 400).graph
+    assert want.nnz > 100 and (want != got).nnz == 0

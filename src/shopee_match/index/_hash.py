@@ -19,6 +19,9 @@ from ._rows import Overrides, topk_rows
 
 __all__ = ["HashSpace"]
 
+#: below this many (fresh, catalogue) pairs, hashes are compared pairwise, not looked up
+_BRUTE_PAIRS = 20_000_000
+
 
 class HashSpace:
     """Packed codes of the catalogue, chunk tables, and the symmetric candidate rows."""
@@ -70,28 +73,14 @@ class HashSpace:
         n = self.n
         stale = np.zeros(n, dtype=bool)
         stale[slots[slots < n]] = True
-        fr, fo, fd = [], [], []
         live = np.flatnonzero(valid)
-        for a, b, keys, members in self.tables() if n else []:
-            qk = self._key(codes[live], a, b)
-            lo, hi = np.searchsorted(keys, qk, "left"), np.searchsorted(keys, qk, "right")
-            cnt = hi - lo
-            if cnt.sum() == 0:
-                continue
-            qi = np.repeat(live, cnt)
-            within = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            other = members[np.repeat(lo, cnt) + within]
-            fr.append(qi)
-            fo.append(other)
-        if fr:
-            qi, other = np.concatenate(fr), np.concatenate(fo)
-            key = np.unique(qi.astype(np.int64) * max(n, 1) + other)
-            qi, other = key // max(n, 1), key % max(n, 1)
-            d = _popcount(codes[qi] ^ self.codes[other])
-            ok = (d <= self.radius) & ~stale[other]
-            fr, fo, fd = [slots[qi[ok]]], [other[ok]], [d[ok]]
-        else:
-            fr, fo, fd = [], [], []
+        fr: list[np.ndarray] = []
+        fo: list[np.ndarray] = []
+        fd: list[np.ndarray] = []
+        if n and len(live):
+            search = self._brute if len(live) * n <= _BRUTE_PAIRS else self._lookup
+            qi, other, d = search(codes, live, stale)
+            fr, fo, fd = [slots[qi]], [other], [d]
         if len(live) > 1:  # fresh against fresh
             d = _popcount(codes[live][:, None] ^ codes[live][None, :])
             r, c = np.nonzero((d <= self.radius) & ~np.eye(len(live), dtype=bool))
@@ -116,6 +105,41 @@ class HashSpace:
 
         keep = ~crowded(r) & ~crowded(c)
         return r[keep], c[keep], (1.0 - 2.0 * d[keep] / self.n_bits).astype(np.float32)
+
+    def _brute(self, codes: np.ndarray, live: np.ndarray, stale: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (fresh, catalogue) pair compared: ``(fresh index, catalogue slot, d)``."""
+        cat = np.flatnonzero(self.valid & ~stale)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for st in range(0, len(live), 256):
+            q = live[st:st + 256]
+            d = _popcount(codes[q][:, None] ^ self.codes[cat][None, :])
+            r, c = np.nonzero(d <= self.radius)
+            out.append((q[r], cat[c], d[r, c]))
+        return tuple(np.concatenate([o[j] for o in out]) for j in range(3))  # type: ignore[return-value]
+
+    def _lookup(self, codes: np.ndarray, live: np.ndarray, stale: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same through the chunk tables (postings sharing a chunk value)."""
+        n = self.n
+        found_q, found_o = [], []
+        for a, b, keys, members in self.tables():
+            qk = self._key(codes[live], a, b)
+            lo, hi = np.searchsorted(keys, qk, "left"), np.searchsorted(keys, qk, "right")
+            cnt = hi - lo
+            if cnt.sum() == 0:
+                continue
+            within = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            found_q.append(np.repeat(live, cnt))
+            found_o.append(members[np.repeat(lo, cnt) + within])
+        if not found_q:
+            e = np.empty(0, np.int64)
+            return e, e, e
+        key = np.unique(np.concatenate(found_q).astype(np.int64) * n + np.concatenate(found_o))
+        qi, other = key // n, key % n
+        d = _popcount(codes[qi] ^ self.codes[other])
+        ok = (d <= self.radius) & ~stale[other]
+        return qi[ok], other[ok], d[ok]
 
     def plan(self, slots: np.ndarray, vecs: np.ndarray, n_total: int,
              catalogue_rows: bool = True) -> Overrides:

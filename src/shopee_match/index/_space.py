@@ -169,24 +169,28 @@ class CosineSpace:
         i[~np.isfinite(s)] = -1
         if len(changed) and n:  # rows whose fetched list ran short once stale slots left
             kept = (parts_i[0] >= 0).sum(axis=1)
-            for r in np.flatnonzero((fetched >= k2) & (kept < k)):
-                s[r], i[r] = self._brute(q[r:r + 1], slots, vecs, changed, s.shape[1])
+            short = np.flatnonzero((fetched >= k2) & (kept < k))
+            if len(short):
+                s[short], i[short] = self._brute(q[short], slots, vecs, changed, s.shape[1])
         return _top(s, i, k)
 
     def _brute(self, q: Any, slots: np.ndarray, vecs: Any, changed: np.ndarray,
                width: int) -> tuple[np.ndarray, np.ndarray]:
-        x = self.store.products(q, 0, 1)
-        full = np.asarray(x.toarray() if sp.issparse(x) else x, np.float32).ravel()
-        full[changed] = -np.inf
-        s = np.r_[full, _dot(q, vecs, self.store.sparse).ravel()]
-        i = np.r_[np.arange(self.store.n), slots]
-        s[s < self.floor] = -np.inf
-        top = np.argsort(-s, kind="stable")[:width]
-        si, ii = s[top], i[top]
-        ii[~np.isfinite(si)] = -1
-        out_s = np.full(width, -np.inf, np.float32)
-        out_i = np.full(width, -1, np.int64)
-        out_s[: len(si)], out_i[: len(ii)] = si, ii
+        """Exact top-``width`` of rows ``q`` against the whole catalogue with fresh slots."""
+        out_s = np.full((q.shape[0], width), -np.inf, np.float32)
+        out_i = np.full((q.shape[0], width), -1, np.int64)
+        fresh = _dot(q, vecs, self.store.sparse)
+        for start in range(0, q.shape[0], _CHUNK):
+            stop = min(start + _CHUNK, q.shape[0])
+            x = self.store.products(q, start, stop)
+            full = np.asarray(x.toarray() if sp.issparse(x) else x, np.float32)
+            full[:, changed] = -np.inf
+            s = np.concatenate([full, fresh[start:stop]], axis=1)
+            i = np.broadcast_to(np.r_[np.arange(self.store.n), slots], s.shape).copy()
+            s[s < self.floor] = -np.inf
+            i[~np.isfinite(s)] = -1
+            ts, ti = _top(s, i, min(width, s.shape[1]))
+            out_s[start:stop, : ts.shape[1]], out_i[start:stop, : ti.shape[1]] = ts, ti
         return out_s, out_i
 
     # --- row overrides ------------------------------------------------------------------
