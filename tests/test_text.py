@@ -133,3 +133,11 @@ def test_model_codes_are_one_token_however_written():
     assert "5.5" in prep.tokens("screen 5.5 inch")
     assert "wifi" not in prep.tokens("wi-fi adapter")
     assert TitlePreprocessor(join_codes=False).tokens("KX-TS108W") == ["kx", "ts108w"]
+
+
+def test_zero_decimals_read_as_whole_numbers():
+    from shopee_match.text.preprocess import TitlePreprocessor
+
+    prep = TitlePreprocessor(stem=False)
+    assert "7" in prep.tokens("Adobe Acrobat 7.0 Professional")
+    assert "1l" in prep.tokens("Water 1.0 L") and "10.05" in prep.tokens("v 10.05")

@@ -28,6 +28,8 @@ _ESCAPED_BYTES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
 # A token is a run of letters/digits, with decimals kept whole ("4,5" -> "4.5").
 _TOKEN = re.compile(r"[^\W_]+(?:[.,]\d+)*")
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+# "7.0" is "7" and "1.0l" is "1l": a version or size written with zero decimals
+_ZERO_DECIMALS = re.compile(r"^(\d+)\.0+(?=[^\W\d_]*$)")
 _UNIT = re.compile(r"^[a-z]{1,3}$")
 
 
@@ -147,7 +149,7 @@ class TitlePreprocessor(BaseEstimator):
             text = text.lower()
         if self.join_codes:
             text = join_codes(text)
-        toks = [t.replace(",", ".") for t in _TOKEN.findall(text)]
+        toks = [_ZERO_DECIMALS.sub(r"\1", t.replace(",", ".")) for t in _TOKEN.findall(text)]
         if self.join_units:
             toks = _join_units(toks)
         if self.join_codes:
