@@ -221,7 +221,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--trainable-blocks", type=int, default=None)
-    ap.add_argument("--learning-rate", type=float, default=1e-3)
+    ap.add_argument("--learning-rate", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--sweep", help="fine-tuning settings 'blocks,lr,epochs;...' on cached "

@@ -217,13 +217,16 @@ class _ArcFaceModel(keras.Model):
         return self.head([self.embedding(x, training=training), y])
 
 
-def trainer_for(embedder: Any, model: Any, codes: np.ndarray) -> ArcFaceTrainer:
+def trainer_for(embedder: Any, model: Any, codes: np.ndarray, *,
+                learning_rate: float | None = None) -> ArcFaceTrainer:
     """An :class:`ArcFaceTrainer` for ``model`` with an embedder's ArcFace settings
-    (``scale``, ``margin``, ``easy_margin``, ``ls_eps``, ``learning_rate``, ``seed``)."""
+    (``scale``, ``margin``, ``easy_margin``, ``ls_eps``, ``learning_rate``, ``seed``);
+    ``learning_rate`` overrides the embedder's (e.g. its resolved default)."""
     return ArcFaceTrainer(
         model, int(codes.max()) + 1, s=embedder.scale, m=embedder.margin,
         easy_margin=embedder.easy_margin, ls_eps=embedder.ls_eps,
-        learning_rate=embedder.learning_rate, seed=embedder.seed,
+        learning_rate=embedder.learning_rate if learning_rate is None else learning_rate,
+        seed=embedder.seed,
     )
 
 

@@ -46,9 +46,10 @@ BACKBONES: dict[str, tuple[str, int]] = {
     "efficientnet_lite0": ("EfficientNet-Lite0 (shopee_match.image.lite)", 224),
 }
 _LITE = "efficientnet_lite0"
-#: Lite0 blocks (of 16) that ArcFace fine-tuning trains by default, with the head; measured
-#: in benchmarks/RESULTS.md ("Images on real photos").
-LITE0_TRAINABLE_BLOCKS = 5
+#: Lite0 blocks (of 16) that ArcFace fine-tuning trains by default, with the head, and
+#: its default learning rate; measured in benchmarks/RESULTS.md ("Images on real photos").
+LITE0_TRAINABLE_BLOCKS = 10
+LITE0_LEARNING_RATE = 1e-4
 _MODEL_FILE = "image_model.keras"
 _STATE_FILE = "image_state.json"
 
@@ -122,8 +123,9 @@ class ImageEmbedder(BaseEmbedder):
     epochs : ArcFace fine-tuning epochs on ``label_group`` in :meth:`fit`; 0 keeps the
         weights as loaded.
     batch_size : images per batch, for training and for embedding (bounds memory).
-    learning_rate, margin, scale, easy_margin, ls_eps : ArcFace training options
-        (``margin`` in radians).
+    learning_rate : Adam learning rate of ArcFace fine-tuning; ``None``: 1e-3 for B0-B7
+        (end to end, as the seed), 1e-4 for Lite0 (its pretrained top blocks; measured).
+    margin, scale, easy_margin, ls_eps : ArcFace training options (``margin`` in radians).
     train_batchnorm : also train the BatchNormalization layers. Off by default: they then
         run in inference mode while training too, so a few hundred small batches cannot
         leave moving statistics that disagree with the trained weights (the Keras advice
@@ -131,7 +133,7 @@ class ImageEmbedder(BaseEmbedder):
     trainable_blocks : Lite0 only: how many of its 16 blocks, counted from the top, ArcFace
         trains (with the 1280-d head). The blocks below are frozen, run once per image, and
         their output is cached in memory for all epochs, so an epoch costs a fraction of a
-        forward pass (CPU: minutes for a few thousand photos). ``None``: 5, the measured
+        forward pass (CPU: minutes for a few thousand photos). ``None``: 10, the measured
         default. B0-B7 always train end to end from the decoded images.
     seed : seeds initialisation and shuffling.
     verbose : show progress bars.
@@ -157,7 +159,7 @@ class ImageEmbedder(BaseEmbedder):
         weights: str | None = "imagenet",
         epochs: int = 0,
         batch_size: int = 32,
-        learning_rate: float = 1e-3,
+        learning_rate: float | None = None,
         margin: float = 0.5,
         scale: float = 30.0,
         easy_margin: bool = False,
@@ -214,6 +216,11 @@ class ImageEmbedder(BaseEmbedder):
     def size_(self) -> int:
         """The image side actually used."""
         return int(self.image_size or BACKBONES[self.backbone][1])
+
+    def _learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return LITE0_LEARNING_RATE if self.backbone == _LITE else 1e-3
 
     def _trainable_blocks(self) -> int:
         return LITE0_TRAINABLE_BLOCKS if self.trainable_blocks is None else int(
@@ -323,7 +330,7 @@ class ImageEmbedder(BaseEmbedder):
         from ..training import trainer_for
 
         self._freeze_batchnorm(model)
-        trainer = trainer_for(self, model, codes)
+        trainer = trainer_for(self, model, codes, learning_rate=self._learning_rate())
         ds = self.dataset(paths, codes, shuffle=True)
         trainer.fit(ds, epochs=self.epochs, batch_size=self.batch_size, verbose=self.verbose)
         self.history_ = trainer.history_
@@ -343,7 +350,7 @@ class ImageEmbedder(BaseEmbedder):
         if not seen.any():
             raise ValueError("No image could be decoded; nothing to train on.")
         self._freeze_batchnorm(top)
-        trainer = trainer_for(self, top, codes)
+        trainer = trainer_for(self, top, codes, learning_rate=self._learning_rate())
         trainer.fit(feats[seen], codes[seen], epochs=self.epochs, batch_size=self.batch_size,
                     verbose=self.verbose)
         self.history_ = trainer.history_
