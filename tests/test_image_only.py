@@ -46,6 +46,19 @@ def test_default_pipeline_with_text_on_image_only_says_how_to_fix(image_only_csv
         Pipeline.default(text=False, phash=False, images=False)
 
 
+def test_default_image_step_is_offline_lite0_when_installed():
+    from shopee_match.image.efficientnet import default_image_backbone
+
+    image = dict((n, e) for n, e, _ in Pipeline.default(images=True).steps)["image"]
+    if HAS_LITE0:
+        assert (image.backbone, image.weights) == ("efficientnet_lite0", "pretrained")
+    else:
+        assert (image.backbone, image.weights) == ("efficientnet_b0", "imagenet")
+    assert default_image_backbone("pretrained") == ("efficientnet_lite0", "pretrained")
+    assert default_image_backbone(None) == ("efficientnet_b0", None)
+    assert default_image_backbone("imagenet") == ("efficientnet_b0", "imagenet")
+
+
 def test_image_only_pipeline_fits_matches_evaluates_saves(image_only_csv, tmp_path):
     path, images = image_only_csv
     p = read_postings(path, image_dir=images)
