@@ -266,7 +266,9 @@ class PairReranker(BaseEstimator):
                 r, cc = candidate_pairs(cv_)
                 x, feat_names = pair_features(cv_, r, cc, tt)
                 if len(cand_list) > 1:
-                    sets.append((x, r, cc, g, b, twin))
+                    # blocks are disjoint postings: any b -> fold map is honest; cv folds
+                    # keep the out-of-fold fits at cv however many catalogues there are
+                    sets.append((x, r, cc, g, b % int(self.cv), twin))
                 else:
                     sets.extend(_split_folds(x, r, cc, g, twin, self.cv, self.random_state))
         ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
