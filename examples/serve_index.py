@@ -8,9 +8,9 @@ matched against the catalogue and against each other in seconds. ``pipe.index(ca
 keeps what every step needs (embeddings, candidate rows, the TF-IDF vocabulary);
 ``index.query(new)`` answers for the new postings only; ``index.add(new)`` folds them in.
 The script compares the answers with batch ``predict`` on catalogue + new: they are the
-same except where the vocabulary differs (batch relearns the TF-IDF vocabulary from every
-posting; the index keeps the catalogue's, so words first seen in new postings count for
-nothing until the index is rebuilt), which matters on a catalogue this small.
+same except where TF-IDF weights differ (batch relearns them from every posting; the
+index keeps the catalogue's for catalogue postings, see docs/serving.md), which shows
+most on a catalogue this small.
 """
 
 from __future__ import annotations
