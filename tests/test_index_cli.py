@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from shopee_match import MatchIndex, Pipeline, make_catalog
 from shopee_match.cli import main
@@ -52,3 +53,25 @@ def test_index_with_model_and_wrong_model(tmp_path: Path, capsys: object) -> Non
         raise AssertionError("a pipeline fitted on other data was accepted")
     assert main(["query", str(new), "--index", str(tmp_path), "-o", str(tmp_path / "o.csv"),
                  "-q"]) == 2
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cat, _, new_df = _csvs(tmp_path)
+    idx = tmp_path / "idx"
+    model = Pipeline.default(rerank=False, phash=False).fit(
+        make_catalog(n_groups=30, images=False, seed=24)).save(tmp_path / "model")
+    assert main(["index", str(cat), "--model", str(model), "-o", str(idx), "-q"]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.csv"
+    pd.concat([new_df, new_df.iloc[:1]]).to_csv(bad, index=False)  # a duplicate id
+    assert main(["query", str(bad), "--index", str(idx), "-o", str(tmp_path / "o.csv"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "duplicate posting_id" in err and "\n" not in err
+    new_df[["posting_id"]].to_csv(bad, index=False)  # no title
+    assert main(["index", str(bad), "--model", str(model), "-o", str(tmp_path / "i2"), "-q"]) == 2
+    header = tmp_path / "h.csv"
+    header.write_text("posting_id,title\n")
+    assert main(["query", str(header), "--index", str(idx), "-o", str(tmp_path / "o.csv"),
+                 "--add", "-q"]) == 0
+    assert pd.read_csv(tmp_path / "o.csv").empty
+    assert len(MatchIndex.load(idx)) == len(pd.read_csv(cat))
