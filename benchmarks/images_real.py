@@ -144,6 +144,23 @@ def run_row(name: str, args: argparse.Namespace, train: Postings,
     return out
 
 
+def time_full(args: argparse.Namespace, data: Postings) -> None:
+    """Wall time of ``ImageEmbedder(lite0, pretrained, epochs).fit(all).embed(all)``."""
+    from shopee_match.image.efficientnet import ImageEmbedder
+
+    t0 = time.perf_counter()
+    emb = ImageEmbedder("efficientnet_lite0", weights="pretrained", epochs=args.epochs,
+                        image_size=args.image_size, trainable_blocks=args.trainable_blocks,
+                        learning_rate=args.learning_rate, batch_size=args.batch_size,
+                        verbose=args.verbose).fit(data)
+    t_fit = time.perf_counter() - t0
+    x = emb.embed(data)
+    total = time.perf_counter() - t0
+    print(f"fine-tune ({args.epochs} epochs) on {len(data)} images: {t_fit:.0f} s; + embed "
+          f"{x.shape[0]} images: {total:.0f} s in all (load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+
+
 def sweep(args: argparse.Namespace, data: Postings, train: Postings, test: Postings) -> None:
     """Fine-tuning choices on cached features: the pretrained network's output after block 6
     is computed once for every image; each setting then freezes the blocks below its
@@ -199,7 +216,7 @@ def _images(data: Postings, start: int, size: int) -> np.ndarray:
 
     paths = data.image_paths()[start:start + 256]
     return np.stack([np.asarray(Image.open(str(p)).convert("RGB").resize(
-        (size, size), Image.BILINEAR), dtype=np.float32) for p in paths])
+        (size, size), Image.Resampling.BILINEAR), dtype=np.float32) for p in paths])
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -224,6 +241,8 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=None)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--time-full", action="store_true",
+                    help="only time fine-tune (epochs) + embed of the whole data set")
     ap.add_argument("--sweep", help="fine-tuning settings 'blocks,lr,epochs;...' on cached "
                                     "features instead of the rows")
     args = ap.parse_args()
@@ -241,6 +260,9 @@ def main() -> None:
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     if args.sweep:
         sweep(args, data, train, test)
+        return
+    if args.time_full:
+        time_full(args, data)
         return
     nothing = float(np.mean([2 / (len(m) + 1) for m in
                              test.subset(np.flatnonzero(test.df["kind"] == "photo")).true_matches()]))

@@ -146,7 +146,7 @@ def test_pretrained_top5_on_real_photos():
     rows = [(c, p) for g, c in IMAGENET.items()
             for p in df[(df.label_group == g) & (df.kind == "photo")].image.head(3)]
     x = np.stack([np.asarray(Image.open(GROCERY / "images" / p).convert("RGB").resize(
-        (224, 224), Image.BILINEAR), dtype=np.float32) for _, p in rows])
+        (224, 224), Image.Resampling.BILINEAR), dtype=np.float32) for _, p in rows])
     model = lite.build_lite0(224, split=8, include_top=True)
     assert lite.load_lite0_weights(model) == 247
     logits = model.predict(x, batch_size=6, verbose=0)
