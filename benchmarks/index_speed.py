@@ -88,7 +88,7 @@ def holdout(args: argparse.Namespace) -> None:
     print(f"# holdout: fit on {len(train)}, holdout {len(test)} postings "
           f"({test.df.label_group.nunique()} groups), {args.n_new} of them queried")
     model = tmp / "model"
-    if args.reuse_model and (model / "pipeline.json").exists():
+    if args.reuse_model and model.is_dir():
         pipe = Pipeline.load(model)
         print("  reused the model in", model)
     else:
