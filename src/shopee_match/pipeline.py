@@ -13,8 +13,8 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ._params import BaseEstimator
 from ._pipeline_io import FORMAT_VERSION, load_pipeline, save_pipeline
+from ._recipes import StepParams, default_parts, pretrained_path
 from ._validation import NotFittedError
 from .data import Postings, concat_postings
 from .embedder import Embedder
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 Step = tuple[str, Any, Any]
 
 
-class Pipeline(BaseEstimator):
+class Pipeline(StepParams):
     """Match postings with several (embedder, matcher) steps and combine the results.
 
     Parameters
@@ -103,38 +103,9 @@ class Pipeline(BaseEstimator):
         ``None`` (random) or a local weights file: EfficientNet-B0. Deep steps are fitted
         once (``refit_cv=False``) rather than once per tuning fold.
         """
-        from .image.phash import PhashEmbedder
-        from .neighbors.blend import BlendMatcher
-        from .neighbors.hamming import HashMatcher
-        from .neighbors.matcher import NeighborMatcher
-        from .text.tfidf import TfidfEmbedder
-
-        if not (text or phash or images):
-            raise ValueError("Pipeline.default needs at least one of text, phash or images.")
-        k = 30 if rerank else 50
-        steps: list[Step] = []
-        if text:
-            tfidf = TfidfEmbedder(fit_on="predict")
-            steps.append(("tfidf", tfidf, NeighborMatcher(threshold=0.5, k=k)))
-            if rerank:
-                steps.append(("tfidf_qe", tfidf, BlendMatcher(threshold=0.6, k=k, n_blend=5)))
-        if phash:
-            steps.append(("phash", PhashEmbedder(), HashMatcher(max_distance=0)))
-        if images:
-            from .image.efficientnet import ImageEmbedder, default_image_backbone
-
-            backbone, weights = default_image_backbone(image_weights)
-            image = ImageEmbedder(backbone, image_size=224, weights=weights,
-                                  epochs=image_epochs, verbose=verbose)
-            steps.append(("image", image, NeighborMatcher(threshold=0.8, k=50)))
-        if rerank:
-            from .rerank import PairReranker
-
-            # one tree thread: OpenMP threads spinning on a shared or small machine
-            # made fitting many times slower in our measurements
-            ensemble: Any = PairReranker(n_jobs=1)
-        else:
-            ensemble = Ensemble(how="union")
+        steps, ensemble = default_parts(images=images, text=text, phash=phash, rerank=rerank,
+                                        image_weights=image_weights,
+                                        image_epochs=image_epochs, verbose=verbose)
         return cls(steps=steps, ensemble=ensemble, refit_cv=not images, verbose=verbose)
 
     @classmethod
@@ -155,14 +126,7 @@ class Pipeline(BaseEstimator):
         >>> pipe.predict(make_catalog(n_groups=5, images=False, seed=0)).shape[1]
         2
         """
-        from importlib.resources import files
-
-        root = Path(str(files("shopee_match"))) / "pretrained"
-        path = root / name
-        if not (path / "config.json").is_file():
-            have = sorted(p.name for p in root.glob("*") if (p / "config.json").is_file())
-            raise ValueError(f"No pretrained model {name!r} in this installation; available: "
-                             f"{have or 'none'}.")
+        path = pretrained_path(name)
         pipe = cls.load(path)
         pipe.set_params(verbose=verbose)
         return pipe
@@ -201,50 +165,6 @@ class Pipeline(BaseEstimator):
     def _combiner(self) -> Any:
         """What combines the steps after fit: the ensemble, or the union it fell back to."""
         return getattr(self, "combiner_", None) or self._ensemble()
-
-    # --- sklearn-style nested parameters ------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        params = super().get_params(deep=False)
-        if not deep:
-            return params
-        for name, emb, matcher in self.steps:
-            for role, est in (("embedder", emb), ("matcher", matcher)):
-                params[f"{name}__{role}"] = est
-                if hasattr(est, "get_params"):
-                    for k, v in est.get_params(deep=True).items():
-                        params[f"{name}__{role}__{k}"] = v
-        ens = self._ensemble()
-        if hasattr(ens, "get_params"):
-            for k, v in ens.get_params(deep=True).items():
-                params[f"ensemble__{k}"] = v
-        return params
-
-    def set_params(self, **params: Any) -> Pipeline:
-        """Set parameters, including nested ones such as ``tfidf__matcher__threshold``."""
-        own = {k: v for k, v in params.items() if "__" not in k}
-        if own:
-            super().set_params(**own)
-        by_name = {name: [name, emb, m] for name, emb, m in self.steps}
-        for key, value in params.items():
-            if "__" not in key:
-                continue
-            head, rest = key.split("__", 1)
-            if head == "ensemble":
-                self._ensemble().set_params(**{rest: value})
-                continue
-            role, _, sub = rest.partition("__")
-            if head not in by_name or role not in ("embedder", "matcher"):
-                raise ValueError(
-                    f"Invalid parameter {key!r} for Pipeline. Check the list of available "
-                    "parameters with `pipeline.get_params().keys()`."
-                )
-            slot = 1 if role == "embedder" else 2
-            if sub:
-                by_name[head][slot].set_params(**{sub: value})
-            else:
-                by_name[head][slot] = value
-        self.steps = [tuple(v) for v in by_name.values()]
-        return self
 
     # --- fit / predict --------------------------------------------------------------
     def fit(self, postings: Postings | Sequence[Postings]) -> Pipeline:
