@@ -83,6 +83,18 @@ def test_reader_refuses_code_in_the_pickle(tmp_path, monkeypatch):
         read_legacy_checkpoint(_legacy_file(tmp_path / "g.pth", body, {}))
 
 
+def test_reader_refuses_expanded_views_and_state_on_storage_types(tmp_path):
+    # a 2-element storage viewed as 10^12 elements (stride 0): no giant copy, an error
+    body = (b"\x80\x02ccollections\nOrderedDict\n)R(" + _str("w")
+            + _tensor("0", 2, 0, (1_000_000, 1_000_000), (0, 0)) + b"u.")
+    with pytest.raises(ValueError, match="outside its storage"):
+        read_legacy_checkpoint(_legacy_file(tmp_path / "x.pth", body, {"0": np.ones(2, "f4")}))
+    # BUILD on the storage stand-in (to swap its dtype) fails instead of taking effect
+    body = b"\x80\x02ctorch\nFloatStorage\n}X\x04\x00\x00\x00nameX\x01\x00\x00\x00Osb."
+    with pytest.raises(AttributeError):
+        read_legacy_checkpoint(_legacy_file(tmp_path / "b.pth", body, {}))
+
+
 def test_reader_rejects_truncated_and_foreign_files(tmp_path):
     body = (b"\x80\x02ccollections\nOrderedDict\n)R(" + _str("w")
             + _tensor("0", 8, 0, (8,), (1,)) + b"u.")

@@ -50,9 +50,14 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 class _StorageType:
     """Stand-in for ``torch.FloatStorage`` and friends: it only carries the dtype."""
 
+    __slots__ = ("name",)  # nothing for a pickle BUILD to set
+
     def __init__(self, name: str) -> None:
         self.name = name
-        self.dtype = np.dtype(_STORAGES[name])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(_STORAGES[self.name])
 
 
 class _TensorRef:
@@ -159,8 +164,12 @@ def read_legacy_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
         buf = storages[ref.key]
         item = buf.dtype.itemsize
         last = ref.offset + sum((s - 1) * st for s, st in zip(ref.shape, ref.stride) if s > 0)
-        if ref.offset < 0 or min(ref.stride, default=0) < 0 or (
-                all(ref.shape) and last >= len(buf)):
+        numel = int(np.prod(ref.shape, dtype=np.int64)) if ref.shape else 1
+        if (ref.offset < 0 or min(ref.stride, default=0) < 0 or min(ref.shape, default=0) < 0
+                or len(ref.shape) != len(ref.stride) or numel > len(buf)
+                or (numel and last >= len(buf))):
+            # (numel > storage size: an expanded view, never in a state dict; refusing it
+            # keeps a crafted file from asking for an arbitrarily large copy)
             raise ValueError(f"{path}: tensor {name!r} lies outside its storage.")
         arr = np.lib.stride_tricks.as_strided(
             buf[ref.offset:], shape=ref.shape, strides=[s * item for s in ref.stride],
