@@ -95,3 +95,14 @@ def test_cli_fit_match_evaluate_image_only(image_only_csv, tmp_path, capsys):
     assert main(["evaluate", str(path), "--images", str(images), "-q"]) == 0  # built-in: phash
     text = capsys.readouterr().out
     assert "phash" in text and "tfidf" not in text
+
+
+def test_cli_plots_and_eda_on_image_only(image_only_csv, tmp_path):
+    path, images = image_only_csv
+    assert main(["evaluate", str(path), "--images", str(images), "--plots",
+                 str(tmp_path / "plots"), "-q"]) == 0
+    assert (tmp_path / "plots" / "threshold_f1.png").is_file()
+    assert main(["eda", str(path), "--images", str(images), "-o", str(tmp_path / "eda"),
+                 "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "eda").iterdir()) == [
+        "group_images.png", "largest_groups.png"]

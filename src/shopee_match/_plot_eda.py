@@ -23,8 +23,11 @@ def largest_groups(postings: Postings, top: int) -> Figure:
     labels = postings.df["label_group"]
     counts = labels.value_counts(sort=True)
     shown = counts.iloc[:top][::-1]
-    first_title = postings.df.groupby("label_group", sort=False)["title"].first()
-    names = [f"{g}  ·  {wrap(first_title[g], 40, 1)}" for g in shown.index]
+    if postings.has_titles:
+        first_title = postings.df.groupby("label_group", sort=False)["title"].first()
+        names = [f"{g}  ·  {wrap(first_title[g], 40, 1)}" for g in shown.index]
+    else:  # an image-only catalogue
+        names = [str(g) for g in shown.index]
     fig = figure(10, max(3.0, 0.32 * len(shown) + 1.4))
     ax = fig.add_subplot()
     bars = ax.barh(range(len(shown)), shown.to_numpy(), color="tab:blue")
@@ -62,7 +65,7 @@ def group_images(postings: Postings, n_groups: int, per_group: int) -> Figure:
     """Image tiles of the largest groups with image files (the first postings unlabelled)."""
     paths = image_paths(postings)
     assert paths is not None
-    titles = postings.titles
+    titles = postings.titles if postings.has_titles else list(postings.posting_id)
     rows: list[tuple[str, np.ndarray]] = []
     if postings.has_labels:
         by_group = postings.df.groupby("label_group", sort=False).indices

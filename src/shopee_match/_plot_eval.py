@@ -157,7 +157,7 @@ def pairs_figure(postings: Postings, pairs: np.ndarray, sims: Mapping[str, np.nd
         fig.text(0.5, 0.5, head, ha="center", va="center", fontsize=11)
         return fig
     paths = image_paths(postings)
-    titles = postings.titles
+    titles = postings.titles if postings.has_titles else list(postings.posting_id)
     labels = postings.df["label_group"].astype(str).tolist()
     ids = postings.posting_id
     per_row = 2

@@ -76,7 +76,10 @@ def eda_plots(
             UserWarning,
             stacklevel=2,
         )
-    written.append(_save(_title_lengths(postings), out / "title_lengths.png"))
+    if postings.has_titles:
+        written.append(_save(_title_lengths(postings), out / "title_lengths.png"))
+    else:
+        logger.info("%s: no titles (image-only), so no title-length plot", postings.source)
     if postings.has_images:
         written.append(_save(_group_images(postings, grid_groups, per_group),
                              out / "group_images.png"))
