@@ -8,6 +8,9 @@ Learns only from data the project may redistribute a model of:
 - PriceRunner offers (UCI Machine Learning Repository, dataset 837, CC BY 4.0): the two
   thirds of its label groups that ``train_test_split_groups(..., 1/3, random_state=0)``
   leaves for fitting (the other third is what ``benchmarks/transfer.py`` scores);
+- thinned copies of those groups (each keeps one offer, the others each with
+  probability 0.15 or 0.5), so that the model also sees catalogues where most products
+  have one offer and a nearest neighbour is usually another product;
 - catalogues made by :func:`shopee_match.make_catalog` (titles, and JPEG images whose
   phash the model learns to read), of several group-size mixes.
 
@@ -22,6 +25,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from shopee_match import Pipeline, make_catalog, read_postings, train_test_split_groups
 from shopee_match.data import Postings
 
@@ -32,11 +37,23 @@ def training_catalogues(data: Path, seed: int = 0) -> list[Postings]:
     pr = read_postings(data / "pricerunner" / "postings.csv")
     pr_train, _ = train_test_split_groups(pr, 1 / 3, random_state=0)
     pr_train = Postings(pr_train.df[["posting_id", "title", "label_group"]], source="pricerunner (2/3)")
+    thinned = [thin(pr_train, keep, seed + i) for i, keep in enumerate((0.15, 0.5))]
     generated = [
         make_catalog(n_groups=500, per_group=(1, 6), images=True, seed=seed + 11),
         make_catalog(n_groups=800, per_group=(1, 2), images=True, seed=seed + 12),
     ]
-    return [pr_train, *generated]
+    return [pr_train, *thinned, *generated]
+
+
+def thin(p: Postings, keep: float, seed: int) -> Postings:
+    """Every group keeps its first offer; each other offer stays with probability ``keep``."""
+    rng = np.random.default_rng(seed)
+    g = p.groups()
+    first = np.zeros(len(g), dtype=bool)
+    first[np.unique(g, return_index=True)[1]] = True
+    out = p.subset(np.flatnonzero(first | (rng.random(len(g)) < keep)))
+    out.source = f"{p.source} thinned to {keep}"
+    return out
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -106,3 +108,36 @@ def test_reranker_with_prior_adaptation_and_growth_saves_and_loads(tmp_path):
     again = Pipeline.load(tmp_path / "m")
     assert again.combiner_.train_prior_ == pytest.approx(pipe.combiner_.train_prior_)
     pd.testing.assert_frame_equal(again.predict(test), before)
+
+
+def test_pretrained_model_is_shipped_small_safe_and_matches():
+    from importlib.resources import files
+
+    from shopee_match.metrics import graph_precision_recall_f1
+
+    root = Path(str(files("shopee_match"))) / "pretrained" / "general"
+    sizes = [p.stat().st_size for p in root.rglob("*") if p.is_file()]
+    assert 0 < sum(sizes) < 10e6
+    # plain JSON and LightGBM text models: nothing a loader could execute
+    assert {p.suffix for p in root.rglob("*") if p.is_file()} <= {".json", ".txt"}
+    pipe = Pipeline.pretrained()
+    test = make_catalog(n_groups=60, images=False, seed=21)
+    _, _, f1 = graph_precision_recall_f1(pipe.predict_graph(test), test.groups())
+    size = np.bincount(test.groups())[test.groups()]
+    assert f1.mean() > np.mean(2 / (size + 1)) + 0.1
+
+
+def test_pretrained_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="No pretrained model 'nope'.*general"):
+        Pipeline.pretrained("nope")
+
+
+def test_cli_match_without_model_uses_the_shipped_one(tmp_path, capsys):
+    from shopee_match.cli import main
+
+    test = make_catalog(n_groups=20, images=False, seed=22)
+    test.df.drop(columns=["label_group"]).to_csv(tmp_path / "new.csv", index=False)
+    assert main(["match", str(tmp_path / "new.csv"), "-o", str(tmp_path / "out.csv"), "-q"]) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == len(test)
+    assert all(pid in m.split() for pid, m in zip(out["posting_id"], out["matches"]))
