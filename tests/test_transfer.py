@@ -128,7 +128,7 @@ def test_pretrained_model_is_shipped_small_safe_and_matches():
 
 
 def test_pretrained_unknown_name_is_a_clear_error():
-    with pytest.raises(ValueError, match="No pretrained model 'nope'.*general"):
+    with pytest.raises(ValueError, match=r"No pretrained model 'nope'.*general"):
         Pipeline.pretrained("nope")
 
 
@@ -141,3 +141,18 @@ def test_cli_match_without_model_uses_the_shipped_one(tmp_path, capsys):
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == len(test)
     assert all(pid in m.split() for pid, m in zip(out["posting_id"], out["matches"]))
+
+
+def test_a_model_fitted_on_other_pair_features_is_refused(tmp_path):
+    import json
+
+    pipe = Pipeline.default(phash=False)
+    pipe.ensemble.set_params(max_iter=20)
+    pipe.fit(_shop(8, 40))
+    pipe.save(tmp_path / "m")
+    state = tmp_path / "m" / "ensemble" / "reranker.json"
+    spec = json.loads(state.read_text())
+    spec["feature_names"] = ["old_feature", *spec["feature_names"][1:]]
+    state.write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=r"other pair features.*refit"):
+        Pipeline.load(tmp_path / "m").predict(_shop(9, 10))

@@ -336,7 +336,13 @@ class PairReranker(BaseEstimator):
         r, c = candidate_pairs(cands)
         n = next(iter(cands.values())).shape[0]
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
-        x, _ = pair_features(cands, r, c, tt)
+        x, names = pair_features(cands, r, c, tt)
+        if list(self.feature_names_[:len(names)]) != names:
+            raise ValueError(
+                "This PairReranker was fitted on other pair features than this shopee_match "
+                "computes (a model saved by another version); refit it with this version, "
+                "e.g. `shopee-match fit TRAIN.csv -o MODEL_DIR`."
+            )
         proba = sp.csr_matrix((n, n), dtype=np.float32)
         for stage, booster in enumerate(self.boosters_):
             if stage:
