@@ -156,3 +156,22 @@ def test_a_model_fitted_on_other_pair_features_is_refused(tmp_path):
     state.write_text(json.dumps(spec))
     with pytest.raises(ValueError, match=r"other pair features.*refit"):
         Pipeline.load(tmp_path / "m").predict(_shop(9, 10))
+
+
+def test_robust_threshold_protects_the_catalogue_of_one_offer_products():
+    from shopee_match.rerank import PairReranker
+
+    shops = [_shop(10, 60), _shop(11, 60)]
+    # a catalogue where most products have one offer
+    sparse = make_catalog(n_groups=150, per_group=(1, 1), images=False, seed=12)
+    pipe = Pipeline.default(phash=False)
+    pipe.ensemble.set_params(max_iter=30, tune_for="robust")
+    pipe.fit([*shops, sparse])
+    robust = pipe.combiner_
+    mean = Pipeline.default(phash=False)
+    mean.ensemble.set_params(max_iter=30)
+    mean.fit([*shops, sparse])
+    # the robust pick is never looser than the mean pick: it guards the sparse catalogue
+    assert robust.threshold_ >= mean.combiner_.threshold_
+    with pytest.raises(ValueError, match="tune_for"):
+        PairReranker(tune_for="best").fit({}, np.array([]))

@@ -103,6 +103,9 @@ class PairReranker(BaseEstimator):
     grow : ``None``, or let match sets grow past the k neighbours searched: pairs sharing
         at least this share of their smaller match set are added
         (:func:`~shopee_match.neighbors.graph.grow`), for products with more offers than k.
+    tune_for : ``"mean"`` picks the threshold with the best mean out-of-fold F1;
+        ``"robust"`` the one whose worst fold beats matching nothing by the most (for a
+        model meant for catalogues unlike its training ones, fitted on several kinds).
     n_jobs : LightGBM threads for training and prediction (``None``: all cores). Passed
         per call (``num_threads``), so it never changes the process's other thread pools.
     random_state : seed for the folds and the trees.
@@ -137,11 +140,13 @@ class PairReranker(BaseEstimator):
         optional_modalities: Sequence[str] = (),
         adapt_prior: bool = False,
         grow: float | None = None,
+        tune_for: str = "mean",
         n_jobs: int | None = None,
         random_state: int | None = 0,
     ) -> None:
         self.adapt_prior = adapt_prior
         self.grow = grow
+        self.tune_for = tune_for
         self.threshold = threshold
         self.min_matches = min_matches
         self.min_proba = min_proba
@@ -164,6 +169,8 @@ class PairReranker(BaseEstimator):
         check_scalar(self.min_matches, "min_matches", (int, np.integer), min_val=1)
         check_scalar(self.min_proba, "min_proba", (int, float), min_val=0.0, max_val=1.0)
         check_scalar(self.cv, "cv", (int, np.integer), min_val=2)
+        if self.tune_for not in ("mean", "robust"):
+            raise ValueError(f"`tune_for` must be 'mean' or 'robust', got {self.tune_for!r}.")
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
         check_scalar(self.n_stages, "n_stages", (int, np.integer), min_val=1, max_val=3)
         if self.n_jobs is not None:
@@ -308,11 +315,11 @@ class PairReranker(BaseEstimator):
         best = None
         for mm in sorted({1, int(self.min_matches)}):
             self.min_matches_ = mm
-            t, f1 = _tune_threshold(oof, sets, self._select)
-            if best is None or f1 > best[1] + 1e-9:
-                best = (t, f1, mm)
+            t, f1, value = _tune_threshold(oof, sets, self._select, self.tune_for)
+            if best is None or value > best[2] + 1e-9:
+                best = (t, f1, value, mm)
         assert best is not None
-        threshold, self.cv_f1_, self.min_matches_ = best
+        threshold, self.cv_f1_, _, self.min_matches_ = best
         logger.info("PairReranker: tuned threshold %.3f (out-of-fold F1 %.4f)",
                     threshold, self.cv_f1_)
         return threshold
