@@ -54,20 +54,20 @@ def test_overlapping_blas_limits_restore_in_any_order() -> None:
     def a() -> None:
         with blas_single_threaded():
             a_in.set()
-            b_in.wait(5)
+            b_in.wait(60)
         a_out.set()
 
     def b() -> None:
-        a_in.wait(5)
+        a_in.wait(60)
         with blas_single_threaded():
             b_in.set()
-            a_out.wait(5)
+            a_out.wait(60)
             seen["b after a left"] = _blas_threads()
 
     threads = [threading.Thread(target=f) for f in (a, b)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(180)
     assert seen["b after a left"] == [1] * len(before)  # still limited while B searches
     assert _blas_threads() == before

@@ -133,11 +133,13 @@ def test_pretrained_unknown_name_is_a_clear_error():
 
 
 def test_cli_match_without_model_uses_the_shipped_one(tmp_path, capsys):
-    from shopee_match.cli import main
+    from shopee_match.cli import PRETRAINED_MIN_POSTINGS, main
 
-    test = make_catalog(n_groups=20, images=False, seed=22)
+    test = make_catalog(n_groups=45, images=False, seed=22)
+    assert len(test) >= PRETRAINED_MIN_POSTINGS
     test.df.drop(columns=["label_group"]).to_csv(tmp_path / "new.csv", index=False)
-    assert main(["match", str(tmp_path / "new.csv"), "-o", str(tmp_path / "out.csv"), "-q"]) == 0
+    assert main(["match", str(tmp_path / "new.csv"), "-o", str(tmp_path / "out.csv")]) == 0
+    assert "shipped pretrained model" in capsys.readouterr().err
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == len(test)
     assert all(pid in m.split() for pid, m in zip(out["posting_id"], out["matches"]))

@@ -19,6 +19,9 @@ __all__ = ["main"]
 
 logger = logging.getLogger("shopee_match")
 
+#: smallest file that ``match`` without ``--model`` gives to the shipped pretrained model
+PRETRAINED_MIN_POSTINGS = 100
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines")
@@ -148,10 +151,14 @@ def _load_or_default(args: argparse.Namespace, postings: Any, verbose: bool) -> 
         pipe = Pipeline.load(args.model)
         pipe.set_params(verbose=verbose)
         return pipe
-    if postings.has_titles:
+    if postings.has_titles and len(postings) >= PRETRAINED_MIN_POSTINGS:
         logger.info("no --model: using the shipped pretrained model (Pipeline.pretrained())")
         return Pipeline.pretrained(verbose=verbose)
-    logger.info("no --model: image-only file, using the built-in pipeline (untuned defaults)")
+    # the shipped model reads each pair against its neighbourhoods and the catalogue's
+    # word rarity, which a handful of postings cannot give; an image-only file has no titles
+    logger.info("no --model: %s, using the built-in pipeline (untuned defaults)",
+                "no titles" if not postings.has_titles else
+                f"fewer than {PRETRAINED_MIN_POSTINGS} postings")
     pipe = Pipeline.default(phash=postings.has_phash or postings.has_images, rerank=False,
                             text=postings.has_titles, verbose=verbose)
     pipe.set_params(tune=False)
