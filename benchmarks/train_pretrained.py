@@ -68,6 +68,8 @@ def main() -> None:
     pipe = Pipeline.default(phash=True, verbose=False)
     # match sets may grow past the k neighbours searched (products with many offers)
     pipe.ensemble.set_params(grow=0.5)
+    # phash is optional by design here: titles-only catalogues are the common case
+    pipe.set_params(phash__embedder__on_missing="ignore")
     t0 = time.perf_counter()
     pipe.fit(cats)
     print(f"fitted in {time.perf_counter() - t0:.0f} s; out-of-fold F1 {pipe.tuning_.get('cv_f1')}")

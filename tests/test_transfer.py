@@ -177,3 +177,14 @@ def test_robust_threshold_protects_the_catalogue_of_one_offer_products():
     assert robust.threshold_ >= mean.combiner_.threshold_
     with pytest.raises(ValueError, match="tune_for"):
         PairReranker(tune_for="best").fit({}, np.array([]))
+
+
+def test_shipped_model_is_quiet_about_titles_only_catalogues(recwarn):
+    Pipeline.pretrained().predict(make_catalog(n_groups=40, images=False, seed=23))
+    assert not [w for w in recwarn if "phash" in str(w.message)]
+    from shopee_match import PhashEmbedder
+
+    with pytest.warns(UserWarning, match="phash step matches nothing"):
+        PhashEmbedder().embed(make_catalog(n_groups=3, images=False, seed=0))
+    with pytest.raises(ValueError, match="on_missing"):
+        PhashEmbedder(on_missing="loud").embed(make_catalog(n_groups=3, images=False, seed=0))

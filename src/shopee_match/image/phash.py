@@ -81,6 +81,9 @@ class PhashEmbedder(BaseEmbedder):
         files with imagehash; ``"auto"`` uses the column where present, else the images.
     hash_size : phash side (8 gives the competition's 64-bit hashes).
     verbose : show a progress bar while hashing images.
+    on_missing : ``"warn"`` when postings have neither an ``image_phash`` column nor
+        images (the step then matches nothing), ``"ignore"`` for a step that is optional
+        by design (the shipped pretrained model's).
 
     >>> import pandas as pd
     >>> from shopee_match.data import Postings
@@ -92,10 +95,12 @@ class PhashEmbedder(BaseEmbedder):
 
     name = "phash"
 
-    def __init__(self, source: str = "auto", hash_size: int = 8, verbose: bool = False) -> None:
+    def __init__(self, source: str = "auto", hash_size: int = 8, verbose: bool = False,
+                 on_missing: str = "warn") -> None:
         self.source = source
         self.hash_size = hash_size
         self.verbose = verbose
+        self.on_missing = on_missing
 
     def hashes(self, postings: Postings) -> list[str | None]:
         """Each posting's hex phash (``None`` where there is none)."""
@@ -109,7 +114,11 @@ class PhashEmbedder(BaseEmbedder):
                     "column; use source='image' with --images DIR to compute it."
                 )
             return [h if isinstance(h, str) else None for h in postings.df["image_phash"]]
+        if self.on_missing not in ("warn", "ignore"):
+            raise ValueError(f"`on_missing` must be 'warn' or 'ignore', got {self.on_missing!r}.")
         if self.source == "auto" and not postings.has_images:
+            if self.on_missing == "ignore":
+                return [None] * len(postings)
             warnings.warn(
                 f"{postings.source}: no `image_phash` column and no images (--images DIR), so "
                 "the phash step matches nothing; postings still match by title.",
