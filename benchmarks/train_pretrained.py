@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from shopee_match import Pipeline, make_catalog, read_postings, train_test_split_groups
 from shopee_match.data import Postings
@@ -37,12 +38,28 @@ def training_catalogues(data: Path, seed: int = 0) -> list[Postings]:
     pr = read_postings(data / "pricerunner" / "postings.csv")
     pr_train, _ = train_test_split_groups(pr, 1 / 3, random_state=0)
     pr_train = Postings(pr_train.df[["posting_id", "title", "label_group"]], source="pricerunner (2/3)")
+    pr_train = drop_shared_titles(pr_train)
     thinned = [thin(pr_train, keep, seed + i) for i, keep in enumerate((0.15, 0.5))]
     generated = [
         make_catalog(n_groups=500, per_group=(1, 6), images=True, seed=seed + 11),
         make_catalog(n_groups=800, per_group=(1, 2), images=True, seed=seed + 12),
     ]
     return [pr_train, *thinned, *generated]
+
+
+def drop_shared_titles(p: Postings) -> Postings:
+    """Without the offers whose title (as tokens) also names another product: pairs that no
+    title can tell apart teach a title matcher only to distrust identical titles
+    (PriceRunner has hundreds of such products, e.g. CPUs sold as distinct SKUs)."""
+    from shopee_match.text.preprocess import TitlePreprocessor
+
+    prep = TitlePreprocessor(stop_words=None, stem=False)
+    key = pd.Series([" ".join(sorted(set(prep.tokens(t)))) for t in p.titles])
+    per_key = pd.Series(p.groups()).groupby(key).nunique()
+    ambiguous = key.map(per_key).to_numpy() > 1
+    out = p.subset(np.flatnonzero(~ambiguous))
+    out.source = f"{p.source}, titles naming one product"
+    return out
 
 
 def thin(p: Postings, keep: float, seed: int) -> Postings:

@@ -62,12 +62,14 @@ def catalogues(data: Path, seed: int = 0) -> dict[str, Postings]:
 
 
 TESTS = ("shopee", "shopee_titles", "pricerunner", "amazon_google")
+#: a model folder scored as the "pretrained" row instead of the shipped one (--pretrained)
+PRETRAINED_DIR: Path | None = None
 
 
 def fitted(row: str, cats: dict[str, Postings], work: Path, refit: bool) -> Any:
     """The row's pipeline: loaded from ``work`` when fitted before."""
     if row == "pretrained":
-        return Pipeline.pretrained()
+        return Pipeline.load(PRETRAINED_DIR) if PRETRAINED_DIR else Pipeline.pretrained()
     if row in ("nothing", "untuned"):
         return None
     path = work / row
@@ -106,7 +108,7 @@ def grow_check(cats: dict[str, Postings]) -> None:
     for t in TESTS:
         cells = []
         for grow in (None, 0.5):
-            pipe = Pipeline.pretrained()
+            pipe = Pipeline.load(PRETRAINED_DIR) if PRETRAINED_DIR else Pipeline.pretrained()
             pipe.combiner_.set_params(grow=grow)
             c = score("pretrained", pipe, cats[t])
             cells.append(f"grow={grow}: {c['f1']:.4f} / {c['largest_set']} / {c['largest_group']}")
@@ -134,9 +136,14 @@ def main() -> None:
                     help="where fitted models and results are kept")
     ap.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     ap.add_argument("--refit", action="store_true", help="fit again even if a model is in --work")
+    ap.add_argument("--pretrained", type=Path, metavar="DIR",
+                    help="score this model folder as the pretrained row (e.g. a candidate from "
+                         "train_pretrained.py -o DIR) instead of the shipped one")
     ap.add_argument("--grow-check", action="store_true",
                     help="also score the shipped model with and without growth past k")
     args = ap.parse_args()
+    global PRETRAINED_DIR
+    PRETRAINED_DIR = args.pretrained
     warnings.filterwarnings("ignore", category=UserWarning)
     args.work.mkdir(parents=True, exist_ok=True)
     cats = catalogues(args.data)
