@@ -12,10 +12,7 @@ in its text model format (``.txt`` + JSON state; no pickle), which loads back ex
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,8 @@ from ._fit import split_folds as _split_folds
 from ._fit import stage_features as _stage_features
 from ._fit import symmetric_graph as _symmetric_graph
 from ._fit import tune_threshold as _tune_threshold
+from ._io import lightgbm as _lightgbm
+from ._io import read_state, write_state
 from ._prior import adapt_to_prior
 from .pair_features import candidate_pairs, pair_features
 
@@ -42,30 +41,7 @@ __all__ = ["PairReranker"]
 
 logger = logging.getLogger(__name__)
 
-#: 1: scikit-learn trees as ``.npz`` node arrays (before 0.1.0); 2: LightGBM text models.
-_FORMAT = 2
-
 Cands = Mapping[str, sp.spmatrix]
-
-
-def _lightgbm() -> Any:
-    """Import LightGBM with its OpenMP threads sleeping, not spinning, while they wait.
-
-    OpenMP's default is to spin at every barrier; on a machine busier than its cores the
-    spinning threads take the time slices the working ones need (measured: 2 threads 3x
-    slower than 1 and 4.5x the CPU time; passive: 2 threads 2.8x faster than 1 at the
-    same CPU time, benchmarks/RESULTS.md "Issue 12"). LightGBM's libgomp reads the policy
-    once, when it loads; a policy the user set wins, and the environment is left as found.
-    """
-    if "lightgbm" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        try:
-            import lightgbm  # noqa: F401  (loads its libgomp under the policy)
-        finally:
-            del os.environ["OMP_WAIT_POLICY"]
-    import lightgbm as lgb
-
-    return lgb
 
 
 @register()
@@ -399,49 +375,8 @@ class PairReranker(BaseEstimator):
         format) and the state (``reranker.json``)."""
         if not self.is_fitted_:
             raise NotFittedError("This PairReranker instance is not fitted yet; nothing to save.")
-        path = Path(path)
-        for stage, booster in enumerate(self.boosters_):
-            (path / f"reranker_model_{stage}.txt").write_text(
-                booster.model_to_string(), encoding="utf-8")
-        state = {"format": _FORMAT, "modalities": self.modalities_,
-                 "feature_names": self.feature_names_, "threshold": self.threshold_,
-                 "uses_titles": bool(self.uses_titles_),
-                 "train_prior": float(getattr(self, "train_prior_", 0.0)),
-                 "min_matches": int(getattr(self, "min_matches_", self.min_matches)),
-                 "n_stages": len(self.boosters_)}
-        (path / "reranker.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+        write_state(self, Path(path))
 
     def load_state(self, path: Path) -> None:
         """Restore what :meth:`save_state` wrote (LightGBM parses its own text format)."""
-        lgb = _lightgbm()
-        path = Path(path)
-        state = json.loads((path / "reranker.json").read_text(encoding="utf-8"))
-        fmt = state.get("format")
-        if fmt == 1:
-            raise ValueError(
-                f"{path}: this pair reranker was saved by an earlier shopee_match (format 1, "
-                "scikit-learn trees as .npz), which this version no longer reads; refit the "
-                "pipeline with this version (e.g. `shopee-match fit TRAIN.csv -o MODEL_DIR`) "
-                "and save it again."
-            )
-        if fmt != _FORMAT:
-            raise ValueError(f"{path}: reranker state format {fmt!r} is not supported "
-                             f"(expected {_FORMAT}); refit and save again.")
-        boosters = []
-        for stage in range(int(state["n_stages"])):
-            name = path / f"reranker_model_{stage}.txt"
-            if not name.is_file():
-                raise ValueError(f"{path}: {name.name} is missing; the folder is incomplete.")
-            try:
-                booster = lgb.Booster(model_str=name.read_text(encoding="utf-8"))
-            except lgb.basic.LightGBMError as e:
-                raise ValueError(f"{name}: not a readable LightGBM model ({e}); the file is "
-                                 "damaged.") from None
-            boosters.append(booster)
-        self.boosters_ = boosters
-        self.modalities_ = list(state["modalities"])
-        self.feature_names_ = list(state["feature_names"])
-        self.threshold_ = float(state["threshold"])
-        self.uses_titles_ = bool(state["uses_titles"])
-        self.train_prior_ = float(state.get("train_prior", 0.0))
-        self.min_matches_ = int(state.get("min_matches", self.min_matches))
+        read_state(self, Path(path))
