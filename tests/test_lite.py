@@ -138,6 +138,9 @@ def test_real_checkpoint_is_read_and_cached_atomically(tmp_path, monkeypatch):
     assert state["_fc.weight"].shape == (1000, 1280)
     cached = list(tmp_path.iterdir())
     assert len(cached) == 1 and cached[0].suffix == ".npz"  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert cached[0].stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() gives
     again = lite.lite0_state_dict()  # from the cache
     np.testing.assert_array_equal(again["_blocks.15._project_conv.weight"],
                                   state["_blocks.15._project_conv.weight"])

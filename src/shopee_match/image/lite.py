@@ -23,12 +23,13 @@ This module imports Keras at import time; ``shopee_match`` imports it lazily.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+
+from .._persist import atomic_file
 
 __all__ = [
     "LITE0_BLOCKS",
@@ -176,15 +177,9 @@ def lite0_state_dict() -> dict[str, np.ndarray]:
     state = {k: v for k, v in read_legacy_checkpoint(src).items()
              if not k.endswith("num_batches_tracked")}
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **state)  # type: ignore[arg-type]
-            os.replace(tmp, cache)  # atomic: readers never see a half-written file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # atomic, with the mode a plain open() gives: readers never see a half-written file
+        with atomic_file(cache, "wb") as f:
+            np.savez(f, **state)  # type: ignore[arg-type]
     except OSError:
         pass  # a read-only home still works, only slower
     return state
