@@ -62,14 +62,18 @@ def catalogues(data: Path, seed: int = 0) -> dict[str, Postings]:
 
 
 TESTS = ("shopee", "shopee_titles", "pricerunner", "amazon_google")
-#: a model folder scored as the "pretrained" row instead of the shipped one (--pretrained)
-PRETRAINED_DIR: Path | None = None
 
 
-def fitted(row: str, cats: dict[str, Postings], work: Path, refit: bool) -> Any:
+def shipped(folder: Path | None) -> Pipeline:
+    """The shipped model, or a candidate model folder scored in its place."""
+    return Pipeline.load(folder) if folder else Pipeline.pretrained()
+
+
+def fitted(row: str, cats: dict[str, Postings], work: Path, refit: bool,
+           pretrained: Path | None = None) -> Any:
     """The row's pipeline: loaded from ``work`` when fitted before."""
     if row == "pretrained":
-        return Pipeline.load(PRETRAINED_DIR) if PRETRAINED_DIR else Pipeline.pretrained()
+        return shipped(pretrained)
     if row in ("nothing", "untuned"):
         return None
     path = work / row
@@ -101,14 +105,14 @@ def score(row: str, pipe: Any, test: Postings) -> dict[str, float]:
             "largest_group": int(np.bincount(test.groups()).max())}
 
 
-def grow_check(cats: dict[str, Postings]) -> None:
+def grow_check(cats: dict[str, Postings], pretrained: Path | None = None) -> None:
     """The shipped model with and without match sets growing past k: F1, and the largest
     match set beside the largest true group (chaining shows as sets far larger)."""
     print("\ngrowth past k (shipped model): F1 / largest match set / largest true group")
     for t in TESTS:
         cells = []
         for grow in (None, 0.5):
-            pipe = Pipeline.load(PRETRAINED_DIR) if PRETRAINED_DIR else Pipeline.pretrained()
+            pipe = shipped(pretrained)
             pipe.combiner_.set_params(grow=grow)
             c = score("pretrained", pipe, cats[t])
             cells.append(f"grow={grow}: {c['f1']:.4f} / {c['largest_set']} / {c['largest_group']}")
@@ -142,8 +146,6 @@ def main() -> None:
     ap.add_argument("--grow-check", action="store_true",
                     help="also score the shipped model with and without growth past k")
     args = ap.parse_args()
-    global PRETRAINED_DIR
-    PRETRAINED_DIR = args.pretrained
     warnings.filterwarnings("ignore", category=UserWarning)
     args.work.mkdir(parents=True, exist_ok=True)
     cats = catalogues(args.data)
@@ -157,7 +159,7 @@ def main() -> None:
         results = json.loads(out.read_text())
     for row in args.rows:
         print(f"{LABELS[row]}", flush=True)
-        pipe = fitted(row, cats, args.work, args.refit)
+        pipe = fitted(row, cats, args.work, args.refit, args.pretrained)
         results[row] = {}
         for t in TESTS:
             results[row][t] = score(row, pipe, cats[t])
@@ -169,7 +171,7 @@ def main() -> None:
     print()
     print(table(ordered))
     if args.grow_check:
-        grow_check(cats)
+        grow_check(cats, args.pretrained)
 
 
 if __name__ == "__main__":

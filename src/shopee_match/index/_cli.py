@@ -17,7 +17,7 @@ def add_parsers(sub: Any, postings_args: Adder, common: Adder) -> None:
     p.add_argument("catalogue", metavar="CATALOGUE.csv")
     postings_args(p)
     p.add_argument("--model", metavar="MODEL_DIR",
-                   help="a folder from `fit` (default: built-in, fitted on the catalogue)")
+                   help="a folder from `fit` (default: as for `match`, the shipped pretrained model)")
     p.add_argument("-o", "--output", required=True, metavar="INDEX_DIR")
     p.add_argument("--radius", type=int, default=None,
                    help="hops of catalogue rows a query recomputes (default: exact)")

@@ -114,7 +114,10 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray
     wi, wj = np.asarray(a @ idf).ravel(), np.asarray(b @ idf).ravel()
     ws = np.asarray(both @ idf).ravel()
     weight = sp.diags(idf.astype(np.float64))
-    shared_n, ni, nj = _overlap(words, rows, cols)
+    # counts from the products above, not a second pass over the pairs
+    size = np.asarray(words.sum(axis=1)).ravel().astype(np.float64)
+    shared_n = np.asarray(both.sum(axis=1)).ravel().astype(np.float64)
+    ni, nj = size[rows], size[cols]
     with np.errstate(invalid="ignore", divide="ignore"):
         f: dict[str, np.ndarray] = {
             "word_jaccard": np.where(ni + nj - shared_n > 0, shared_n / (ni + nj - shared_n),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["code_tokens", "is_code", "is_quantity", "join_codes", "split_kinds"]
+__all__ = ["code_tokens", "join_codes", "split_kinds"]
 
 # letters/digits pieces joined by -, /, . or _ (at least one separator)
 _JOINED = re.compile(r"(?<![^\W_])[^\W_]+(?:[-/._][^\W_]+)+(?![^\W_])")
@@ -69,16 +69,6 @@ def code_tokens(tokens: list[str]) -> list[str]:
             out.append(prev + tok)
         prev = tok
     return out
-
-
-def is_quantity(tok: str) -> bool:
-    """A number with a unit of at most three letters: ``64gb``, ``1.5l``, ``500ml``."""
-    return bool(_QUANTITY.match(tok))
-
-
-def is_code(tok: str) -> bool:
-    """A token mixing letters and digits that is not a quantity: ``kxts108w``, ``i7``."""
-    return _mixed(tok) and not _QUANTITY.match(tok)
 
 
 def split_kinds(tokens: Iterable[str]) -> tuple[set[str], set[str], set[str]]:
