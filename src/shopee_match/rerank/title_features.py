@@ -14,7 +14,8 @@ over pairs.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from ..text.codes import split_kinds
 from ..text.preprocess import TitlePreprocessor
 
-__all__ = ["TITLE_FEATURES", "title_features"]
+__all__ = ["TITLE_FEATURES", "title_doc_freq", "title_features"]
 
 #: tokens as matched: lower-case, accents and escapes out, codes and units joined; no
 #: stop words or stemming (both are language-bound)
@@ -41,9 +42,11 @@ TITLE_FEATURES = (
 )
 
 
-def _incidence(sets: Sequence[set[str]], n: int) -> sp.csr_matrix:
-    """Binary n x vocabulary matrix of the token sets."""
-    vocab: dict[str, int] = {}
+def _incidence(sets: Sequence[set[str]], n: int,
+               vocab: dict[str, int] | None = None) -> sp.csr_matrix:
+    """Binary n x vocabulary matrix of the token sets (``vocab``, if given, is filled
+    with each token's column)."""
+    vocab = {} if vocab is None else vocab
     indptr = np.zeros(n + 1, dtype=np.int64)
     indices: list[int] = []
     for i, s in enumerate(sets):
@@ -85,7 +88,8 @@ def _kinds(tokens: Sequence[set[str]]) -> dict[str, list[set[str]]]:
     return {"code": codes, "qty": qty, "num": nums, "core": cores, "unit": units}
 
 
-def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray
+def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray,
+                   catalogue_df: tuple[Mapping[str, int], int] | None = None,
                    ) -> dict[str, np.ndarray]:
     """Agreement of the titles of pairs ``(rows[p], cols[p])``, one array per feature.
 
@@ -93,6 +97,10 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray
     rarest shared and the rarest unshared token); ``code_*``, ``qty_*``, ``num_*``: shared
     and conflicting model codes, sizes with units and plain numbers (a conflict: both
     titles have one, none shared); ``core_*``: codes less trailing letters.
+    ``catalogue_df``: ``(titles containing each token, number of titles)`` of the whole
+    catalogue when ``titles`` are part of it (distributed matching, from
+    :func:`title_doc_freq`); a token it lacks is in one title. Rarity is then the
+    catalogue's, as if every title were given.
 
     >>> f = title_features(["Panasonic KX-TS108W phone", "panasonic kxts108w",
     ...                     "Panasonic KXTS600W"], np.array([0, 0]), np.array([1, 2]))
@@ -103,10 +111,16 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
     tokens = [set(_PREP.tokens(t)) for t in titles]
-    words = _incidence(tokens, n)
+    vocab: dict[str, int] = {}
+    words = _incidence(tokens, n, vocab)
     df = np.asarray(words.sum(axis=0)).ravel()
+    n_cat = n
+    if catalogue_df is not None:
+        counts, n_cat = catalogue_df[0], int(catalogue_df[1])
+        df = np.zeros_like(df)
+        df[list(vocab.values())] = [counts.get(t, 1) for t in vocab]
     # idf scaled by its largest possible value, so catalogues of any size compare
-    idf = (np.log((n + 1) / (df + 1)) + 1) / (np.log(n + 1) + 1)
+    idf = (np.log((n_cat + 1) / (df + 1)) + 1) / (np.log(n_cat + 1) + 1)
     a, b = words[rows], words[cols]
     both = a.multiply(b).tocsr()
     one = (a + b - 2 * both).tocsr()
@@ -141,3 +155,13 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray
     # a unit both titles use, with no quantity of it in common: 64gb against 128gb
     f["qty_unit_conflict"] = (f["unit_shared"] > f["qty_shared"]).astype(np.float64)
     return {k: f[k] for k in TITLE_FEATURES}
+
+
+def title_doc_freq(titles: Sequence[str]) -> Counter[str]:
+    """Titles containing each token, tokenised as :func:`title_features` reads them
+    (add the counts of a catalogue's parts for its ``catalogue_df``).
+
+    >>> title_doc_freq(["Red mug", "red MUG red"])["red"]
+    2
+    """
+    return Counter(t for title in titles for t in set(_PREP.tokens(title)))
