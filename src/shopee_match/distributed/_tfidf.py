@@ -1,0 +1,150 @@
+"""``fit_on="predict"`` TF-IDF on Dask: vocabulary and idf from one pass over the partitions.
+
+A :class:`~shopee_match.TfidfEmbedder` with ``fit_on="predict"`` learns its vocabulary
+and idf on the postings it embeds. Partitions cannot each do that (every partition
+would weigh terms by its own counts), so one counting pass runs first: each partition
+counts, with the embedder's own analyzers, the documents (and occurrences) of every
+term; the counts are summed in a tree; the vocabulary (sorted, pruned by ``min_df`` and
+``max_features``) and the idf are then those scikit-learn computes on all the titles at
+once. The embedder becomes a ``fit_on="train"`` copy holding them, so every partition
+is embedded into the same vectors as one machine gives. The same pass counts the title
+tokens of the pair reranker's rarity features (:func:`~shopee_match.rerank.title_features.title_doc_freq`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data import Postings
+
+__all__ = ["Counts", "count_terms", "fit_predict_tfidf", "merge_counts"]
+
+#: per vectorizer kind, ``{term: (documents, occurrences)}``; ``"titles"``: the title
+#: tokens' document counts; ``"n"``: the number of postings
+Counts = dict[str, Any]
+
+
+def _predict_fitted(pipe: Any) -> list[Any]:
+    """The distinct ``fit_on="predict"`` TF-IDF embedders of a pipeline."""
+    from ..text.tfidf import TfidfEmbedder
+
+    out: dict[int, Any] = {}
+    for _, emb, _ in pipe.steps:
+        if isinstance(emb, TfidfEmbedder) and emb.fit_on == "predict":
+            out[id(emb)] = emb
+    return list(out.values())
+
+
+def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
+    """One partition's term counts for each ``fit_on="predict"`` TF-IDF embedder (by
+    position), and its title-token counts when ``titles``."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    postings = Postings(df, source="partition")
+    out: Counts = {"n": len(postings), "tfidf": []}
+    for emb in _predict_fitted(pipe):
+        docs = emb._prep().transform(postings.titles)
+        kinds: dict[str, dict[str, tuple[int, float]]] = {}
+        for kind, vec in emb._vectorizers():
+            cv = CountVectorizer(analyzer=vec.build_analyzer(), dtype=np.float32)
+            try:
+                x = cv.fit_transform(docs).tocsc()
+            except ValueError:  # no term in this partition
+                kinds[kind] = {}
+                continue
+            dfs = np.diff(x.indptr)
+            tfs = np.asarray(x.sum(axis=0)).ravel()
+            terms = cv.get_feature_names_out()
+            kinds[kind] = {str(t): (int(d), float(f)) for t, d, f in zip(terms, dfs, tfs)}
+        out["tfidf"].append(kinds)
+    if titles:
+        from ..rerank.title_features import title_doc_freq
+
+        out["titles"] = title_doc_freq(postings.titles)
+    return out
+
+
+def merge_counts(a: Counts, b: Counts) -> Counts:
+    """The counts of two sets of partitions together."""
+    out: Counts = {"n": a["n"] + b["n"], "tfidf": []}
+    for ka, kb in zip(a["tfidf"], b["tfidf"]):
+        kinds = {}
+        for kind in ka:
+            big, small = (ka[kind], kb[kind]) if len(ka[kind]) >= len(kb[kind]) else \
+                (kb[kind], ka[kind])
+            merged = dict(big)
+            for t, (d, f) in small.items():
+                d0, f0 = merged.get(t, (0, 0.0))
+                merged[t] = (d0 + d, f0 + f)
+            kinds[kind] = merged
+        out["tfidf"].append(kinds)
+    if "titles" in a:
+        titles: Counter[str] = Counter(a["titles"])
+        titles.update(b["titles"])
+        out["titles"] = titles
+    return out
+
+
+def _vocabulary(emb: Any, vec: Any, kind: str, counts: dict[str, tuple[int, float]],
+                n: int) -> None:
+    """Set ``vec``'s vocabulary and idf as ``vec.fit`` on all ``n`` titles would."""
+    if not counts:
+        raise ValueError(
+            f"TfidfEmbedder: no {kind} terms in any title (the titles are empty after "
+            "preprocessing); check the `title` column."
+        )
+    terms = sorted(counts)  # scikit-learn sorts its features
+    dfs = np.array([counts[t][0] for t in terms], dtype=np.int64)
+    # CountVectorizer._limit_features: document-frequency bounds, then max_features
+    mask = dfs >= emb.min_df
+    if emb.max_features is not None and mask.sum() > emb.max_features:
+        tfs = np.array([counts[t][1] for t in terms], dtype=np.float32)
+        inds = (-tfs[mask]).argsort()[: emb.max_features]
+        keep = np.zeros(len(dfs), dtype=bool)
+        keep[np.flatnonzero(mask)[inds]] = True
+        mask = keep
+    if not mask.any():
+        raise ValueError(f"TfidfEmbedder: after pruning, no {kind} terms remain; lower "
+                         "`min_df` or raise `max_features`.")
+    kept = np.flatnonzero(mask)
+    vec.vocabulary_ = {terms[i]: j for j, i in enumerate(kept)}
+    # TfidfTransformer.fit with smooth_idf, in the vectors' dtype (float32)
+    df = dfs[kept].astype(np.float32) + np.float32(1.0)
+    idf = np.full_like(df, fill_value=n + 1, dtype=np.float32)
+    idf /= df
+    np.log(idf, out=idf)
+    idf += 1.0
+    vec.idf_ = idf
+
+
+def fit_predict_tfidf(pipe: Any, counts: Counts) -> Any:
+    """A copy of ``pipe`` whose ``fit_on="predict"`` TF-IDF embedders are ``fit_on="train"``
+    ones holding the vocabulary and idf of all the counted postings.
+
+    >>> from shopee_match import Pipeline, make_catalog
+    >>> data = make_catalog(n_groups=8, images=False, seed=0)
+    >>> pipe = Pipeline.default(rerank=False, phash=False).fit(data)
+    >>> fitted = fit_predict_tfidf(pipe, count_terms(data.df, pipe, titles=False))
+    >>> x, y = fitted.steps[0][1].embed(data), pipe.steps[0][1].embed(data)
+    >>> bool(abs(x - y).max() == 0)
+    True
+    """
+    from sklearn.base import clone
+
+    swap = {}
+    for emb, kinds in zip(_predict_fitted(pipe), counts["tfidf"]):
+        new = clone(emb).set_params(fit_on="train")
+        new._validate()
+        vecs = new._vectorizers()
+        for kind, vec in vecs:
+            _vocabulary(new, vec, kind, kinds[kind], int(counts["n"]))
+        new.vectorizers_ = vecs
+        swap[id(emb)] = new
+    out = copy.copy(pipe)
+    out.steps = [(name, swap.get(id(emb), emb), m) for name, emb, m in pipe.steps]
+    return out
