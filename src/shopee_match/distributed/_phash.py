@@ -16,10 +16,12 @@ import operator
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
+from ..neighbors.hamming import _batches, _cross, _popcount
 from ._io import Part, home_of
 
-__all__ = ["hash_edges"]
+__all__ = ["hash_candidates", "hash_edges"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads chunk values
 
@@ -87,5 +89,104 @@ def hash_edges(
         buckets.append(client.submit(_bucket, matcher, n_bits, offsets, *pieces, pure=False))
     return [
         [client.submit(operator.getitem, b, a, pure=False) for b in buckets]
+        for a in range(n_parts)
+    ]
+
+
+# --- candidates at a radius, as HashMatcher.candidates finds them -----------------------
+def _chunk_bucket(
+    matcher: Any, chunk: int, radius: int, n_bits: int, offsets: np.ndarray,
+    *pieces: tuple[np.ndarray, np.ndarray],
+) -> list[sp.csr_matrix]:
+    """Candidate pairs found through chunk ``chunk`` in one bucket (of
+    :func:`_hash_split`: every posting with a given chunk value meets the others there), with the rules of
+    :meth:`HashMatcher.candidates`: a hash shared by more than ``max_bucket`` postings
+    matches nothing; equal hashes pair up (chunk 0 only, so once); distinct hashes pair
+    up in a chunk bucket of at most ``max_bucket`` distinct hashes, within ``radius``
+    bits, unless they share an earlier chunk (that chunk found or skipped them).
+    Returns, per partition, its rows ``(n_p x N)`` of the pairs found here."""
+    n_parts, n_total = len(offsets) - 1, int(offsets[-1])
+    codes = np.concatenate([p[0] for p in pieces]) if pieces else np.empty(0, np.uint64)
+    gids = np.concatenate([p[1] for p in pieces]) if pieces else np.empty(0, np.int64)
+    uniq, inv, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    members = gids[np.argsort(inv, kind="stable")]
+    starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+    counts = np.where(counts > int(matcher.max_bucket), 0, counts)  # placeholders
+    pr, pc, pd = [], [], []
+    if chunk == 0:
+        grp = np.flatnonzero(counts > 1)
+        i, j = _cross(members, starts[grp], counts[grp], starts[grp], counts[grp])
+        keep = i != j
+        pr.append(i[keep])
+        pc.append(j[keep])
+        pd.append(np.zeros(int(keep.sum()), np.int64))
+    live = np.flatnonzero(counts > 0)
+    chunks = _chunks(n_bits, radius)
+    keys = [(uniq[live] >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1)
+            for a, b in chunks[:chunk + 1]]
+    order = np.argsort(keys[chunk], kind="stable")
+    sk = keys[chunk][order]
+    st = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]]) if len(sk) else np.empty(0, np.int64)
+    sz = np.diff(np.r_[st, len(sk)])
+    sel = (sz > 1) & (sz <= int(matcher.max_bucket))
+    st, sz = st[sel], sz[sel]
+    for part in _batches(sz):
+        ui, uj = _cross(order, st[part], sz[part], st[part], sz[part])
+        up = ui < uj
+        ui, uj = ui[up], uj[up]
+        for prev in keys[:chunk]:
+            fresh = prev[ui] != prev[uj]
+            ui, uj = ui[fresh], uj[fresh]
+        d = _popcount(uniq[live][ui] ^ uniq[live][uj])
+        ok = d <= radius
+        ui, uj, d = live[ui[ok]], live[uj[ok]], d[ok]
+        both_i, both_j = np.r_[ui, uj], np.r_[uj, ui]
+        ci, cj = _cross(members, starts[both_i], counts[both_i], starts[both_j], counts[both_j])
+        pr.append(ci)
+        pc.append(cj)
+        pd.append(np.repeat(np.r_[d, d], counts[both_i] * counts[both_j]))
+    r = np.concatenate(pr) if pr else np.empty(0, np.int64)
+    c = np.concatenate(pc) if pc else np.empty(0, np.int64)
+    sims = (1.0 - 2.0 * (np.concatenate(pd) if pd else np.empty(0)) / n_bits).astype(np.float32)
+    owner = home_of(r, offsets)
+    out = []
+    for a in range(n_parts):
+        m = owner == a
+        out.append(sp.csr_matrix((sims[m], (r[m] - offsets[a], c[m])),
+                                 shape=(int(offsets[a + 1] - offsets[a]), n_total)))
+    return out
+
+
+def _add_rows(*graphs: sp.csr_matrix) -> sp.csr_matrix:
+    g = graphs[0]
+    for h in graphs[1:]:
+        g = g + h
+    g = sp.csr_matrix(g, dtype=np.float32)
+    g.sort_indices()
+    return g
+
+
+def hash_candidates(
+    client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any,
+    radius: int, n_bits: int = 64,
+) -> list[Any]:
+    """For each partition, a future of its rows ``(n_p x N)`` of the candidate graph
+    that ``matcher.candidates(emb, max_distance=radius)`` gives on one machine: a
+    shuffle on chunk values, each chunk bucket searched once, in its own bucket."""
+    matcher._validate()
+    n_parts = len(parts)
+    n_buckets = max(1, n_parts)
+    n_chunks = len(_chunks(n_bits, radius))
+    split = [client.submit(_hash_split, p, step, radius, n_buckets, pure=False)
+             for p in parts]
+    buckets = []
+    for q in range(n_chunks * n_buckets):
+        pieces = [client.submit(operator.getitem, s, q, pure=False) for s in split]
+        buckets.append(client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits,
+                                     offsets, *pieces, pure=False))
+    return [
+        client.submit(_add_rows, *[client.submit(operator.getitem, b, a, pure=False)
+                                   for b in buckets], pure=False)
         for a in range(n_parts)
     ]

@@ -20,8 +20,10 @@ import numpy as np
 from ..neighbors._base import get_backend
 
 __all__ = [
+    "cut_topk",
     "exact_edges",
     "exact_for_queries",
+    "exact_topk",
     "matcher_floor",
     "merge_topk",
     "pair_topk",
@@ -47,9 +49,13 @@ def matcher_floor(matcher: Any) -> float | None:
 
 
 def pair_topk(
-    query: Any, ref: Any, matcher: Any, col_offset: int, same: bool = False
+    query: Any, ref: Any, matcher: Any, col_offset: int, same: bool = False,
+    extra: int = 0, floor: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of each ``query`` row among ``ref`` rows: ``(sims, global idx)``, -1 padded.
+
+    ``extra``: search ``k + extra`` (to see ties at the k-th place); ``floor=False``:
+    every neighbour, not only those the matcher's threshold could keep (candidates).
 
     >>> from shopee_match import NeighborMatcher
     >>> x = np.eye(3, dtype=np.float32)
@@ -59,8 +65,8 @@ def pair_topk(
     # Dask already runs one task per worker thread: one search thread each, by default
     backend = get_backend(matcher.backend, ref, **{"n_jobs": 1, **matcher.backend_options()})
     backend.fit(ref)
-    floor = matcher_floor(matcher)
-    sims, idx = backend.search(ref if same else query, int(matcher.k), threshold=floor)
+    low = matcher_floor(matcher) if floor else None
+    sims, idx = backend.search(ref if same else query, int(matcher.k) + extra, threshold=low)
     idx = np.where(idx >= 0, idx.astype(np.int64) + int(col_offset), -1)
     return sims.astype(np.float32, copy=False), idx
 
@@ -180,9 +186,10 @@ def topk_from_triples(
 
 
 # --- tasks and their graphs ---------------------------------------------------------
-def _pair(pa: Any, pb: Any, step: str, matcher: Any) -> tuple[np.ndarray, np.ndarray]:
+def _pair(pa: Any, pb: Any, step: str, matcher: Any, extra: int = 0,
+          floor: bool = True) -> tuple[np.ndarray, np.ndarray]:
     xa, xb = pa.embs[step], pb.embs[step]
-    return pair_topk(xa, xb, matcher, pb.offset, same=pa is pb)
+    return pair_topk(xa, xb, matcher, pb.offset, same=pa is pb, extra=extra, floor=floor)
 
 
 def _query_pair(q: Any, pb: Any, step: str, matcher: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -200,14 +207,46 @@ def exact_edges(
 
     ``P * P`` block-pair tasks, then ``P - 1`` merges per partition in a binary tree.
     """
-    k = int(matcher.k)
     out = []
-    for a, pa in enumerate(parts):
-        pairs = [client.submit(_pair, pa, pb, step, matcher, pure=False) for pb in parts]
-        top = tree_reduce(client, pairs, merge_topk, k)
+    for a, top in enumerate(exact_topk(client, parts, step, matcher)):
         self_ids = np.arange(offsets[a], offsets[a + 1], dtype=np.int64)
         out.append(client.submit(_finish, top, self_ids, matcher, pure=False))
     return out
+
+
+def exact_topk(
+    client: Any, parts: list[Any], step: str, matcher: Any, candidates: bool = False
+) -> list[Any]:
+    """For each partition, a future of its merged top-k ``(sims, global idx)``.
+
+    ``candidates=True``: every neighbour (no threshold floor), as
+    :meth:`~shopee_match.NeighborMatcher.candidates` searches, and ``k + 1`` of them so
+    :func:`cut_topk` can count the rows with a tie at the k-th place.
+    """
+    extra = int(candidates)
+    k = int(matcher.k) + extra
+    out = []
+    for pa in parts:
+        pairs = [client.submit(_pair, pa, pb, step, matcher, extra, not candidates,
+                               pure=False) for pb in parts]
+        out.append(tree_reduce(client, pairs, merge_topk, k))
+    return out
+
+
+def cut_topk(top: tuple[np.ndarray, np.ndarray], k: int
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """A ``k + 1`` search cut to ``k``, and the rows whose k-th and (k+1)-th neighbours
+    are equally similar (there the k kept are one valid choice among several).
+
+    >>> s = np.array([[1.0, 0.5, 0.5], [1.0, 0.5, 0.4]], np.float32)
+    >>> cut_topk((s, np.array([[0, 1, 2], [1, 0, 2]])), 2)[2]
+    1
+    """
+    sims, idx = top
+    ties = 0
+    if sims.shape[1] > k:
+        ties = int(((idx[:, k] >= 0) & (sims[:, k] == sims[:, k - 1])).sum())
+    return sims[:, :k], idx[:, :k], ties
 
 
 def exact_for_queries(

@@ -1,0 +1,86 @@
+"""The stages of a distributed run that the union and the reranked paths add to search:
+the catalogue-wide counting pass, and the reranked path's candidates and reranking."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from ._tfidf import Counts, _predict_fitted, count_terms, fit_predict_tfidf, merge_counts
+
+__all__ = ["fitted_on_partitions", "reranked_edges"]
+
+
+def _catalogue_df(counts: Counts) -> tuple[dict[str, int], int] | None:
+    """The title tokens' document counts (tokens in one title left out: a token the
+    reranker reads is in at least one title), and the number of postings."""
+    titles: Counter[str] | None = counts.get("titles")
+    if titles is None:
+        return None
+    return {t: d for t, d in titles.items() if d > 1}, int(counts["n"])
+
+
+def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: bool,
+                         stats: dict[str, Any]) -> tuple[Any, Any]:
+    """``(pipeline future, catalogue token counts future)``: the pipeline as every
+    worker will use it, scattered once (its ``fit_on="predict"`` TF-IDF embedders fitted
+    on all the partitions by one counting pass, when it has any)."""
+    from distributed import wait
+
+    from ._search import tree_reduce
+
+    rr = pipeline._combiner()
+    uses_titles = reranked and bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
+    pipe_future = c.scatter(pipeline, broadcast=True, hash=False)
+    if not (_predict_fitted(pipeline) or uses_titles):
+        return pipe_future, None
+    t0 = time.perf_counter()
+    counts = [c.submit(count_terms, f, pipe_future, uses_titles, pure=False) for f in frames]
+    merged = tree_reduce(c, counts, merge_counts)
+    cat = c.submit(_catalogue_df, merged, pure=False) if uses_titles else None
+    if _predict_fitted(pipeline):
+        fitted = c.submit(fit_predict_tfidf, pipe_future, merged, pure=False)
+        wait([fitted])
+        c.replicate([fitted])  # every worker holds one copy, as a broadcast scatter
+        pipe_future = fitted
+    if cat is not None:
+        wait([cat])
+    stats["timings"]["vocabulary"] = time.perf_counter() - t0
+    return pipe_future, cat
+
+
+def reranked_edges(
+    c: Any, pipeline: Any, pipe_future: Any, frames: list[Any], steps: list[Any],
+    hash_steps: list[str], image_dir: str | None, cat: Any, stats: dict[str, Any],
+) -> tuple[list[Any], np.ndarray, list[Any]]:
+    """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
+    embed, build each step's candidate graph, rerank (see :mod:`._rerank`)."""
+    from distributed import wait
+
+    from ..tuning import MAX_TUNED_RADIUS
+    from ._candidates import candidate_rows
+    from ._io import embed_parts, part_ids, part_titles
+    from ._rerank import rerank_edges
+
+    timings = stats["timings"]
+    rr = pipeline._combiner()
+    t0 = time.perf_counter()
+    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
+    wait(parts)
+    ids = [c.submit(part_ids, p, pure=False) for p in parts]
+    titles = [c.submit(part_titles, p, pure=False) for p in parts] if cat is not None else None
+    timings["embed"] = time.perf_counter() - t0
+    stats.update(n_postings=int(offsets[-1]), n_partitions=len(parts))
+    t0 = time.perf_counter()
+    cands = candidate_rows(c, parts, offsets, steps, hash_steps, MAX_TUNED_RADIUS, stats)
+    wait([f for fs in cands.values() for f in fs])
+    del parts
+    timings["candidates"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    edges = rerank_edges(c, pipe_future, rr, cands, titles, offsets, cat, stats)
+    wait(edges)
+    timings["rerank"] = time.perf_counter() - t0
+    return ids, offsets, edges
