@@ -1,4 +1,5 @@
-"""The ``shopee-match`` command: fit, match, evaluate, demo (and eda) over the public API.
+"""The ``shopee-match`` command: fit, match, evaluate, calibrate, demo (and eda) over the
+public API.
 
 Errors print one line naming the file, row or column and the fix, and exit 2 (1 for
 unexpected failures); ``--debug`` shows the traceback. Outputs are written atomically.
@@ -77,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["exact", "ivf"], default="exact",
                    help="distributed search with --scheduler: exact block pairs, or IVF cells "
                         "(approximate)")
+    _common(p)
+
+    p = sub.add_parser("calibrate", help="re-choose a model's match threshold on a few labelled "
+                                         "groups of your catalogue, save the model")
+    p.add_argument("labelled", metavar="LABELLED.csv",
+                   help="complete label groups of the catalogue to match (every offer of each "
+                        "labelled product; a label_group column)")
+    p.add_argument("--catalogue", metavar="CATALOGUE.csv",
+                   help="the whole catalogue (labels not needed): candidates are then built "
+                        "among all its postings, as when matching it")
+    _postings_args(p)
+    p.add_argument("--model", metavar="MODEL_DIR",
+                   help="a folder from `fit` (default: the shipped pretrained model)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR")
     _common(p)
 
     p = sub.add_parser("evaluate", help="print F1 per step and overall (needs label_group)")
@@ -224,6 +239,26 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace, verbose: bool) -> int:
+    from .pipeline import Pipeline
+
+    labelled = _read(args, args.labelled)
+    labelled.groups()  # fail early without label_group
+    context = _read(args, args.catalogue) if args.catalogue else None
+    pipe = Pipeline.load(args.model) if args.model else Pipeline.pretrained()
+    pipe.set_params(verbose=verbose)
+    pipe.calibrate(labelled, context)
+    c = pipe.tuning_["calibration"]
+    pipe.save(args.output)
+    print(f"calibrated on {c['labelled_postings']} labelled postings ({c['labelled_groups']} "
+          f"groups) and {c['context_postings']} others: threshold {c['threshold_before']:.3f} -> "
+          f"{c['threshold']:.3f}, min matches {c['min_matches']}; F1 on the labelled groups "
+          f"{c['f1_before']:.4f} -> {c['f1']:.4f} (match nothing {c['match_nothing']:.4f}; "
+          "in sample, so optimistic)")
+    print(f"saved model to {args.output}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace, verbose: bool) -> int:
     postings = _read(args, args.postings)
     postings.groups()  # fail early without label_group
@@ -279,7 +314,7 @@ def cmd_eda(args: argparse.Namespace, verbose: bool) -> int:
 
 
 _COMMANDS = {"fit": cmd_fit, "match": cmd_match, "evaluate": cmd_evaluate, "demo": cmd_demo,
-             "eda": cmd_eda}
+             "eda": cmd_eda, "calibrate": cmd_calibrate}
 
 
 def _index_command(name: str) -> Any:

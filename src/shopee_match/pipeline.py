@@ -21,6 +21,7 @@ from .embedder import Embedder
 from .ensemble import Ensemble
 from .metrics import graph_precision_recall_f1
 from .neighbors.graph import graph_to_sets
+from .neighbors.matcher import shared_searches
 from .tuning import collect_folds, loosest_candidates, tune_thresholds
 
 __all__ = ["FORMAT_VERSION", "Pipeline"]
@@ -310,16 +311,17 @@ class Pipeline(StepParams):
         given = self._embeddings_for(postings, embeddings, steps)
         embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         bar = tqdm(steps, desc="embed + search", unit="step", disable=not self.verbose)
-        for name, emb, matcher in bar:
-            bar.set_postfix_str(name)
-            if name in given:
-                x = given[name]
-            else:
-                if id(emb) not in embedded:
-                    embedded[id(emb)] = emb.embed(postings)
-                x = embedded[id(emb)]
-            # a learned ensemble sees candidates built exactly as in its training folds
-            out[name] = loosest_candidates(matcher, x) if use_cands else matcher.match_graph(x)
+        with shared_searches():  # steps sharing an embedder and k search once
+            for name, emb, matcher in bar:
+                bar.set_postfix_str(name)
+                if name in given:
+                    x = given[name]
+                else:
+                    if id(emb) not in embedded:
+                        embedded[id(emb)] = emb.embed(postings)
+                    x = embedded[id(emb)]
+                # a learned ensemble sees candidates built exactly as in its training folds
+                out[name] = loosest_candidates(matcher, x) if use_cands else matcher.match_graph(x)
         return out
 
     def predict_graph(
@@ -371,6 +373,13 @@ class Pipeline(StepParams):
             rows.append(_scores(name, g, groups))
         rows.append(_scores("final", self._combine(graphs, postings), groups))
         return pd.DataFrame(rows).set_index("step")
+
+    def calibrate(self, labelled: Postings, context: Postings | None = None) -> Pipeline:
+        """Re-choose the pair model's threshold on a few labelled groups of the catalogue
+        to match (``context``: the rest of it, unlabelled); see :mod:`~shopee_match.calibration`."""
+        from .calibration import calibrate
+
+        return calibrate(self, labelled, context)
 
     def index(self, catalogue: Postings, radius: int | None = None) -> Any:
         """A :class:`~shopee_match.MatchIndex` of ``catalogue``: then ``index.query(new)``
