@@ -94,9 +94,45 @@ def hash_edges(
 
 
 # --- candidates at a radius, as HashMatcher.candidates finds them -----------------------
+def _live_codes(matcher: Any, pieces: tuple[tuple[np.ndarray, np.ndarray], ...]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(distinct hashes, their postings grouped, group starts, group sizes)`` of a
+    bucket; a hash of more than ``max_bucket`` postings (a placeholder) has size 0."""
+    codes = np.concatenate([p[0] for p in pieces]) if pieces else np.empty(0, np.uint64)
+    gids = np.concatenate([p[1] for p in pieces]) if pieces else np.empty(0, np.int64)
+    uniq, inv, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    members = gids[np.argsort(inv.ravel(), kind="stable")]
+    starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
+    return uniq, members, starts, np.where(counts > int(matcher.max_bucket), 0, counts)
+
+
+def _chunk_key(codes: np.ndarray, n_bits: int, chunk: tuple[int, int]) -> np.ndarray:
+    a, b = chunk
+    return (codes >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1)
+
+
+def _bucket_load(matcher: Any, chunk: int, radius: int, n_bits: int,
+                 *pieces: tuple[np.ndarray, np.ndarray]) -> tuple[float, int]:
+    """A bucket's share of what decides between multi-index hashing and comparing every
+    pair: the pairs its chunk values propose, and (chunk 0) its distinct hashes."""
+    uniq, _, _, counts = _live_codes(matcher, pieces)
+    key = _chunk_key(uniq[counts > 0], n_bits, _chunks(n_bits, radius)[chunk])
+    sizes = np.unique(key, return_counts=True)[1].astype(np.float64)
+    return float((sizes**2).sum()) / 2.0, len(key) if chunk == 0 else 0
+
+
+def _compare_all(proposed: float, n_codes: int) -> bool:
+    """Whether one machine compares every pair of distinct hashes instead of skipping
+    large chunk buckets (the rule of ``HashMatcher``'s search, where it has one)."""
+    from ..neighbors import hamming
+
+    cost = getattr(hamming, "_MIH_COST", None)
+    return cost is not None and proposed * float(cost) >= n_codes**2 / 2.0
+
+
 def _chunk_bucket(
     matcher: Any, chunk: int, radius: int, n_bits: int, offsets: np.ndarray,
-    *pieces: tuple[np.ndarray, np.ndarray],
+    compare_all: bool, *pieces: tuple[np.ndarray, np.ndarray],
 ) -> list[sp.csr_matrix]:
     """Candidate pairs found through chunk ``chunk`` in one bucket (of
     :func:`_hash_split`: every posting with a given chunk value meets the others there), with the rules of
@@ -104,15 +140,10 @@ def _chunk_bucket(
     matches nothing; equal hashes pair up (chunk 0 only, so once); distinct hashes pair
     up in a chunk bucket of at most ``max_bucket`` distinct hashes, within ``radius``
     bits, unless they share an earlier chunk (that chunk found or skipped them).
+    ``compare_all``: no chunk bucket is skipped (one machine compares every pair).
     Returns, per partition, its rows ``(n_p x N)`` of the pairs found here."""
     n_parts, n_total = len(offsets) - 1, int(offsets[-1])
-    codes = np.concatenate([p[0] for p in pieces]) if pieces else np.empty(0, np.uint64)
-    gids = np.concatenate([p[1] for p in pieces]) if pieces else np.empty(0, np.int64)
-    uniq, inv, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    inv = inv.ravel()
-    members = gids[np.argsort(inv, kind="stable")]
-    starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
-    counts = np.where(counts > int(matcher.max_bucket), 0, counts)  # placeholders
+    uniq, members, starts, counts = _live_codes(matcher, pieces)
     pr, pc, pd = [], [], []
     if chunk == 0:
         grp = np.flatnonzero(counts > 1)
@@ -123,13 +154,12 @@ def _chunk_bucket(
         pd.append(np.zeros(int(keep.sum()), np.int64))
     live = np.flatnonzero(counts > 0)
     chunks = _chunks(n_bits, radius)
-    keys = [(uniq[live] >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1)
-            for a, b in chunks[:chunk + 1]]
+    keys = [_chunk_key(uniq[live], n_bits, ch) for ch in chunks[:chunk + 1]]
     order = np.argsort(keys[chunk], kind="stable")
     sk = keys[chunk][order]
     st = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]]) if len(sk) else np.empty(0, np.int64)
     sz = np.diff(np.r_[st, len(sk)])
-    sel = (sz > 1) & (sz <= int(matcher.max_bucket))
+    sel = (sz > 1) & ((sz <= int(matcher.max_bucket)) | compare_all)
     st, sz = st[sel], sz[sel]
     for part in _batches(sz):
         ui, uj = _cross(order, st[part], sz[part], st[part], sz[part])
@@ -180,11 +210,15 @@ def hash_candidates(
     n_chunks = len(_chunks(n_bits, radius))
     split = [client.submit(_hash_split, p, step, radius, n_buckets, pure=False)
              for p in parts]
-    buckets = []
-    for q in range(n_chunks * n_buckets):
-        pieces = [client.submit(operator.getitem, s, q, pure=False) for s in split]
-        buckets.append(client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits,
-                                     offsets, *pieces, pure=False))
+    pieces = [[client.submit(operator.getitem, s, q, pure=False) for s in split]
+              for q in range(n_chunks * n_buckets)]
+    loads = client.gather([
+        client.submit(_bucket_load, matcher, q // n_buckets, radius, n_bits, *p, pure=False)
+        for q, p in enumerate(pieces)])
+    n_codes = sum(u for _, u in loads)
+    compare_all = n_codes > 1 and _compare_all(sum(x for x, _ in loads), n_codes)
+    buckets = [client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits, offsets,
+                             compare_all, *p, pure=False) for q, p in enumerate(pieces)]
     return [
         client.submit(_add_rows, *[client.submit(operator.getitem, b, a, pure=False)
                                    for b in buckets], pure=False)

@@ -1,0 +1,179 @@
+"""The fitted default (TF-IDF learnt on the postings matched, blended and phash candidates,
+the two-stage pair reranker) on a 2-process ``LocalCluster``: the single-machine output."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+pytest.importorskip("dask.dataframe")
+pytest.importorskip("distributed")
+
+import dask.dataframe as dd
+from distributed import Client, LocalCluster
+
+from shopee_match import HashMatcher, Pipeline, Postings, TfidfEmbedder, read_postings
+from shopee_match.cli import main
+from shopee_match.data import train_test_split_groups
+from shopee_match.datasets import make_titles
+from shopee_match.distributed._io import Part
+from shopee_match.distributed._phash import hash_candidates
+from shopee_match.distributed._tfidf import count_terms, fit_predict_tfidf, merge_counts
+from shopee_match.metrics import f1_score
+
+pytestmark = pytest.mark.dask
+
+
+def _frame(n_groups: int, seed: int) -> pd.DataFrame:
+    """Generated postings with phashes: most of a group share one, some 1-2 bits off,
+    some unrelated, a few missing."""
+    df = make_titles(n_groups, seed=seed)
+    rng = np.random.default_rng(seed)
+    base = {g: int(rng.integers(0, 2**63)) for g in df["label_group"].unique()}
+    hashes = []
+    for g in df["label_group"]:
+        h, u = base[g], rng.random()
+        if u < 0.2:
+            h ^= (1 << int(rng.integers(0, 64))) | (1 << int(rng.integers(0, 64)))
+        elif u < 0.3:
+            h = int(rng.integers(0, 2**63))
+        hashes.append(f"{h:016x}" if rng.random() > 0.05 else None)
+    df["image_phash"] = hashes
+    return df
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def test_frame() -> pd.DataFrame:
+    return _frame(250, seed=2)  # ~880 postings
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Pipeline:
+    """The default recipe fitted on other generated groups (~530 postings)."""
+    return Pipeline.default().fit(Postings(_frame(150, seed=1)))
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert a["posting_id"].tolist() == b["posting_id"].tolist()
+    assert a["matches"].tolist() == b["matches"].tolist()
+
+
+def test_tfidf_vocabulary_from_partitions_is_one_machines(test_frame):
+    """Counting per partition and summing gives the vocabulary and idf of all titles at
+    once: the same vectors, bit for bit, with pruning too."""
+    for params in ({}, {"min_df": 2, "max_features": 800}):
+        emb = TfidfEmbedder(fit_on="predict", **params)
+        pipe = Pipeline([("tfidf", emb, HashMatcher())], tune=False)
+        parts = np.array_split(np.arange(len(test_frame)), 4)
+        counts = [count_terms(test_frame.iloc[p], pipe, titles=True) for p in parts]
+        merged = counts[0]
+        for c in counts[1:]:
+            merged = merge_counts(merged, c)
+        got = fit_predict_tfidf(pipe, merged).steps[0][1]
+        assert got.fit_on == "train" and emb.fit_on == "predict"  # the original is kept
+        postings = Postings(test_frame)
+        want = emb.fit(postings).embed(postings)
+        x = got.embed(postings)
+        assert x.shape == want.shape and (x != want).nnz == 0
+    assert merged["n"] == len(test_frame)
+    assert merged["titles"]["ma"] >= 0  # title tokens counted for the reranker
+
+
+def test_default_fitted_equals_single_machine(client, fitted, test_frame):
+    expected = fitted.predict(Postings(test_frame))
+    out = fitted.predict(dd.from_pandas(test_frame, npartitions=3), client=client,
+                         partition_rows=300)
+    _same(out, expected)
+    stats = out.attrs["shopee_match"]
+    assert stats["n_partitions"] == 3 and stats["n_postings"] == len(test_frame)
+    assert {"vocabulary", "embed", "candidates", "rerank", "assemble"} <= set(stats["timings"])
+    assert set(stats["ties_at_k"]) == {"tfidf", "tfidf_qe"}
+    # the pairs touching each partition, both directions: at least every candidate pair
+    assert stats["pairs_scored"] >= 2 * len(test_frame)
+
+
+def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path):
+    """The shipped model (grow=0.5: match sets compared across partitions) from files."""
+    from shopee_match._recipes import pretrained_path
+
+    pipe = Pipeline.pretrained()
+    assert pipe._combiner().grow is not None
+    expected = pipe.predict(Postings(test_frame))
+    for i, rows in enumerate(np.array_split(np.arange(len(test_frame)), 3)):
+        test_frame.iloc[rows].to_csv(tmp_path / f"p{i}.csv", index=False)
+    out = tmp_path / "sub.csv"
+    rc = main(["match", str(tmp_path / "p*.csv"), "--model", str(pretrained_path("general")),
+               "-o", str(out), "--scheduler", client.scheduler.address, "--quiet"])
+    assert rc == 0
+    _same(pd.read_csv(out, dtype=str, keep_default_na=False), expected)
+
+
+@pytest.mark.parametrize("spread", [False, True])
+def test_hash_candidates_keep_the_bucket_rules(client, spread):
+    """Pairs within radius 10 as HashMatcher.candidates finds them, with its rules for
+    placeholder hashes and, for hashes spread over the space, for skipped chunk
+    buckets of more than max_bucket hashes."""
+    from shopee_match.image.phash import hashes_to_vectors
+    from shopee_match.neighbors.hamming import pack_bits
+
+    rng = np.random.default_rng(0)
+    if spread:  # random hashes, each with a copy 2 bits off
+        base = rng.integers(0, 2**63, 300)
+        codes = [int(b) ^ (0 if k == 0 else (1 << int(rng.integers(0, 64))) | 1)
+                 for b in base for k in range(2)]
+    else:  # clusters: 40 hashes, each with copies up to 16 low bits off
+        base = rng.integers(0, 2**63, 40)
+        codes = [int(base[i % 40]) ^ (int(rng.integers(0, 2**16)) if i % 3 else 0)
+                 for i in range(600)]
+    codes += [7] * 12  # a placeholder: more postings than max_bucket share it
+    emb = hashes_to_vectors([f"{c:016x}" for c in codes])
+    matcher = HashMatcher(max_distance=0, max_bucket=10)
+    want = matcher.candidates(emb, max_distance=10)
+    bounds = [0, 150, 400, len(codes)]
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        c, v = pack_bits(emb[lo:hi])
+        parts.append(client.scatter(Part(ids=np.arange(lo, hi), offset=lo,
+                                         embs={"phash": (c, v, 64)})))
+    rows = client.gather(hash_candidates(client, parts, np.array(bounds), "phash",
+                                         matcher, radius=10))
+    got = sp.vstack(rows, format="csr")
+    assert want.nnz > 0
+    assert (got != want).nnz == 0 and np.array_equal(got.indices, want.indices)
+
+
+def test_reranked_settings_without_a_distributed_form(client, fitted, test_frame):
+    ddf = dd.from_pandas(test_frame, npartitions=2)
+    with pytest.raises(NotImplementedError, match="method='exact'"):
+        fitted.predict(ddf, client=client, method="ivf")
+    other = Pipeline.pretrained()
+    other._combiner().adapt_prior = True
+    with pytest.raises(NotImplementedError, match="adapt_prior"):
+        other.predict(ddf, client=client)
+
+
+@pytest.mark.data
+def test_shopee_titles_and_phash_same_f1(client, shopee_dir):
+    """Real titles and phashes: the shipped model on Dask scores what one machine does."""
+    p = read_postings(shopee_dir / "train_dev.csv")
+    _, part = train_test_split_groups(p, 0.12, 0)
+    expected = Pipeline.pretrained().predict(part)
+    out = Pipeline.pretrained().predict(dd.from_pandas(part.df, npartitions=3), client=client)
+    ids = part.posting_id
+    truth = [set(ids[m]) for m in part.true_matches()]
+    f_one = f1_score(truth, [set(m.split()) for m in expected["matches"]])
+    f_dask = f1_score(truth, [set(m.split()) for m in out["matches"]])
+    assert abs(f_one - f_dask) <= 0.005
+    same = np.mean(out["matches"].to_numpy() == expected["matches"].to_numpy())
+    assert same >= 0.99
