@@ -3,8 +3,14 @@
     python benchmarks/scale_dask.py --n 2000000 --workers 2 --memory-limit 4GB \\
         --workdir /tmp/scale_dask --json dask_2m.json
 
-Steps: generate ``--n`` postings as Parquet files on the workers, fit a TF-IDF + exact
-phash union pipeline (thresholds tuned) on a small separate catalogue, then
+    python benchmarks/scale_dask.py --model default --n 100000 --workers 2 \
+        --memory-limit 4GB --partition-rows 20000 --train-groups 1000 --workdir /tmp/sd
+
+Steps: generate ``--n`` postings as Parquet files on the workers, fit a pipeline on a
+small separate catalogue (``--model union``: a TF-IDF + exact phash union, thresholds
+tuned; ``--model default``: ``Pipeline.default()``, the reranked recipe: TF-IDF learnt on
+the postings matched, blended and phash candidates, two-stage pair reranker; or
+``--model-dir DIR``: a saved pipeline), then
 ``Pipeline.predict("<workdir>/postings-*.parquet", method=...)`` on a
 ``LocalCluster(n_workers, threads_per_worker=1, memory_limit)``. Reports wall time per
 stage, compute seconds per task kind (from Dask's task stream, so per-partition rates),
@@ -107,13 +113,31 @@ def task_seconds(stream: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return dict(out)
 
 
+def _f1(sub: Any, work: Path) -> float:
+    """Mean F1 of the submission against the generated label groups."""
+    import pandas as pd
+
+    from shopee_match import Postings
+    from shopee_match.metrics import f1_score
+
+    truth = Postings(pd.concat([pd.read_parquet(f) for f in sorted(work.glob("postings-*.parquet"))],
+                               ignore_index=True))
+    ids = truth.posting_id
+    want = dict(zip(ids, (set(ids[m]) for m in truth.true_matches())))
+    return f1_score([want[i] for i in sub["posting_id"]], [set(m.split()) for m in sub["matches"]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2_000_000, help="postings to generate")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="4GB", help="per worker")
     ap.add_argument("--method", default="ivf", choices=["ivf", "exact"])
-    ap.add_argument("--partition-rows", type=int, default=100_000)
+    ap.add_argument("--model", default="union", choices=["union", "default"],
+                    help="what to fit on the training catalogue ('default' searches exactly)")
+    ap.add_argument("--model-dir", help="a saved pipeline to use instead of fitting one")
+    ap.add_argument("--partition-rows", type=int, default=None,
+                    help="default 100,000 (union), 20,000 (a reranked pipeline)")
     ap.add_argument("--file-rows", type=int, default=100_000, help="postings per Parquet file")
     ap.add_argument("--cell-size", type=int, default=2000)
     ap.add_argument("--n-probe", type=int, default=2)
@@ -163,25 +187,33 @@ def main() -> None:
         h = base[train.df["label_group"].to_numpy()]
         h = np.where(rng.random(len(h)) < 0.3, rng.integers(0, 2**63, size=len(h)), h)
         train.df["image_phash"] = [f"{v:016x}" for v in h]
-        # the union of thresholded TF-IDF and exact-phash matches (what runs distributed)
-        steps = [("tfidf", TfidfEmbedder(), NeighborMatcher(threshold=0.5, k=50)),
-                 ("phash", PhashEmbedder(), HashMatcher(max_distance=0))]
-        pipe = Pipeline(steps, ensemble=Ensemble(how="union")).fit(train)
+        if args.model_dir:
+            pipe = Pipeline.load(args.model_dir)
+        elif args.model == "default":
+            pipe = Pipeline.default().fit(train)
+        else:  # the union of thresholded TF-IDF and exact-phash matches
+            steps = [("tfidf", TfidfEmbedder(), NeighborMatcher(threshold=0.5, k=50)),
+                     ("phash", PhashEmbedder(), HashMatcher(max_distance=0))]
+            pipe = Pipeline(steps, ensemble=Ensemble(how="union")).fit(train)
         res["stages"]["fit"] = time.perf_counter() - t0
-        res["thresholds"] = pipe.tuning_.get("thresholds")
+        res["thresholds"] = getattr(pipe, "tuning_", {}).get("thresholds")
+        if pipe._combiner() is not None and getattr(pipe._combiner(), "uses_candidates", False):
+            args.method = "exact"  # a reranked pipeline's candidates are searched exactly
 
         t0 = time.perf_counter()
         with get_task_stream(client) as ts:
             sub = pipe.predict(str(work / "postings-*.parquet"), client=client,
                                method=args.method, partition_rows=args.partition_rows,
                                cell_size=args.cell_size, n_probe=args.n_probe,
-                               recall_sample=args.recall_sample, random_state=args.seed)
+                               recall_sample=args.recall_sample if args.method == "ivf" else 0,
+                               random_state=args.seed)
         res["stages"]["predict_total"] = time.perf_counter() - t0
         stats = sub.attrs["shopee_match"]
         res["stages"].update({f"predict.{k}": v for k, v in stats.pop("timings").items()})
         res["predict_stats"] = stats
         res["tasks"] = task_seconds(ts.data)
         res["mean_matches"] = float(sub["matches"].str.count(" ").mean() + 1)
+        res["f1"] = _f1(sub, work)
         res["workers"] = {a: {"memory_limit": w["memory_limit"]}
                           for a, w in client.scheduler_info()["workers"].items()}
     res["peak_rss_gb"] = {a: round(v / 1e9, 3) for a, v in peak.peak.items()}

@@ -19,6 +19,7 @@ graph (columns: global ids; values: similarities).
 from __future__ import annotations
 
 import operator
+import time
 from typing import Any
 
 import numpy as np
@@ -106,11 +107,14 @@ def candidate_rows(
     client: Any, parts: list[Any], offsets: np.ndarray, steps: list[Any],
     hash_steps: list[str], radius: int, stats: dict[str, Any],
 ) -> dict[str, list[Any]]:
-    """Each step's candidate rows, per partition (see the module docstring).
+    """Each step's candidate rows, per partition (see the module docstring), and
+    ``stats["timings"]["candidates_<step>"]``.
 
     ``stats["ties_at_k"][step]``: rows whose k-th and (k+1)-th neighbours are equally
     similar (there the k kept are one choice among equals; one machine may keep another).
     """
+    from distributed import wait
+
     from ..neighbors.blend import BlendMatcher
 
     n_total = int(offsets[-1])
@@ -129,18 +133,18 @@ def candidate_rows(
             knn[key] = cut
         return cut
 
-    for name, emb, matcher in steps:
+    def _step(name: str, emb: Any, matcher: Any) -> None:
         if name in hash_steps:
             out[name] = hash_candidates(client, parts, offsets, name, matcher, radius,
                                         n_bits=int(client.submit(_bits, parts[0], name).result()))
-            continue
+            return
         key = (id(emb), int(matcher.k), matcher.backend, repr(matcher.backend_options()))
         base = topk(name if not isinstance(matcher, BlendMatcher) else f"{name}:base",
                     parts, matcher, key)
         base_rows = [client.submit(knn_rows, t, n_total, pure=False) for t in base]
         if not isinstance(matcher, BlendMatcher):
             out[name] = base_rows
-            continue
+            return
         n_blend = int(matcher.n_blend)
         needs = [client.submit(blend_needs, r, int(offsets[a]), n_blend, pure=False)
                  for a, r in enumerate(base_rows)]
@@ -151,6 +155,12 @@ def candidate_rows(
         cut = topk("x", blended, matcher, None)
         ties[name] = ties.pop("x")
         out[name] = [client.submit(knn_rows, t, n_total, pure=False) for t in cut]
+
+    for name, emb, matcher in steps:
+        t0 = time.perf_counter()
+        _step(name, emb, matcher)
+        wait(out[name])
+        stats["timings"][f"candidates_{name}"] = time.perf_counter() - t0
     return out
 
 
