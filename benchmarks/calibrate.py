@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from shopee_match import Pipeline, train_test_split_groups
 from shopee_match.calibration import CALIBRATION_GRID, best_point
@@ -44,6 +45,25 @@ def split_rows(cat: Postings, share: float, seed: int) -> tuple[np.ndarray, np.n
     return np.flatnonzero(is_lab), np.flatnonzero(~is_lab)
 
 
+def unlabelled_stats(tfidf: sp.csr_matrix, proba: sp.csr_matrix) -> str:
+    """What an unlabelled catalogue shows of itself: the share of postings whose best text
+    neighbour is mutual, the median best cosine and relative gap to the second, and the
+    mean of each posting's highest pair probability."""
+    g = sp.csr_matrix(tfidf, dtype=np.float64)
+    g.setdiag(0)
+    g.eliminate_zeros()
+    n = g.shape[0]
+    has = np.diff(g.indptr) > 0
+    best = np.asarray(g.argmax(axis=1)).ravel()
+    mutual = has & has[best] & (best[best] == np.arange(n))
+    rows = [np.sort(g.data[a:b])[::-1] for a, b in zip(g.indptr[:-1], g.indptr[1:]) if b - a > 1]
+    top1 = np.array([r[0] for r in rows])
+    gap = np.array([(r[0] - r[1]) / r[0] for r in rows])
+    pmax = np.asarray(proba.max(axis=1).todense()).ravel()
+    return (f"mutual best {mutual[has].mean():.3f}, best cosine {np.median(top1):.3f}, "
+            f"gap to 2nd {np.median(gap):.3f}, mean max P {pmax.mean():.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
@@ -59,8 +79,10 @@ def main() -> None:
         pipe = Pipeline.pretrained()
         ens = pipe.combiner_
         t0 = time.perf_counter()
-        proba = ens.predict_proba_graph(pipe.step_graphs(cat), cat.titles)
+        graphs = pipe.step_graphs(cat)
+        proba = ens.predict_proba_graph(graphs, cat.titles)
         secs = time.perf_counter() - t0
+        stats = unlabelled_stats(graphs["tfidf"], proba)
         g = cat.groups()
         size = np.bincount(g)[g]
         shipped = graph_f1_scores(ens._select(proba, float(ens.threshold_)), g)
@@ -97,7 +119,7 @@ def main() -> None:
         print(f"  ({name}: probabilities {secs:.0f} s; Pipeline.calibrate on "
               f"{c['labelled_postings']} labelled + {c['context_postings']} context postings: "
               f"threshold {c['threshold']:.3f}, min {c['min_matches']}, "
-              f"{time.perf_counter() - t1:.0f} s)", flush=True)
+              f"{time.perf_counter() - t1:.0f} s; unlabelled: {stats})", flush=True)
 
 
 if __name__ == "__main__":
