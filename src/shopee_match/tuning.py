@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .data import Postings, group_kfold
 from .metrics import graph_f1_scores
 from .neighbors.hamming import HashMatcher
+from .neighbors.matcher import shared_searches
 
 __all__ = ["Fold", "collect_folds", "loosest_candidates", "threshold_grid", "tune_thresholds"]
 
@@ -80,12 +81,13 @@ def collect_folds(
         train, test = postings.subset(train_rows), postings.subset(test_rows)
         cands = {}
         embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
-        for name, embedder, matcher in steps:
-            if id(embedder) not in embedded:
-                emb_model = clone(embedder, safe=False).fit(train) if refit else embedder
-                embedded[id(embedder)] = emb_model.embed(test)
-            cands[name] = loosest_candidates(matcher, embedded[id(embedder)])
-            bar.update(1)
+        with shared_searches():  # ... and search once where their k and backend agree
+            for name, embedder, matcher in steps:
+                if id(embedder) not in embedded:
+                    emb_model = clone(embedder, safe=False).fit(train) if refit else embedder
+                    embedded[id(embedder)] = emb_model.embed(test)
+                cands[name] = loosest_candidates(matcher, embedded[id(embedder)])
+                bar.update(1)
         folds.append(Fold(cands=cands, groups=groups[test_rows],
                           titles=test.titles if test.has_titles else []))
     bar.close()

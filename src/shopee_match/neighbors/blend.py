@@ -75,11 +75,12 @@ class BlendMatcher(NeighborMatcher):
         """The blended rows (same kind and shape as ``emb``)."""
         self._validate()
         check_scalar(self.n_blend, "n_blend", (int, np.integer), min_val=1)
-        emb = check_embeddings(emb)
-        if emb.shape[0] == 0:
-            return emb
-        idx, sims = NeighborMatcher._search(self, emb, None)
-        return blend(emb, graph_from_knn(sims, idx, n=emb.shape[0]), int(self.n_blend))
+        rows = check_embeddings(emb)
+        if rows.shape[0] == 0:
+            return rows
+        # the plain search (shared with a NeighborMatcher step inside shared_searches())
+        idx, sims = NeighborMatcher.neighbors(self, emb)
+        return blend(rows, graph_from_knn(sims, idx, n=rows.shape[0]), int(self.n_blend))
 
     def neighbors(self, emb: Any) -> tuple[np.ndarray, np.ndarray]:
         """Nearest neighbours of the blended rows among the blended rows."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -14,9 +17,29 @@ from .._validation import check_embeddings, check_scalar
 from ._base import get_backend
 from .graph import graph_from_knn, graph_to_sets, select
 
-__all__ = ["NeighborMatcher"]
+__all__ = ["NeighborMatcher", "shared_searches"]
 
 logger = logging.getLogger(__name__)
+
+_SHARED = threading.local()
+
+
+@contextmanager
+def shared_searches() -> Iterator[None]:
+    """Within this block (in this thread), a k-NN search repeated on the same embeddings
+    object with the same ``k``, backend and options is answered by the first one.
+
+    Steps that share an embedder search its rows with equal settings (the TF-IDF
+    candidates and the first search of a :class:`~shopee_match.BlendMatcher`): one
+    search serves both. The block holds the embeddings it saw, so an object id is never
+    reused inside it; embeddings must not be modified in place inside it.
+    """
+    prev = getattr(_SHARED, "store", None)
+    _SHARED.store = {}
+    try:
+        yield
+    finally:
+        _SHARED.store = prev
 
 
 @register()
@@ -97,7 +120,14 @@ class NeighborMatcher(BaseEstimator):
         [[0], [1]]
         """
         self._validate()
-        return self._search(check_embeddings(emb), None)
+        store = getattr(_SHARED, "store", None)
+        if store is None:
+            return self._search(check_embeddings(emb), None)
+        key = (id(emb), int(self.k), str(self.backend), repr(sorted(self.backend_options().items())))
+        if key not in store:
+            store[key] = (emb, self._search(check_embeddings(emb), None))
+        idx, sims = store[key][1]
+        return idx.copy(), sims.copy()
 
     def _search(self, emb: Any, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
         n = emb.shape[0]
