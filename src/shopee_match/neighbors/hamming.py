@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: candidate pairs verified per batch (bounds the temporary memory to ~100 MB)
 _PAIR_BATCH = 4_000_000
+#: cost of a pair proposed by multi-index hashing against one compared directly
+_MIH_COST = 4.0
 
 
 def pack_bits(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +89,37 @@ def _batches(sizes: np.ndarray) -> list[slice]:
     return out
 
 
+def _all_pairs(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs ``(i, j, d)`` with ``i < j`` within ``radius`` bits, by comparing every pair
+    (XOR and popcount) in row blocks of about ``_PAIR_BATCH`` pairs."""
+    u = len(codes)
+    step = max(1, _PAIR_BATCH // max(u, 1))
+    out_i, out_j, out_d = [], [], []
+    for s in range(0, max(u - 1, 0), step):
+        e = min(s + step, u - 1)
+        d = _popcount(codes[s:e, None] ^ codes[None, s + 1:])
+        ii, jj = np.nonzero(d <= radius)
+        i, j = ii + s, jj + s + 1
+        up = j > i
+        out_i.append(i[up])
+        out_j.append(j[up])
+        out_d.append(d[ii[up], jj[up]])
+    if not out_i:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    return (np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64),
+            np.concatenate(out_d).astype(np.int64))
+
+
 def _near_pairs(
     codes: np.ndarray, radius: int, n_bits: int, max_bucket: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs ``(i, j, d)`` with ``i < j`` of distinct ``codes`` within ``radius`` bits."""
+    """Pairs ``(i, j, d)`` with ``i < j`` of distinct ``codes`` within ``radius`` bits.
+
+    Multi-index hashing, unless its chunk buckets would propose about as many pairs as
+    there are (a wide radius: chunks of a few bits): then every pair is compared, which
+    costs a few vector operations per pair instead of MIH's dozen.
+    """
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     out_d: list[np.ndarray] = []
@@ -99,6 +128,10 @@ def _near_pairs(
     keys = [
         (codes >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1) for a, b in chunks
     ]
+    proposed = sum(float((np.unique(k, return_counts=True)[1].astype(np.float64) ** 2).sum())
+                   for k in keys) / 2.0
+    if proposed * _MIH_COST >= len(codes) ** 2 / 2.0:
+        return _all_pairs(codes, radius)
     skipped = 0
     for c, key in enumerate(keys):
         order = np.argsort(key, kind="stable")
