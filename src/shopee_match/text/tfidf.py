@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 
 from .._registry import register
 from .._validation import check_is_fitted, check_scalar, l2_normalize
 from ..embedder import BaseEmbedder
+from ._counts import count_matrix
 from .preprocess import TitlePreprocessor
 
 if TYPE_CHECKING:
@@ -108,16 +109,54 @@ class TfidfEmbedder(BaseEmbedder):
         return out
 
     def _learn(self, docs: list[str]) -> list[tuple[str, TfidfVectorizer]]:
-        vecs = self._vectorizers()
-        for kind, vec in vecs:
+        return [(kind, vec) for kind, vec, _ in self._learn_counts(docs)]
+
+    def _learn_counts(self, docs: list[str]
+                      ) -> list[tuple[str, TfidfVectorizer, sp.csr_matrix | None]]:
+        """Fit each vectorizer on ``docs``; with each, the count matrix of ``docs``
+        where the fast counter made it (``None``: scikit-learn counted)."""
+        out = []
+        for kind, vec in self._vectorizers():
             try:
-                vec.fit(docs)
+                fast = (count_matrix(vec, docs) if self.min_df == 1 and self.max_features is None
+                        else None)
+                if fast is None:
+                    vec.fit(docs)
+                    out.append((kind, vec, None))
+                    continue
+                counts, vocabulary = fast
+                if not vocabulary:
+                    raise ValueError("empty vocabulary; perhaps the documents only contain "
+                                     "stop words")
+                # the state TfidfVectorizer.fit leaves: vocabulary, idf of these counts
+                vec.vocabulary_ = vocabulary
+                vec.idf_ = self._transformer(vec).fit(counts).idf_
+                out.append((kind, vec, counts))
             except ValueError as exc:  # empty vocabulary
                 raise ValueError(
                     f"TfidfEmbedder: no {kind} terms in the titles ({exc}). The titles are "
                     "empty after preprocessing; check the `title` column."
                 ) from exc
-        return vecs
+        return out
+
+    @staticmethod
+    def _transformer(vec: TfidfVectorizer) -> TfidfTransformer:
+        """A TfidfTransformer with ``vec``'s weighting (and its idf, once fitted)."""
+        tf = TfidfTransformer(norm=vec.norm, use_idf=vec.use_idf, smooth_idf=vec.smooth_idf,
+                              sublinear_tf=vec.sublinear_tf)
+        if hasattr(vec, "vocabulary_") and vec.use_idf and getattr(vec, "idf_", None) is not None:
+            tf.idf_ = vec.idf_
+        return tf
+
+    def _tfidf(self, vec: TfidfVectorizer, docs: list[str],
+               counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
+        """``vec.transform(docs)``, from ``counts`` or the fast counter where it can."""
+        if counts is None:
+            fast = count_matrix(vec, docs, vec.vocabulary_)
+            if fast is None:
+                return vec.transform(docs)
+            counts = fast[0]
+        return self._transformer(vec).transform(counts, copy=False)
 
     def fit(self, postings: Postings) -> TfidfEmbedder:
         """Learn the vocabulary and idf weights from the postings' titles.
@@ -139,21 +178,22 @@ class TfidfEmbedder(BaseEmbedder):
         docs = self._prep().transform(postings.titles)
         if self.fit_on == "predict":
             try:
-                vecs = self._learn(docs)
+                vecs = self._learn_counts(docs)
             except ValueError as exc:  # no usable word in any title
                 warnings.warn(f"{postings.source}: {exc} Every row is zero: these postings "
                               "match only by other steps.", UserWarning, stacklevel=2)
                 return sp.csr_matrix((len(docs), 1), dtype=np.float32)
         else:
-            vecs = self.vectorizers_
+            vecs = [(kind, vec, None) for kind, vec in self.vectorizers_]
         blocks = []
-        for kind, vec in vecs:
+        for kind, vec, counts in vecs:
             w = self.word_weight if kind == "word" else 1.0 - self.word_weight
             if len(vecs) == 1:
                 w = 1.0
             if w == 0:
                 continue
-            blocks.append(l2_normalize(vec.transform(docs)) * np.float32(np.sqrt(w)))
+            x = self._tfidf(vec, docs, counts)
+            blocks.append(l2_normalize(x) * np.float32(np.sqrt(w)))
         return sp.csr_matrix(l2_normalize(sp.hstack(blocks, format="csr")))
 
     # --- persistence (JSON + npy, no pickle) -----------------------------------------
