@@ -12,7 +12,7 @@ Nothing here is learned, so the same function serves fitting and prediction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,18 +62,36 @@ def _shape(cands: Mapping[str, sp.spmatrix]) -> int:
 
 def _lookup(g: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """``g[rows, cols]`` for stored entries, NaN elsewhere (vectorised, sorted keys)."""
-    n = g.shape[1]
-    coo = g.tocoo()
-    keys = coo.row.astype(np.int64) * n + coo.col
-    order = np.argsort(keys, kind="stable")
-    keys, vals = keys[order], coo.data[order].astype(np.float64)
-    q = rows.astype(np.int64) * n + cols
-    pos = np.clip(np.searchsorted(keys, q), 0, max(len(keys) - 1, 0))
-    out = np.full(len(q), np.nan)
-    if len(keys):
-        hit = keys[pos] == q
-        out[hit] = vals[pos[hit]]
-    return out
+    g = sp.csr_matrix(g)
+    if not g.has_canonical_format:
+        g = g.copy()
+        g.sum_duplicates()
+    return _Stored(g).at(rows, cols)(g.data)
+
+
+class _Stored:
+    """Where pairs sit among a canonical CSR graph's stored entries, found once and
+    read from any graph of the same sparsity (similarities, ranks)."""
+
+    def __init__(self, g: sp.csr_matrix) -> None:
+        self.n = g.shape[1]
+        self.keys = np.repeat(np.arange(g.shape[0], dtype=np.int64) * self.n,
+                              np.diff(g.indptr)) + g.indices
+
+    def at(self, rows: np.ndarray, cols: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """A reader of the pairs' values (float64, NaN where not stored)."""
+        keys = self.keys
+        q = np.asarray(rows).astype(np.int64) * self.n + cols
+        pos = np.clip(np.searchsorted(keys, q), 0, max(len(keys) - 1, 0))
+        hit = keys[pos] == q if len(keys) else np.zeros(len(q), dtype=bool)
+        pos = pos[hit]
+
+        def read(data: np.ndarray) -> np.ndarray:
+            out = np.full(len(q), np.nan)
+            out[hit] = data[pos]
+            return out
+
+        return read
 
 
 def graph_features(
@@ -98,6 +116,8 @@ def graph_features(
     rank = np.arange(len(r)) - starts[r] + 1
     rank_g = sp.csr_matrix((rank.astype(np.float32), (r, c)), shape=(n, n))
     off_g = sp.csr_matrix((s, (r, c)), shape=(n, n))
+    rank_g.sum_duplicates()  # canonical (a no-op where construction made them so)
+    off_g.sum_duplicates()
 
     def kth(k: int) -> np.ndarray:
         out = np.full(n, np.nan)
@@ -105,12 +125,15 @@ def graph_features(
         out[has] = s[starts[has] + k - 1]
         return out
 
-    sim_ij, sim_ji = _lookup(off_g, rows, cols), _lookup(off_g, cols, rows)
+    # both graphs are canonical with the same stored pairs: find the pairs once
+    stored = _Stored(off_g)
+    ij, ji = stored.at(rows, cols), stored.at(cols, rows)
+    sim_ij, sim_ji = ij(off_g.data), ji(off_g.data)
     sim = np.where(np.isnan(sim_ij), sim_ji, sim_ij)
     f: dict[str, np.ndarray] = {
         "sim": sim,
-        "rank_ij": _lookup(rank_g, rows, cols),
-        "rank_ji": _lookup(rank_g, cols, rows),
+        "rank_ij": ij(rank_g.data.astype(np.float64)),
+        "rank_ji": ji(rank_g.data.astype(np.float64)),
     }
     top1 = kth(1)
     f["top1_i"], f["top1_j"] = top1[rows], top1[cols]
@@ -142,16 +165,30 @@ def _shared_neighbours(
     g: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, chunk: int = 65536
 ) -> tuple[np.ndarray, np.ndarray]:
     """Share of common candidates (of the smaller list) and the 2-hop similarity
-    ``sum_k s_ik s_jk``, in pair chunks so memory stays O(chunk * k)."""
-    b = g.copy()
-    b.data[:] = 1.0
-    deg = np.diff(b.indptr).astype(np.float64)
+    ``sum_k s_ik s_jk``, in pair chunks so memory stays O(chunk * k).
+
+    One row gather and element-wise product per chunk gives both: the product's stored
+    entries are the common candidates (when no similarity is exactly 0), and its row
+    sums (NumPy's ``add.reduceat``, so the rounding never changes) the 2-hop similarity.
+    """
+    g = sp.csr_matrix(g)
+    deg = np.diff(g.indptr).astype(np.float64)
+    b = None
+    if g.nnz and not np.all(np.abs(g.data) > 1e-150):  # a stored 0 (or a product
+        # rounding to 0) would drop a common candidate from the product: count apart
+        b = g.copy()
+        b.data[:] = 1.0
     shared = np.empty(len(rows))
     sim2 = np.empty(len(rows))
     for s in range(0, len(rows), chunk):
         r, c = rows[s:s + chunk], cols[s:s + chunk]
-        shared[s:s + chunk] = np.asarray(b[r].multiply(b[c]).sum(axis=1)).ravel()
-        sim2[s:s + chunk] = np.asarray(g[r].multiply(g[c]).sum(axis=1)).ravel()
+        prod = sp.csr_matrix(g[r].multiply(g[c]))
+        sim2[s:s + chunk] = np.asarray(prod.sum(axis=1)).ravel()
+        if b is None:
+            prod.sum_duplicates()
+            shared[s:s + chunk] = np.diff(prod.indptr)
+        else:
+            shared[s:s + chunk] = np.asarray(b[r].multiply(b[c]).sum(axis=1)).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
         shared = shared / np.minimum(deg[rows], deg[cols])
     return shared, sim2

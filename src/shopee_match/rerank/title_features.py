@@ -8,16 +8,19 @@ and ``kxts108w`` are one shared code and ``KXTS108W`` against ``KXTS600W`` a con
 Nothing is tied to a word list.
 
 All pair work is sparse-matrix algebra over token incidence matrices: no Python loop
-over pairs.
+over pairs, and none over titles (tokens come from one batch pass, string tests run
+once per distinct token).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ..text.codes import split_kinds
@@ -42,28 +45,29 @@ TITLE_FEATURES = (
 )
 
 
-def _incidence(sets: Sequence[set[str]], n: int,
-               vocab: dict[str, int] | None = None) -> sp.csr_matrix:
-    """Binary n x vocabulary matrix of the token sets (``vocab``, if given, is filled
-    with each token's column)."""
-    vocab = {} if vocab is None else vocab
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    indices: list[int] = []
-    for i, s in enumerate(sets):
-        indices.extend(vocab.setdefault(t, len(vocab)) for t in s)
-        indptr[i + 1] = len(indices)
-    data = np.ones(len(indices), dtype=np.float32)
-    return sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), indptr),
-                         shape=(n, max(len(vocab), 1)))
+def _incidence(doc: np.ndarray, term: np.ndarray, n: int, n_terms: int) -> sp.csr_matrix:
+    """Binary n x n_terms matrix: row ``doc[t]`` holds ``term[t]`` (repeats once)."""
+    keys = np.unique(doc.astype(np.int64) * max(n_terms, 1) + term)
+    rows, cols = np.divmod(keys, max(n_terms, 1))
+    indptr = np.searchsorted(rows, np.arange(n + 1))
+    return sp.csr_matrix((np.ones(len(keys), dtype=np.float32), cols, indptr),
+                         shape=(n, max(n_terms, 1)))
 
 
-def _row_max(x: sp.spmatrix) -> np.ndarray:
-    """Largest stored value of each row (0 for an empty row)."""
-    x = sp.csr_matrix(x)
+def _by_token(tok: np.ndarray, func: Callable[[str], Any]) -> np.ndarray:
+    """``func`` of each token (an object array), called once per distinct token."""
+    codes, uniq = pd.factorize(tok)
+    vals = np.empty(len(uniq), dtype=object)
+    vals[:] = [func(u) for u in uniq]
+    return vals[codes] if len(tok) else np.empty(0, dtype=object)
+
+
+def _row_max(x: sp.csr_matrix, weight: np.ndarray) -> np.ndarray:
+    """Largest ``weight`` of each row's stored columns (0 for an empty row)."""
     out = np.zeros(x.shape[0])
     filled = np.diff(x.indptr) > 0
     if filled.any():
-        out[filled] = np.maximum.reduceat(x.data, x.indptr[:-1][filled])
+        out[filled] = np.maximum.reduceat(weight[x.indices], x.indptr[:-1][filled])
     return out
 
 
@@ -75,17 +79,26 @@ def _overlap(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
     return shared, size[rows], size[cols]
 
 
-def _kinds(tokens: Sequence[set[str]]) -> dict[str, list[set[str]]]:
-    codes, qty, nums, cores, units = [], [], [], [], []
-    for toks in tokens:
-        c, q, nm = split_kinds(toks)
-        codes.append(c)
-        qty.append(q)
-        nums.append(nm)
-        # a code without its trailing letters (colour or region suffix): kxts108w -> kxts108
-        cores.append({_TRAILING_LETTERS.sub("", t) or t for t in c})
-        units.append({m.group(1) for t in q if (m := _UNIT.match(t))})
-    return {"code": codes, "qty": qty, "num": nums, "core": cores, "unit": units}
+def _kind(t: str) -> str:
+    """``"num"``, ``"qty"``, ``"code"`` or ``""``, as :func:`split_kinds` sorts a token."""
+    codes, qty, nums = split_kinds([t])
+    return "num" if nums else "qty" if qty else "code" if codes else ""
+
+
+def _kinds(tok: np.ndarray, doc: np.ndarray, n: int) -> dict[str, sp.csr_matrix]:
+    """Each title's set of codes, quantities, numbers, code cores and units, as
+    incidence matrices; every string test runs once per distinct token."""
+    kind = _by_token(tok, _kind)
+    # a code without its trailing letters (colour or region suffix): kxts108w -> kxts108
+    core = _by_token(tok, lambda t: _TRAILING_LETTERS.sub("", t) or t)
+    unit = _by_token(tok, lambda t: m.group(1) if (m := _UNIT.match(t)) else None)
+    out = {}
+    for name, want, value in (("code", "code", tok), ("qty", "qty", tok), ("num", "num", tok),
+                              ("core", "code", core), ("unit", "qty", unit)):
+        sel = (kind == want) & (value != None)  # noqa: E711 - element-wise
+        codes, uniq = pd.factorize(value[sel])
+        out[name] = _incidence(doc[sel], codes, n, len(uniq))
+    return out
 
 
 def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray,
@@ -110,24 +123,24 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray,
     n = len(titles)
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
-    tokens = [set(_PREP.tokens(t)) for t in titles]
-    vocab: dict[str, int] = {}
-    words = _incidence(tokens, n, vocab)
+    tok, doc = _PREP.token_table(titles)
+    term, vocab = pd.factorize(tok)
+    words = _incidence(doc, term, n, len(vocab))
     df = np.asarray(words.sum(axis=0)).ravel()
     n_cat = n
     if catalogue_df is not None:
         counts, n_cat = catalogue_df[0], int(catalogue_df[1])
         df = np.zeros_like(df)
-        df[list(vocab.values())] = [counts.get(t, 1) for t in vocab]
+        df[:len(vocab)] = [counts.get(t, 1) for t in vocab]
     # idf scaled by its largest possible value, so catalogues of any size compare
     idf = (np.log((n_cat + 1) / (df + 1)) + 1) / (np.log(n_cat + 1) + 1)
     a, b = words[rows], words[cols]
     both = a.multiply(b).tocsr()
-    one = (a + b - 2 * both).tocsr()
+    one = (a + b).tocsr()  # 2 where both titles have the token: dropped
+    one.data[one.data == 2] = 0
     one.eliminate_zeros()
     wi, wj = np.asarray(a @ idf).ravel(), np.asarray(b @ idf).ravel()
     ws = np.asarray(both @ idf).ravel()
-    weight = sp.diags(idf.astype(np.float64))
     # counts from the products above, not a second pass over the pairs
     size = np.asarray(words.sum(axis=1)).ravel().astype(np.float64)
     shared_n = np.asarray(both.sum(axis=1)).ravel().astype(np.float64)
@@ -139,15 +152,15 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray,
             "idf_jaccard": np.where(wi + wj - ws > 0, ws / (wi + wj - ws), np.nan),
             "idf_cover_min": np.where(np.minimum(wi, wj) > 0, ws / np.minimum(wi, wj), np.nan),
         }
-    f["idf_shared_max"] = _row_max(both @ weight)
-    f["idf_diff_max"] = _row_max(one @ weight)
+    f["idf_shared_max"] = _row_max(both, idf)
+    f["idf_diff_max"] = _row_max(one, idf)
     f["idf_diff_sum"] = np.asarray(one @ idf).ravel()
     f["ntok_min"], f["ntok_max"] = np.minimum(ni, nj), np.maximum(ni, nj)
-    lengths = np.array([len(t) for t in titles], dtype=np.float64)
+    lengths = np.fromiter(map(len, titles), dtype=np.float64, count=n)
     li, lj = lengths[rows], lengths[cols]
     f["len_ratio"] = np.minimum(li, lj) / np.maximum(np.maximum(li, lj), 1.0)
-    for kind, sets in _kinds(tokens).items():
-        shared, ci, cj = _overlap(_incidence(sets, n), rows, cols)
+    for kind, m in _kinds(tok, doc, n).items():
+        shared, ci, cj = _overlap(m, rows, cols)
         f[f"{kind}_shared"] = shared
         f[f"{kind}_conflict"] = ((ci > 0) & (cj > 0) & (shared == 0)).astype(np.float64)
         f[f"{kind}_onesided"] = ((ci > 0) ^ (cj > 0)).astype(np.float64)
@@ -164,4 +177,8 @@ def title_doc_freq(titles: Sequence[str]) -> Counter[str]:
     >>> title_doc_freq(["Red mug", "red MUG red"])["red"]
     2
     """
-    return Counter(t for title in titles for t in set(_PREP.tokens(title)))
+    tok, doc = _PREP.token_table(titles)
+    term, vocab = pd.factorize(tok)
+    words = _incidence(doc, term, len(titles), len(vocab))
+    df = np.asarray(words.sum(axis=0)).ravel().astype(np.int64)
+    return Counter(dict(zip(vocab.tolist(), df[:len(vocab)].tolist())))
