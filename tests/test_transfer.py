@@ -188,3 +188,45 @@ def test_shipped_model_is_quiet_about_titles_only_catalogues(recwarn):
         PhashEmbedder().embed(make_catalog(n_groups=3, images=False, seed=0))
     with pytest.raises(ValueError, match="on_missing"):
         PhashEmbedder(on_missing="loud").embed(make_catalog(n_groups=3, images=False, seed=0))
+
+
+def _knn_cands(p):
+    from shopee_match import NeighborMatcher, TfidfEmbedder
+
+    return {"tfidf": NeighborMatcher(k=10).candidates(TfidfEmbedder().fit_embed(p))}
+
+
+def test_thinned_copies_stop_a_model_forcing_partners_on_one_offer_products():
+    from shopee_match.metrics import graph_precision_recall_f1
+    from shopee_match.rerank import PairReranker
+
+    several = make_catalog(n_groups=120, per_group=(2, 4), images=False, seed=0)
+    singles = make_catalog(n_groups=300, per_group=(1, 1), images=False, seed=3)
+    cands = _knn_cands(several)
+    f1 = {}
+    for thin in (None, 0.2):
+        rr = PairReranker(max_iter=30, n_jobs=1, thin=thin)
+        rr.fit(cands, several.groups(), several.titles)
+        pred = rr.select(rr.predict_proba_graph(_knn_cands(singles), singles.titles))
+        f1[thin] = graph_precision_recall_f1(pred, singles.groups())[2].mean()
+        if thin is not None:
+            assert rr.min_matches_ == 1  # a forced partner fails the thinned copies
+    assert f1[0.2] > f1[None] + 0.05
+
+
+def test_thinned_copies_stay_in_their_source_fold():
+    from shopee_match.rerank._fit import with_thinned
+
+    p = make_catalog(n_groups=40, per_group=(1, 5), images=False, seed=2)
+    ids = np.asarray(p.posting_id)
+    cands = _knn_cands(p)
+    cs, gs, ts, folds = with_thinned([cands], [p.groups()], [list(ids)], [0], 0.3, 3, 0)
+    assert len(cs) == 6 and folds == [0, 1, 2, 0, 1, 2]
+    for b in range(3):
+        src, thin = set(ts[b]), set(ts[b + 3])
+        assert thin <= src and len(thin) < len(src)
+        assert set(gs[b + 3]) == set(gs[b])  # every product keeps an offer
+        assert cs[b + 3]["tfidf"].shape == (len(thin), len(thin))
+        for other in range(3):
+            if other != b:
+                assert not src & set(ts[other])

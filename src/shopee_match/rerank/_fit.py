@@ -25,7 +25,9 @@ __all__ = [
     "split_folds",
     "stage_features",
     "symmetric_graph",
+    "thin_set",
     "tune_threshold",
+    "with_thinned",
 ]
 
 #: Candidate pairs of one block: ``(x, rows, cols, groups, fold id, is_twin)``. A twin
@@ -71,6 +73,53 @@ def split_folds(x: np.ndarray, r: np.ndarray, c: np.ndarray, g: np.ndarray, twin
         remap[rows] = np.arange(len(rows))
         out.append((x[keep], remap[r[keep]], remap[c[keep]], g[rows], f, twin))
     return out
+
+
+def fold_sets(cands: Mapping[str, Any], groups: np.ndarray, titles: Any, cv: int,
+              random_state: int | None) -> list[tuple[dict[str, Any], np.ndarray, Any]]:
+    """One candidate set cut into ``cv`` group folds, each a candidate set of its own."""
+    _, codes = np.unique(groups, return_inverse=True)
+    out = []
+    for _, rows in group_kfold(codes, cv, random_state):
+        rows = np.sort(rows)
+        out.append(_subset(cands, groups, titles, rows))
+    return out
+
+
+def _subset(cands: Mapping[str, Any], groups: np.ndarray, titles: Any,
+            rows: np.ndarray) -> tuple[dict[str, Any], np.ndarray, Any]:
+    sub = {m: sp.csr_matrix(g)[rows][:, rows] for m, g in cands.items()}
+    return sub, np.asarray(groups)[rows], (None if titles is None else [titles[i] for i in rows])
+
+
+def thin_set(cands: Mapping[str, Any], groups: np.ndarray, titles: Any, keep: float,
+             seed: int) -> tuple[dict[str, Any], np.ndarray, Any]:
+    """The candidate set as if the catalogue had fewer offers per product: every group
+    keeps one posting, each other posting stays with probability ``keep``. Neighbour lists
+    lose the removed postings (as a search of the smaller catalogue would, up to the
+    neighbours past k it would have found instead)."""
+    g = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    first = np.zeros(len(g), dtype=bool)
+    first[np.unique(g, return_index=True)[1]] = True
+    rows = np.flatnonzero(first | (rng.random(len(g)) < keep))
+    return _subset(cands, g, titles, rows)
+
+
+def with_thinned(cands: list[Any], groups: list[Any], titles: list[Any], fold_of: list[int],
+                 keep: float, cv: int, random_state: int | None
+                 ) -> tuple[list[Any], list[Any], list[Any], list[int]]:
+    """The candidate sets plus a thinned copy of each (:func:`thin_set`), in its source's
+    fold; one set is first cut into its group folds, so no posting is on both sides."""
+    if len(cands) == 1:
+        parts = fold_sets(cands[0], np.asarray(groups[0]), titles[0], cv, random_state)
+        cands, groups, titles = ([p[i] for p in parts] for i in range(3))
+        fold_of = list(range(len(parts)))
+    seed = 0 if random_state is None else int(random_state)
+    extra = [thin_set(c, np.asarray(g), t, keep, seed + b)
+             for b, (c, g, t) in enumerate(zip(cands, groups, titles))]
+    return (cands + [e[0] for e in extra], groups + [e[1] for e in extra],
+            titles + [e[2] for e in extra], fold_of + fold_of)
 
 
 def oof_graphs(

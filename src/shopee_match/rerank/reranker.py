@@ -32,6 +32,7 @@ from ._fit import split_folds as _split_folds
 from ._fit import stage_features as _stage_features
 from ._fit import symmetric_graph as _symmetric_graph
 from ._fit import tune_threshold as _tune_threshold
+from ._fit import with_thinned as _with_thinned
 from ._io import lightgbm as _lightgbm
 from ._io import read_state, write_state
 from ._prior import adapt_to_prior
@@ -82,6 +83,11 @@ class PairReranker(BaseEstimator):
     tune_for : ``"mean"`` picks the threshold with the best mean out-of-fold F1;
         ``"robust"`` the one whose worst fold beats matching nothing by the most (for a
         model meant for catalogues unlike its training ones, fitted on several kinds).
+    thin : ``None``, or also learn from a thinned copy of every candidate set (each
+        product keeps one offer, each other offer stays with this probability), scored
+        with the others when tuning the cut: a model fitted on a catalogue where every
+        product has several offers then does not learn to force a partner on every
+        posting, which fails catalogues of mostly one-offer products.
     n_jobs : LightGBM threads for training and prediction (``None``: all cores). Passed
         per call (``num_threads``), so it never changes the process's other thread pools.
     random_state : seed for the folds and the trees.
@@ -117,12 +123,14 @@ class PairReranker(BaseEstimator):
         adapt_prior: bool = False,
         grow: float | None = None,
         tune_for: str = "mean",
+        thin: float | None = None,
         n_jobs: int | None = None,
         random_state: int | None = 0,
     ) -> None:
         self.adapt_prior = adapt_prior
         self.grow = grow
         self.tune_for = tune_for
+        self.thin = thin
         self.threshold = threshold
         self.min_matches = min_matches
         self.min_proba = min_proba
@@ -147,6 +155,8 @@ class PairReranker(BaseEstimator):
         check_scalar(self.cv, "cv", (int, np.integer), min_val=2)
         if self.tune_for not in ("mean", "robust"):
             raise ValueError(f"`tune_for` must be 'mean' or 'robust', got {self.tune_for!r}.")
+        if self.thin is not None:
+            check_scalar(self.thin, "thin", (int, float), min_val=0.0, max_val=1.0)
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
         check_scalar(self.n_stages, "n_stages", (int, np.integer), min_val=1, max_val=3)
         if self.n_jobs is not None:
@@ -228,6 +238,11 @@ class PairReranker(BaseEstimator):
         if missing:
             raise ValueError(f"`optional_modalities` {missing} are not among the candidate "
                              f"graphs' modalities {names}.")
+        fold_of = [b % int(self.cv) for b in range(len(cand_list))]
+        if self.thin is not None:
+            cand_list, group_list, title_list, fold_of = _with_thinned(
+                cand_list, group_list, title_list, fold_of, float(self.thin), int(self.cv),
+                self.random_state)
         # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
         # optional modalities emptied, so the trees also learn the regime without them
         sets: list[_Block] = []
@@ -251,7 +266,7 @@ class PairReranker(BaseEstimator):
                 if len(cand_list) > 1:
                     # blocks are disjoint postings: any b -> fold map is honest; cv folds
                     # keep the out-of-fold fits at cv however many catalogues there are
-                    sets.append((x, r, cc, g, b % int(self.cv), twin))
+                    sets.append((x, r, cc, g, fold_of[b], twin))
                 else:
                     sets.extend(_split_folds(x, r, cc, g, twin, self.cv, self.random_state))
         ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
