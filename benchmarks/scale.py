@@ -17,6 +17,13 @@ Stages (each timed, with the process's RSS high-water mark after it):
 5. union of both graphs, match sets; F1 against the labels on a sample.
 
     python benchmarks/scale.py --n 1000000
+
+``--model default`` times the fitted default recipe instead (``Pipeline.default()``
+fitted on a separate generated catalogue of ``--train-groups`` groups): TF-IDF learnt
+on the postings matched, candidate graphs (k-NN, blended k-NN, phash pairs), the
+two-stage pair reranker; F1 against the labels of all postings.
+
+    python benchmarks/scale.py --model default --n 50000
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -97,6 +105,35 @@ def prune_df(x: sp.csr_matrix, max_df: int) -> sp.csr_matrix:
     return y
 
 
+def _with_phash(df: Any, seed: int) -> Postings:
+    codes = make_phashes(df["label_group"].to_numpy(), seed=seed)
+    df = df.reset_index(drop=True).copy()
+    df["image_phash"] = [f"{int(c):016x}" for c in codes]
+    return Postings(df)
+
+
+def run_default(args: argparse.Namespace, st: Stages) -> None:
+    """The fitted default recipe on ``args.n`` generated postings, stage by stage."""
+    from shopee_match import Pipeline
+    from shopee_match.metrics import graph_precision_recall_f1
+
+    with st("generate titles + phashes"):
+        postings = _with_phash(make_titles(int(args.n / 3.5) + 1, seed=0).iloc[: args.n], 0)
+        train = _with_phash(make_titles(args.train_groups, seed=99_999), 1)
+    with st(f"fit Pipeline.default() on {len(train):,} other postings"):
+        pipe = Pipeline.default().fit(train)
+    with st("embed (TF-IDF learnt on the postings, phash)"):
+        emb = pipe.embed_steps(postings)
+    with st("candidates (k-NN, blended k-NN, phash pairs)"):
+        graphs = pipe.step_graphs(postings, emb)
+    del emb
+    print("    candidate pairs: " + ", ".join(f"{k} {g.nnz:,}" for k, g in graphs.items()))
+    with st("rerank (pair features, two stages of trees, selection)"):
+        final = pipe._combine(graphs, postings)
+    f1 = graph_precision_recall_f1(final, postings.groups())[2].mean()
+    print(f"    F1 vs labels (all {len(postings):,} postings): {f1:.4f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
@@ -106,9 +143,17 @@ def main() -> None:
     p.add_argument("--radius", type=int, default=2, help="phash Hamming radius")
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--sample", type=int, default=1000, help="queries for recall / F1")
+    p.add_argument("--model", default="union", choices=["union", "default"],
+                   help="'default': the fitted default recipe (see above)")
+    p.add_argument("--train-groups", type=int, default=1000,
+                   help="labelled groups to fit the default recipe on")
     args = p.parse_args()
     st = Stages()
-    print(f"# scale: n = {args.n:,}")
+    print(f"# scale: n = {args.n:,}, model {args.model}")
+    if args.model == "default":
+        run_default(args, st)
+        _table(st)
+        return
 
     with st("generate titles + phashes"):
         df = make_titles(int(args.n / 3.5) + 1, seed=0).iloc[: args.n]
@@ -166,6 +211,10 @@ def main() -> None:
           f"{recall:.4f} ({hit}/{found})")
     print("    F1 vs labels: " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in f1.items()))
 
+    _table(st)
+
+
+def _table(st: Stages) -> None:
     total = time.perf_counter() - st.t0
     print("\n| stage | time (s) | RSS after (GiB) | peak so far (GiB) |\n|---|---:|---:|---:|")
     for name, dt, rss, peak in st.rows:

@@ -48,6 +48,7 @@ def _frame(n_groups: int, seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def client():
+    """A 2-process LocalCluster, as in test_distributed.py."""
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as c:
         yield c
