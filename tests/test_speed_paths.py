@@ -178,3 +178,19 @@ def test_title_features_equal_per_title_sets() -> None:
                                                      rel=1e-6)
         for k, name in enumerate(("code", "qty", "num")):
             assert f[f"{name}_shared"][p] == len(kinds[i][k] & kinds[j][k])
+
+
+def test_threshold_sweep_equals_scoring_each_setting() -> None:
+    from shopee_match import Pipeline
+    from shopee_match.ensemble import Ensemble
+    from shopee_match.tuning import collect_folds, tune_thresholds
+
+    data = make_catalog(n_groups=60, images=False, seed=4)
+    steps = Pipeline.default(phash=False)._validate_steps()
+    folds = collect_folds(steps, data, 3, random_state=0)
+    union = Ensemble()
+    fast = tune_thresholds(steps, folds, union.combine)
+    slow = tune_thresholds(steps, folds, lambda g: union.combine(g))  # not the sweep's case
+    assert fast == slow
+    fixed = tune_thresholds(steps, folds, union.combine, fixed=["tfidf_qe"])
+    assert fixed == tune_thresholds(steps, folds, lambda g: union.combine(g), fixed=["tfidf_qe"])

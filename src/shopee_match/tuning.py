@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ._sweep import UnionSweep
 from .data import Postings, group_kfold
 from .metrics import graph_f1_scores
 from .neighbors.hamming import HashMatcher
@@ -130,6 +131,9 @@ def tune_thresholds(
             total += float(graph_f1_scores(g, fold.groups).mean())
         return total / len(folds)
 
+    fast = UnionSweep.build(matchers, folds, grids, combine)
+    if fast is not None:  # the same scores, a whole grid at a time
+        return _tune_sweeping(fast, names, matchers, grids, n_rounds, fixed, len(folds))
     curves: dict[str, dict[str, list[float]]] = {}
     best: dict[str, float] = {}
     for name in names:
@@ -153,4 +157,31 @@ def tune_thresholds(
             if not improved:
                 break
     logger.info("tuned thresholds %s: mean F1 %.4f over %d folds", best, best_score, len(folds))
+    return best, best_score, curves
+
+
+def _tune_sweeping(
+    sweep: UnionSweep, names: list[str], matchers: Mapping[str, Any],
+    grids: Mapping[str, np.ndarray], n_rounds: int, fixed: Sequence[str], n_folds: int,
+) -> tuple[dict[str, float], float, dict[str, dict[str, list[float]]]]:
+    """:func:`tune_thresholds`' search, each step's grid scored in one sweep."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    best: dict[str, float] = {}
+    for name in names:
+        f1s = sweep.sweep({}, name, alone=True)
+        curves[name] = {"threshold": [float(t) for t in grids[name]], "f1": f1s}
+        best[name] = float(grids[name][int(np.argmax(f1s))])
+        if name in fixed:
+            best[name] = float(matchers[name].similarity_threshold())
+    best_score = sweep.score(best)
+    if len(names) > 1:
+        for _ in range(n_rounds):
+            improved = False
+            for name in (n for n in names if n not in fixed):
+                for t, s in zip(grids[name], sweep.sweep(best, name)):
+                    if s > best_score + 1e-9:
+                        best, best_score, improved = {**best, name: float(t)}, s, True
+            if not improved:
+                break
+    logger.info("tuned thresholds %s: mean F1 %.4f over %d folds", best, best_score, n_folds)
     return best, best_score, curves

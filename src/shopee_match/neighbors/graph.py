@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "select"]
+__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "select", "select_keeps"]
 
 
 def graph_from_knn(sims: np.ndarray, idx: np.ndarray, n: int | None = None) -> sp.csr_matrix:
@@ -40,7 +40,7 @@ def select(
     coo = cand.tocoo()
     r, c, s = coo.row, coo.col, coo.data
     other = r != c
-    keep = other & (s >= threshold)
+    keep = other & select_keeps(s, threshold)
     if min_matches > 1:
         n = cand.shape[0]
         have = np.bincount(r[keep], minlength=n)
@@ -55,6 +55,11 @@ def select(
             keep[order[rank < need[pr]]] = True
     g = sp.csr_matrix((s[keep], (r[keep], c[keep])), shape=cand.shape, dtype=np.float32)
     return add_self(g)
+
+
+def select_keeps(sims: np.ndarray, threshold: float) -> np.ndarray:
+    """The similarities :func:`select` keeps at ``threshold`` (before ``min_matches``)."""
+    return sims >= threshold
 
 
 def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int = 1) -> sp.csr_matrix:

@@ -245,10 +245,14 @@ class HashMatcher(BaseEstimator):
         g.sort_indices()
         return g
 
+    def keeps(self, sims: np.ndarray, threshold: float) -> np.ndarray | None:
+        """Which candidate similarities ``threshold`` keeps (what :meth:`select` keeps)."""
+        return np.asarray(sims >= threshold - 1e-6)
+
     def select(self, cand: sp.csr_matrix, threshold: float | None = None) -> sp.csr_matrix:
         t = self.similarity_threshold() if threshold is None else threshold
         coo = cand.tocoo()
-        keep = coo.data >= t - 1e-6
+        keep = self.keeps(coo.data, t)
         g = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=cand.shape)
         return add_self(g)
 

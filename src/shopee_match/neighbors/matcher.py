@@ -15,7 +15,7 @@ from .._params import BaseEstimator
 from .._registry import register
 from .._validation import check_embeddings, check_scalar
 from ._base import get_backend
-from .graph import graph_from_knn, graph_to_sets, select
+from .graph import graph_from_knn, graph_to_sets, select, select_keeps
 
 __all__ = ["NeighborMatcher", "shared_searches"]
 
@@ -164,6 +164,18 @@ class NeighborMatcher(BaseEstimator):
         """
         self.threshold = float(value)
         return self
+
+    def keeps(self, sims: np.ndarray, threshold: float) -> np.ndarray | None:
+        """Which off-diagonal candidate similarities ``threshold`` keeps, as :meth:`select`
+        keeps them; ``None`` when that also depends on the rest of the row
+        (``min_matches > 1``).
+
+        >>> NeighborMatcher().keeps(np.array([0.4, 0.6], dtype=np.float32), 0.5).tolist()
+        [False, True]
+        """
+        if int(self.min_matches) > 1:
+            return None
+        return np.asarray(select_keeps(sims, threshold))
 
     def select(self, cand: sp.csr_matrix, threshold: float | None = None) -> sp.csr_matrix:
         """Thresholded match graph from a candidate graph (diagonal always kept).
