@@ -154,10 +154,26 @@ def test_hash_candidates_keep_the_bucket_rules(client, spread):
     assert (got != want).nnz == 0 and np.array_equal(got.indices, want.indices)
 
 
+def test_ivf_candidates_stay_close(client, fitted, test_frame):
+    """Candidates searched in IVF cells (for catalogues too large for exact search)."""
+    expected = fitted.predict(Postings(test_frame))
+    out = fitted.predict(dd.from_pandas(test_frame, npartitions=3), client=client,
+                         method="ivf", cell_size=150, n_probe=2)
+    assert out["posting_id"].tolist() == expected["posting_id"].tolist()
+    stats = out.attrs["shopee_match"]
+    assert stats["ivf_tfidf"]["n_cells"] > 1 and stats["ivf_tfidf_qe"]["n_cells"] > 1
+    truth = Postings(test_frame)
+    ids = truth.posting_id
+    want = [set(ids[m]) for m in truth.true_matches()]
+    f_one = f1_score(want, [set(m.split()) for m in expected["matches"]])
+    f_ivf = f1_score(want, [set(m.split()) for m in out["matches"]])
+    assert f_ivf >= f_one - 0.03
+
+
 def test_reranked_settings_without_a_distributed_form(client, fitted, test_frame):
     ddf = dd.from_pandas(test_frame, npartitions=2)
-    with pytest.raises(NotImplementedError, match="method='exact'"):
-        fitted.predict(ddf, client=client, method="ivf")
+    with pytest.raises(NotImplementedError, match="method='cuml'"):
+        fitted.predict(ddf, client=client, method="cuml")
     other = Pipeline.pretrained()
     other._combiner().adapt_prior = True
     with pytest.raises(NotImplementedError, match="adapt_prior"):

@@ -59,10 +59,10 @@ def _check(pipeline: Any, method: str) -> tuple[list[Any], list[str], bool]:
             raise NotImplementedError(
                 f"Distributed matching reranks with a fitted PairReranker only; this "
                 f"pipeline's ensemble is {ens!r}. Use pipeline.predict on Postings.")
-        if method != "exact":
+        if method == "cuml":
             raise NotImplementedError(
-                f"method={method!r}: a reranked pipeline's candidates are searched exactly "
-                "on Dask (its features need every candidate); use method='exact'.")
+                "method='cuml': a reranked pipeline's candidates are searched with "
+                "method='exact' or 'ivf' (approximate) on Dask.")
     elif type(ens) is not Ensemble or ens.how != "union" or ens.symmetric:
         raise NotImplementedError(
             f"Distributed matching combines steps by union (Ensemble(how='union')) or a "
@@ -160,8 +160,11 @@ def predict_dask(
             return empty
         pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
         if reranked:
+            cells = None if method == "exact" else {
+                "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
+                "sample_size": 50_000, "seed": random_state}
             ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
-                                                 hash_steps, image_dir, cat, stats)
+                                                 hash_steps, image_dir, cat, stats, cells)
             del frames
             return _finish(c, ids, offsets, [edges], output, stats)
         parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)

@@ -106,12 +106,15 @@ def _table(part: Part, step: str) -> dict[str, Any]:
 def candidate_rows(
     client: Any, parts: list[Any], offsets: np.ndarray, steps: list[Any],
     hash_steps: list[str], radius: int, stats: dict[str, Any],
+    ivf: dict[str, Any] | None = None,
 ) -> dict[str, list[Any]]:
     """Each step's candidate rows, per partition (see the module docstring), and
     ``stats["timings"]["candidates_<step>"]``.
 
     ``stats["ties_at_k"][step]``: rows whose k-th and (k+1)-th neighbours are equally
     similar (there the k kept are one choice among equals; one machine may keep another).
+    ``ivf``: keyword arguments of :func:`._ivf.ivf_edges` to search the k-NN steps in
+    IVF cells instead (approximate candidates, for catalogues too large for exact search).
     """
     from distributed import wait
 
@@ -125,8 +128,17 @@ def candidate_rows(
     def topk(name: str, rows: list[Any], matcher: Any, key: tuple[Any, ...] | None) -> list[Any]:
         if key is not None and key in knn:
             return knn[key]
-        cut = [client.submit(cut_topk, t, int(matcher.k), pure=False)
-               for t in exact_topk(client, rows, name, matcher, candidates=True)]
+        if ivf is not None:
+            from ._ivf import ivf_edges
+
+            cut, info = ivf_edges(client, rows, offsets, name, matcher, candidates=True, **ivf)
+            info.pop("split")
+            info.pop("cell_sizes")
+            info["shuffle_bytes"] = int(info["shuffle_bytes"].result())
+            stats[f"ivf_{name}"] = info
+        else:
+            cut = [client.submit(cut_topk, t, int(matcher.k), pure=False)
+                   for t in exact_topk(client, rows, name, matcher, candidates=True)]
         ties[name] = int(sum(client.gather(
             [client.submit(operator.getitem, t, 2, pure=False) for t in cut])))
         if key is not None:
@@ -154,6 +166,8 @@ def candidate_rows(
                    for a, (r, f) in enumerate(zip(base_rows, fetched))]
         cut = topk("x", blended, matcher, None)
         ties[name] = ties.pop("x")
+        if "ivf_x" in stats:
+            stats[f"ivf_{name}"] = stats.pop("ivf_x")
         out[name] = [client.submit(knn_rows, t, n_total, pure=False) for t in cut]
 
     for name, emb, matcher in steps:

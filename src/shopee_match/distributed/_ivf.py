@@ -218,9 +218,10 @@ def _cell_counts(pieces: list[tuple[Any, ...]], n_cells: int) -> np.ndarray:
 
 
 def _cell_search(
-    matcher: Any, offsets: np.ndarray, *pieces: tuple[Any, ...]
+    matcher: Any, offsets: np.ndarray, candidates: bool, *pieces: tuple[Any, ...]
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Exact search inside every cell of one bucket; pruned triples per owner partition."""
+    """Exact search inside every cell of one bucket; pruned triples per owner partition
+    (``candidates``: every top-k triple, no threshold floor, nothing pruned)."""
     n_parts = len(offsets) - 1
     pieces = tuple(p for p in pieces if len(p[0]))
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
@@ -239,10 +240,14 @@ def _cell_search(
     for s, e in zip(starts, np.r_[starts[1:], len(cell)]):
         m = member[s:e]
         sub = rows[m]
-        sims, idx = pair_topk(sub, sub, matcher, col_offset=0, same=True)
+        sims, idx = pair_topk(sub, sub, matcher, col_offset=0, same=True, floor=not candidates)
         g = gids[m]
         idx = np.where(idx >= 0, g[np.maximum(idx, 0)], -1)
-        r, c, v = prune(sims, idx, g, matcher)
+        if candidates:
+            r, col = np.nonzero(idx >= 0)
+            c, v = idx[r, col], sims[r, col]
+        else:
+            r, c, v = prune(sims, idx, g, matcher)
         ri.append(g[r])
         rj.append(c)
         rs.append(v)
@@ -252,22 +257,29 @@ def _cell_search(
 
 
 def _merge_home(
-    n_rows: int, offset: int, matcher: Any, *pieces: tuple[np.ndarray, np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
+    n_rows: int, offset: int, matcher: Any, candidates: bool,
+    *pieces: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> Any:
+    """A partition's edges from its cells' triples (``candidates``: its top-k
+    ``(sims, global ids, 0)``, as :func:`._search.cut_topk` gives)."""
     rows = np.concatenate([p[0] for p in pieces])
     cols = np.concatenate([p[1] for p in pieces])
     sims = np.concatenate([p[2] for p in pieces]).astype(np.float32)
     s, i = topk_from_triples(rows, cols, sims, n_rows, int(matcher.k))
+    if candidates:
+        return s, i, 0
     return select_rows(s, i, np.arange(n_rows, dtype=np.int64) + offset, matcher)
 
 
 def ivf_edges(
     client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any, *,
     n_cells: int | None, n_probe: int, cell_size: int, dim: int, sample_size: int, seed: int,
+    candidates: bool = False,
 ) -> tuple[list[Any], dict[str, Any]]:
     """For each partition, a future of its edges ``(local rows, global ids)``; and stats
     (``stats["split"]``: the shuffle's input futures; once they are done the step's
-    embeddings are no longer needed)."""
+    embeddings are no longer needed). ``candidates``: each partition's approximate top-k
+    ``(sims, global ids, 0)`` instead (no threshold: a reranker's candidates)."""
     import operator
 
     n_total = int(offsets[-1])
@@ -298,13 +310,14 @@ def ivf_edges(
     results = []
     for b in range(n_buckets):
         pieces = [client.submit(operator.getitem, s, b, pure=False) for s in split]
-        results.append(client.submit(_cell_search, matcher, offsets, *pieces, pure=False))
+        results.append(client.submit(_cell_search, matcher, offsets, candidates, *pieces,
+                                     pure=False))
     edges = []
     for a in range(n_parts):
         pieces = [client.submit(operator.getitem, r, a, pure=False) for r in results]
         edges.append(client.submit(
-            _merge_home, int(offsets[a + 1] - offsets[a]), int(offsets[a]), matcher, *pieces,
-            pure=False,
+            _merge_home, int(offsets[a + 1] - offsets[a]), int(offsets[a]), matcher, candidates,
+            *pieces, pure=False,
         ))
     stats: dict[str, Any] = {
         "n_cells": len(centroids), "n_probe": n_probe, "two_level": quantizer["coarse"] is not None,

@@ -55,9 +55,11 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
 def reranked_edges(
     c: Any, pipeline: Any, pipe_future: Any, frames: list[Any], steps: list[Any],
     hash_steps: list[str], image_dir: str | None, cat: Any, stats: dict[str, Any],
+    ivf: dict[str, Any] | None = None,
 ) -> tuple[list[Any], np.ndarray, list[Any]]:
     """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
-    embed, build each step's candidate graph, rerank (see :mod:`._rerank`)."""
+    embed, build each step's candidate graph (``ivf``: in IVF cells), rerank (see
+    :mod:`._rerank`)."""
     from distributed import wait
 
     from ..tuning import MAX_TUNED_RADIUS
@@ -75,7 +77,7 @@ def reranked_edges(
     timings["embed"] = time.perf_counter() - t0
     stats.update(n_postings=int(offsets[-1]), n_partitions=len(parts))
     t0 = time.perf_counter()
-    cands = candidate_rows(c, parts, offsets, steps, hash_steps, MAX_TUNED_RADIUS, stats)
+    cands = candidate_rows(c, parts, offsets, steps, hash_steps, MAX_TUNED_RADIUS, stats, ivf)
     wait([f for fs in cands.values() for f in fs])
     del parts
     timings["candidates"] = time.perf_counter() - t0
