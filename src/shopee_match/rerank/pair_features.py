@@ -225,5 +225,15 @@ def pair_features(
     if titles is not None:
         feats.update(title_features(titles, rows, cols))
     names = list(feats)
-    x = np.column_stack([feats[k] for k in names]) if names else np.empty((len(rows), 0))
-    return x.astype(np.float64), names
+    return _columns([feats[k] for k in names], len(rows)), names
+
+
+def _columns(cols: Sequence[np.ndarray], n: int, block: int = 16384) -> np.ndarray:
+    """``np.column_stack(cols)`` as float64, written a block of rows at a time (the
+    block's rows stay in cache while every column is written into them)."""
+    x = np.empty((n, len(cols)), dtype=np.float64)
+    for s in range(0, n, block):
+        part = x[s:s + block]
+        for j, c in enumerate(cols):
+            part[:, j] = c[s:s + block]
+    return x
