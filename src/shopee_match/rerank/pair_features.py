@@ -12,11 +12,14 @@ Nothing here is learned, so the same function serves fitting and prediction.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..neighbors._numpy import effective_n_jobs
 from .title_features import title_features
 
 __all__ = ["candidate_pairs", "graph_features", "pair_features", "title_features"]
@@ -199,10 +202,13 @@ def pair_features(
     rows: np.ndarray,
     cols: np.ndarray,
     titles: Sequence[str] | None = None,
+    n_jobs: int | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Feature matrix (float64, NaN = missing) of the pairs, and the feature names.
 
     Modalities are taken in sorted name order so the columns never depend on dict order.
+    Each modality's features and the title features are computed in their own thread
+    (``n_jobs`` threads; ``None``: every core): the values do not depend on it.
 
     >>> g = sp.csr_matrix(np.array([[1, .9], [.9, 1]], dtype=np.float32))
     >>> r, c = candidate_pairs({"tfidf": g})
@@ -216,14 +222,27 @@ def pair_features(
             f"`titles` has {len(titles)} entries but the candidate graphs have {n} rows; "
             "pass one title per posting, in the graphs' row order."
         )
-    feats: dict[str, np.ndarray] = {}
-    for name in sorted(cands):
-        feats.update(graph_features(cands[name], rows, cols, prefix=f"{name}__"))
+
+    def modality(name: str) -> dict[str, np.ndarray]:
+        f = graph_features(cands[name], rows, cols, prefix=f"{name}__")
         # whether the modality exists in this set at all (an empty graph: e.g. no images)
         coo = sp.coo_matrix(cands[name])
-        feats[f"{name}__present"] = np.full(len(rows), float(bool((coo.row != coo.col).any())))
+        f[f"{name}__present"] = np.full(len(rows), float(bool((coo.row != coo.col).any())))
+        return f
+
+    tasks: list[Callable[[], dict[str, np.ndarray]]] = [
+        functools.partial(modality, name) for name in sorted(cands)]
     if titles is not None:
-        feats.update(title_features(titles, rows, cols))
+        tasks.append(functools.partial(title_features, titles, rows, cols))
+    workers = min(len(tasks), effective_n_jobs(n_jobs))
+    if workers > 1:  # NumPy and SciPy's sparse kernels release the GIL
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda task: task(), tasks))
+    else:
+        parts = [task() for task in tasks]
+    feats: dict[str, np.ndarray] = {}
+    for part in parts:
+        feats.update(part)
     names = list(feats)
     return _columns([feats[k] for k in names], len(rows)), names
 
