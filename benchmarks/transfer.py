@@ -37,7 +37,8 @@ from shopee_match.metrics import graph_precision_recall_f1
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import seed_recipe
 
-ROWS = ("nothing", "seed", "untuned", "pretrained", "fit_shopee", "fit_pricerunner", "fit_both")
+ROWS = ("nothing", "seed", "untuned", "pretrained", "fit_shopee", "fit_pricerunner", "fit_both",
+        "fit_shopee_thin03")
 LABELS = {
     "nothing": "match nothing",
     "seed": "seed recipe (tuned on Shopee)",
@@ -46,6 +47,7 @@ LABELS = {
     "fit_shopee": "`Pipeline.default()` fitted on Shopee",
     "fit_pricerunner": "`Pipeline.default()` fitted on PriceRunner",
     "fit_both": "`Pipeline.default()` fitted on both",
+    "fit_shopee_thin03": "`Pipeline.default()` fitted on Shopee, reranker `thin=0.3`",
 }
 
 
@@ -80,8 +82,11 @@ def fitted(row: str, cats: dict[str, Postings], work: Path, refit: bool,
     if path.is_dir() and not refit:
         return Pipeline.load(path)
     train: Any = {"seed": cats["sh_tr"], "fit_shopee": cats["sh_tr"],
-                  "fit_pricerunner": cats["pr_tr"], "fit_both": [cats["sh_tr"], cats["pr_tr"]]}[row]
+                  "fit_pricerunner": cats["pr_tr"], "fit_both": [cats["sh_tr"], cats["pr_tr"]],
+                  "fit_shopee_thin03": cats["sh_tr"]}[row]
     pipe = seed_recipe(True) if row == "seed" else Pipeline.default(phash=True)
+    if row.endswith("_thin03"):
+        pipe.ensemble.set_params(thin=0.3)
     t0 = time.perf_counter()
     pipe.fit(train)
     print(f"  fitted {row} in {time.perf_counter() - t0:.0f} s", flush=True)
