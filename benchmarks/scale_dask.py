@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="4GB", help="per worker")
     ap.add_argument("--method", default="ivf", choices=["ivf", "exact"])
     ap.add_argument("--model", default="union", choices=["union", "default"],
-                    help="what to fit on the training catalogue ('default' searches exactly)")
+                    help="what to fit on the training catalogue")
     ap.add_argument("--model-dir", help="a saved pipeline to use instead of fitting one")
     ap.add_argument("--partition-rows", type=int, default=None,
                     help="default 100,000 (union), 20,000 (a reranked pipeline)")
@@ -197,8 +197,6 @@ def main() -> None:
             pipe = Pipeline(steps, ensemble=Ensemble(how="union")).fit(train)
         res["stages"]["fit"] = time.perf_counter() - t0
         res["thresholds"] = getattr(pipe, "tuning_", {}).get("thresholds")
-        if pipe._combiner() is not None and getattr(pipe._combiner(), "uses_candidates", False):
-            args.method = "exact"  # a reranked pipeline's candidates are searched exactly
 
         t0 = time.perf_counter()
         with get_task_stream(client) as ts:

@@ -98,10 +98,16 @@ def build_local(table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarra
     titles = None
     if "_titles" in table:
         titles = [str(t) for t in _ordered(table["_titles"], halo["_titles"], lo, halo_ids)]
-    r, c = candidate_pairs(cands)
+    # the pairs touching own rows: own rows' entries and the halo's entries naming them
     a, b = np.searchsorted(space, [lo, lo + n_own])
-    keep = ((r >= a) & (r < b)) | ((c >= a) & (c < b))
-    return Local(space, (lo, lo + n_own), rows, cands, titles, r[keep], c[keep])
+    touching = {}
+    for n, g in cands.items():
+        coo = g.tocoo()
+        keep = ((coo.row >= a) & (coo.row < b)) | ((coo.col >= a) & (coo.col < b))
+        touching[n] = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])),
+                                    shape=g.shape)
+    r, c = candidate_pairs(touching)
+    return Local(space, (lo, lo + n_own), rows, cands, titles, r, c)
 
 
 def _features(rr: Any, loc: Local, cat: Any, present: dict[str, bool]) -> np.ndarray:
