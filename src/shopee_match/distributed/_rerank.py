@@ -232,6 +232,8 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
         client, [client.submit(_pattern, t, names, pure=False) for t in tables], offsets)
     halo_ids = [client.submit(_halo, tables[a], names, incoming[a], lo[a], int(offsets[a + 1]),
                               pure=False) for a in range(n_parts)]
+    stats["halo_rows"] = int(sum(client.gather(
+        [client.submit(len, h, pure=False) for h in halo_ids])))
     halos = fetch_rows(client, tables, offsets, halo_ids)
     locs = [client.submit(build_local, tables[a], halos[a], halo_ids[a], lo[a], names,
                           pure=False) for a in range(n_parts)]
