@@ -65,8 +65,12 @@ def test_held_out_f1_beats_no_matching_and_tuning_helps(fitted, split):
 def test_evaluate_matches_predict(fitted, split):
     test = split[1]
     table = fitted.evaluate(test)
-    assert list(table.index) == [name for name, _, _ in fitted.steps] + ["final"]
-    assert list(table.index) == ["tfidf", "tfidf_qe", "phash", "final"]
+    assert list(table.index) == [name for name, _, _ in fitted.steps] + ["final", "match_nothing"]
+    assert list(table.index) == ["tfidf", "tfidf_qe", "phash", "final", "match_nothing"]
+    sizes = np.bincount(test.groups())[test.groups()]
+    assert table.loc["match_nothing", "f1"] == pytest.approx(np.mean(2 / (sizes + 1)))
+    assert table.loc["match_nothing", "precision"] == 1.0
+    assert table.loc["final", "f1"] > table.loc["match_nothing", "f1"]
     assert table.loc["final", "f1"] == pytest.approx(
         f1_score(_truth(test), fitted.predict(test)["matches"].tolist())
     )

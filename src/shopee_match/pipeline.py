@@ -361,8 +361,10 @@ class Pipeline(StepParams):
     def evaluate(
         self, postings: Postings, embeddings: Mapping[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Mean F1, precision and recall of each step alone and of the combination;
-        ``embeddings`` as for :meth:`step_graphs`."""
+        """Mean F1, precision and recall of each step alone, of the combination
+        (``final``) and of matching nothing (``match_nothing``: each posting only itself,
+        F1 = 2/(|group|+1), the floor to read the others against); ``embeddings`` as for
+        :meth:`step_graphs`."""
         self._check_fitted()
         groups = postings.groups()
         graphs = self.step_graphs(postings, embeddings)
@@ -372,6 +374,8 @@ class Pipeline(StepParams):
             g = matcher.select(graphs[name]) if getattr(ens, "uses_candidates", False) else graphs[name]
             rows.append(_scores(name, g, groups))
         rows.append(_scores("final", self._combine(graphs, postings), groups))
+        # the floor every figure is read against: each posting matched only to itself
+        rows.append(_scores("match_nothing", sp.identity(len(groups), format="csr"), groups))
         return pd.DataFrame(rows).set_index("step")
 
     def calibrate(self, labelled: Postings, context: Postings | None = None) -> Pipeline:
