@@ -137,7 +137,7 @@ def main() -> None:
                     help="what to fit on the training catalogue")
     ap.add_argument("--model-dir", help="a saved pipeline to use instead of fitting one")
     ap.add_argument("--partition-rows", type=int, default=None,
-                    help="default 100,000 (union), 10,000 (a reranked pipeline)")
+                    help="default 100,000 (union), 5,000 (a reranked pipeline)")
     ap.add_argument("--file-rows", type=int, default=100_000, help="postings per Parquet file")
     ap.add_argument("--cell-size", type=int, default=2000)
     ap.add_argument("--n-probe", type=int, default=2)

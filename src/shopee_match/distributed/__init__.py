@@ -111,8 +111,8 @@ def predict_dask(
     recall of search-step matches against exact search on that many random postings.
     Per-stage seconds and statistics are in ``result.attrs["shopee_match"]``.
 
-    ``partition_rows``: the most postings a partition holds (default 100,000; 10,000 for
-    a reranked pipeline: a partition's pair features and subgraph took 3.3 GB at 11,000).
+    ``partition_rows``: the most postings a partition holds (default 100,000; 5,000 for
+    a reranked pipeline: a task's pair features and subgraph took 3-3.5 GB at 11,000).
 
     ``output``: write the submission CSV there instead (atomically, one partition at a
     time, so the client never holds the whole table) and return the statistics dict.
@@ -139,7 +139,7 @@ def predict_dask(
 
     steps, hash_steps, reranked = _check(pipeline, method)
     if partition_rows is None:
-        partition_rows = 10_000 if reranked else 100_000
+        partition_rows = 5_000 if reranked else 100_000
     if partition_rows < 1:
         raise ValueError(f"`partition_rows` must be >= 1, got {partition_rows!r}.")
     stats: dict[str, Any] = {"method": method, "timings": {}}
