@@ -45,9 +45,9 @@ def default_parts(*, images: bool, text: bool, phash: bool, rerank: bool,
     if rerank:
         from .rerank import PairReranker
 
-        # one tree thread: OpenMP threads spinning on a shared or small machine
-        # made fitting many times slower in our measurements
-        ensemble: Any = PairReranker(n_jobs=1)
+        # every core: a stage's tree models train side by side, one thread each (the
+        # same trees as one after the other); prediction uses LightGBM's threads
+        ensemble: Any = PairReranker(n_jobs=None)
     else:
         ensemble = Ensemble(how="union")
     return steps, ensemble

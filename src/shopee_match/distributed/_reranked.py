@@ -3,6 +3,7 @@ the catalogue-wide counting pass, and the reranked path's candidates and reranki
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from typing import Any
@@ -23,6 +24,18 @@ def _catalogue_df(counts: Counts) -> tuple[dict[str, int], int] | None:
     return {t: d for t, d in titles.items() if d > 1}, int(counts["n"])
 
 
+def _one_tree_thread(pipeline: Any) -> Any:
+    """The pipeline as workers get it: its reranker's trees on one thread per task
+    (a worker runs several tasks at once; ``n_jobs=None`` would give each every core)."""
+    rr = getattr(pipeline, "combiner_", None)
+    if rr is None or not hasattr(rr, "n_jobs") or rr.n_jobs == 1:
+        return pipeline
+    out = copy.copy(pipeline)
+    out.combiner_ = copy.copy(rr)
+    out.combiner_.n_jobs = 1
+    return out
+
+
 def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: bool,
                          stats: dict[str, Any]) -> tuple[Any, Any]:
     """``(pipeline future, catalogue token counts future)``: the pipeline as every
@@ -34,7 +47,7 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
 
     rr = pipeline._combiner()
     uses_titles = reranked and bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
-    pipe_future = c.scatter(pipeline, broadcast=True, hash=False)
+    pipe_future = c.scatter(_one_tree_thread(pipeline), broadcast=True, hash=False)
     if not (_predict_fitted(pipeline) or uses_titles):
         return pipe_future, None
     t0 = time.perf_counter()

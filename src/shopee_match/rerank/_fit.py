@@ -21,9 +21,9 @@ from .pair_features import graph_features
 __all__ = [
     "Block",
     "as_lists",
-    "oof_graphs",
     "split_folds",
     "stage_features",
+    "stage_models",
     "symmetric_graph",
     "thin_set",
     "tune_threshold",
@@ -122,25 +122,43 @@ def with_thinned(cands: list[Any], groups: list[Any], titles: list[Any], fold_of
             titles + [e[2] for e in extra], fold_of + fold_of)
 
 
-def oof_graphs(
+def stage_models(
     xs: list[np.ndarray],
     sets: list[Block],
     ys: list[np.ndarray],
-    fit: Callable[[np.ndarray, np.ndarray], Any],
+    fit: Callable[[list[np.ndarray], list[np.ndarray]], Any],
     proba: Callable[[Any, np.ndarray], np.ndarray],
-) -> list[sp.csr_matrix]:
-    """Out-of-fold probability graphs: each fold scored by a model fitted on the others.
+    out_of_fold: bool,
+    workers: int = 1,
+) -> tuple[list[sp.csr_matrix], Any]:
+    """One stage's models: the final one on every block and, with ``out_of_fold``, one per
+    fold on the other folds, whose probability graphs of their own fold are returned.
 
-    ``fit(x, y)`` returns a fitted classifier, ``proba(clf, x)`` its P(match) of rows ``x``.
+    ``fit(xs, ys)`` fits a classifier on the listed blocks' rows; ``proba(clf, x)`` is its
+    P(match) of rows ``x``. The models are independent, so up to ``workers`` of them train
+    side by side in threads (each model as it would alone: the same trees whatever
+    ``workers`` is).
     """
-    out: list[sp.csr_matrix] = [sp.csr_matrix((0, 0))] * len(sets)
-    for fold in sorted({s[4] for s in sets}):
-        train = [i for i, s in enumerate(sets) if s[4] != fold]
-        clf = fit(np.vstack([xs[i] for i in train]), np.concatenate([ys[i] for i in train]))
+    folds = sorted({s[4] for s in sets}) if out_of_fold else []
+    jobs = [[i for i, s in enumerate(sets) if s[4] != f] for f in folds]
+    jobs.append(list(range(len(sets))))
+
+    def train(idx: list[int]) -> Any:
+        return fit([xs[i] for i in idx], [ys[i] for i in idx])
+
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            models = list(pool.map(train, jobs))
+    else:
+        models = [train(idx) for idx in jobs]
+    out: list[sp.csr_matrix] = [sp.csr_matrix((0, 0))] * len(sets) if folds else []
+    for fold, clf in zip(folds, models):
         for i, s in enumerate(sets):
             if s[4] == fold:
                 out[i] = symmetric_graph(proba(clf, xs[i]), s[1], s[2], len(s[3]))
-    return out
+    return out, models[-1]
 
 
 def tune_threshold(

@@ -13,6 +13,7 @@ in its text model format (``.txt`` + JSON state; no pickle), which loads back ex
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,15 @@ from .._registry import register
 from .._validation import NotFittedError, check_scalar
 from ..neighbors.graph import grow as grow_graph
 from ..neighbors.graph import select as select_graph
+from . import _gbm
 from ._fit import Block as _Block
 from ._fit import as_lists as _as_lists
-from ._fit import oof_graphs as _oof_graphs
 from ._fit import split_folds as _split_folds
 from ._fit import stage_features as _stage_features
+from ._fit import stage_models as _stage_models
 from ._fit import symmetric_graph as _symmetric_graph
 from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
-from ._io import lightgbm as _lightgbm
 from ._io import read_state, write_state
 from ._prior import adapt_to_prior
 from .pair_features import candidate_pairs, pair_features
@@ -88,8 +89,10 @@ class PairReranker(BaseEstimator):
         with the others when tuning the cut: a model fitted on a catalogue where every
         product has several offers then does not learn to force a partner on every
         posting, which fails catalogues of mostly one-offer products.
-    n_jobs : LightGBM threads for training and prediction (``None``: all cores). Passed
-        per call (``num_threads``), so it never changes the process's other thread pools.
+    n_jobs : threads (``None``: every core). Fitting trains a stage's independent tree
+        models (one per fold and the final one) side by side, one thread each, so the
+        trees do not depend on ``n_jobs``; prediction gives LightGBM ``n_jobs`` threads.
+        Passed per call (``num_threads``): the process's other thread pools are untouched.
     random_state : seed for the folds and the trees.
 
     ``fit`` takes either one candidate set (a dict of graphs over the same n postings) or
@@ -164,32 +167,15 @@ class PairReranker(BaseEstimator):
         check_scalar(self.learning_rate, "learning_rate", (int, float), min_val=0.0,
                      include_min=False)
 
-    def _num_threads(self) -> int:
-        """LightGBM's ``num_threads``: ``n_jobs``, or every core (``0``: OpenMP's default)."""
-        return 0 if self.n_jobs is None else int(self.n_jobs)
+    def _workers(self) -> int:
+        """Tree models trained side by side (``n_jobs``, or every core)."""
+        return int(self.n_jobs) if self.n_jobs is not None else (os.cpu_count() or 1)
 
-    def _gbm_params(self) -> dict[str, Any]:
-        return {
-            "objective": "binary", "num_leaves": int(self.max_leaf_nodes),
-            "learning_rate": float(self.learning_rate),
-            "min_data_in_leaf": int(self.min_samples_leaf),
-            "lambda_l2": float(self.l2_regularization), "max_bin": 255,
-            "deterministic": True, "force_row_wise": True,
-            "seed": 0 if self.random_state is None else int(self.random_state),
-            "num_threads": self._num_threads(), "verbosity": -1,
-        }
-
-    def _fit_gbm(self, x: np.ndarray, y: np.ndarray) -> Any:
-        """A LightGBM booster fitted on rows ``x`` (float, NaN = missing), labels ``y``."""
-        lgb = _lightgbm()
-        params = self._gbm_params()
-        data = lgb.Dataset(x, label=y, params={"max_bin": params["max_bin"], "verbosity": -1},
-                           free_raw_data=True)
-        return lgb.train(params, data, num_boost_round=int(self.max_iter))
+    def _fit_gbm(self, xs: list[np.ndarray], ys: list[np.ndarray]) -> Any:
+        return _gbm.fit(self, xs, ys)
 
     def _proba(self, booster: Any, x: np.ndarray) -> np.ndarray:
-        """P(match) of rows ``x`` from a LightGBM booster (native, multi-threaded)."""
-        return np.asarray(booster.predict(x, num_threads=self._num_threads()), dtype=np.float64)
+        return _gbm.proba(self, booster, x)
 
     def _titles_for(self, titles: Sequence[str] | None, n: int, fitting: bool) -> list[str] | None:
         if not self.use_titles:
@@ -283,12 +269,12 @@ class PairReranker(BaseEstimator):
         self.boosters_: list[Any] = []
         for stage in range(self.n_stages):
             last = stage == self.n_stages - 1
-            oof = (_oof_graphs(xs, sets, ys, self._fit_gbm, self._proba)
-                   if (self.tune_threshold or not last) else [])
+            oof, booster = _stage_models(xs, sets, ys, self._fit_gbm, self._proba,
+                                         self.tune_threshold or not last, self._workers())
             if last:
                 self.threshold_ = self._tune(oof, sets) if self.tune_threshold else float(
                     self.threshold)
-            self.boosters_.append(self._fit_gbm(np.vstack(xs), np.concatenate(ys)))
+            self.boosters_.append(booster)
             if not last:
                 xs = [np.hstack([x, _stage_features(pg, s[1], s[2], stage)[0]])
                       for x, pg, s in zip(xs, oof, sets)]
