@@ -104,8 +104,10 @@ def test_default_fitted_equals_single_machine(client, fitted, test_frame):
     assert stats["pairs_scored"] >= 2 * len(test_frame)
 
 
-def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path):
-    """The shipped model (grow=0.5: match sets compared across partitions) from files."""
+@pytest.mark.parametrize("explicit", [True, False])
+def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path, explicit):
+    """The shipped model (grow=0.5: match sets compared across partitions) from files,
+    named by its folder or by leaving out --model."""
     from shopee_match._recipes import pretrained_path
 
     pipe = Pipeline.pretrained()
@@ -114,7 +116,8 @@ def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path):
     for i, rows in enumerate(np.array_split(np.arange(len(test_frame)), 3)):
         test_frame.iloc[rows].to_csv(tmp_path / f"p{i}.csv", index=False)
     out = tmp_path / "sub.csv"
-    rc = main(["match", str(tmp_path / "p*.csv"), "--model", str(pretrained_path("general")),
+    model = ["--model", str(pretrained_path("general"))] if explicit else []
+    rc = main(["match", str(tmp_path / "p*.csv"), *model,
                "-o", str(out), "--scheduler", client.scheduler.address, "--quiet"])
     assert rc == 0
     _same(pd.read_csv(out, dtype=str, keep_default_na=False), expected)

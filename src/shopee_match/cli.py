@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="union of thresholded steps instead of the learned pair reranker "
                         "(faster to fit, less accurate)")
     p.add_argument("--distributable", action="store_true",
-                   help="a model `match --scheduler` can run on Dask: no reranker, and a TF-IDF "
-                        "vocabulary learned here rather than on each matched file")
+                   help="a model `match --scheduler --method ivf` can run (approximate search "
+                        "on Dask): no reranker, and a TF-IDF vocabulary learned here rather "
+                        "than on each matched file (any model runs with --method exact)")
     _common(p)
 
     p = sub.add_parser("match", help="write a submission CSV (posting_id,matches)")
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="submission.csv")
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
-                        "POSTINGS may then be a glob of CSV/Parquet files (needs --model)")
+                        "POSTINGS may then be a glob of CSV/Parquet files (no --model: the "
+                        "shipped model)")
     p.add_argument("--method", choices=["exact", "ivf"], default="exact",
                    help="distributed search with --scheduler: exact block pairs, or IVF cells "
                         "(approximate)")

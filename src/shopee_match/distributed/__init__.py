@@ -258,12 +258,9 @@ def cli_match(args: Any, verbose: bool) -> int:
     from ..pipeline import Pipeline
 
     require_dask()
-    if not args.model:
-        raise ValueError(
-            "--scheduler needs --model MODEL_DIR (a pipeline from `shopee-match fit`): the "
-            "built-in pipeline would have to be fitted on all postings on one machine."
-        )
-    pipe = Pipeline.load(args.model)
+    # no --model: the shipped pretrained model (fitting one would need every posting on
+    # one machine; the shipped one learns its vocabulary by a pass over the partitions)
+    pipe = Pipeline.load(args.model) if args.model else Pipeline.pretrained()
     pipe.set_params(verbose=False)
     method = getattr(args, "method", None) or "exact"
     stats = predict_dask(pipe, args.postings, scheduler=args.scheduler, image_dir=args.images,
