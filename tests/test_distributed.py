@@ -140,12 +140,12 @@ def test_cli_match_with_scheduler(client, pipe, frame, expected, tmp_path, capsy
     _same(got, expected)
 
 
-def test_cli_scheduler_needs_model(tmp_path, frame, capsys):
+def test_cli_scheduler_with_a_missing_model_folder(tmp_path, frame, capsys):
     frame.to_csv(tmp_path / "p.csv", index=False)
-    rc = main(["match", str(tmp_path / "p.csv"), "-o", str(tmp_path / "s.csv"),
-               "--scheduler", "local:1", "--quiet"])
+    rc = main(["match", str(tmp_path / "p.csv"), "--model", str(tmp_path / "nope"),
+               "-o", str(tmp_path / "s.csv"), "--scheduler", "local:1", "--quiet"])
     assert rc == 2
-    assert "--model" in capsys.readouterr().err
+    assert "nope" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
 
 
