@@ -90,10 +90,36 @@ def test_bad_input_is_refused(catalogue: Postings) -> None:
         Pipeline.pretrained().calibrate(unlabelled)
     titles_only = Postings(catalogue.df[["posting_id", "label_group"]].assign(
         image="x.jpg"), source="images")
-    with pytest.raises(ValueError, match="same kind"):
+    with pytest.raises(ValueError, match="same title / image"):
         Pipeline.pretrained().calibrate(catalogue, context=titles_only)
+    # the rest of the catalogue has phash and the labelled groups do not: refused, since
+    # the cut would be chosen without the phash candidates the model sees when matching
+    with_phash = Postings(catalogue.df.assign(image_phash="f" * 16), source="with phash")
+    with pytest.raises(ValueError, match="image_phash"):
+        Pipeline.pretrained().calibrate(catalogue, context=with_phash)
+    with pytest.raises(TypeError, match="context"):
+        Pipeline.pretrained().calibrate(catalogue, context=catalogue.df)
     with pytest.raises(ValueError, match="no labelled postings"):
         Pipeline.pretrained().calibrate(catalogue.subset(np.array([], dtype=int)))
+
+
+def test_columns_the_model_does_not_read_are_ignored(catalogue: Postings) -> None:
+    noted = Postings(catalogue.df.assign(notes="checked by hand"), source="noted")
+    c = Pipeline.pretrained().calibrate(noted, context=catalogue).tuning_["calibration"]
+    assert c["context_postings"] == 0 and c["labelled_postings"] == len(catalogue)
+
+
+def test_calibrating_leaves_the_model_alone_until_it_is_done(catalogue: Postings) -> None:
+    from shopee_match.calibration import calibration_curve
+
+    pipe = Pipeline.pretrained()
+    ens = pipe.combiner_
+    before = (ens.threshold_, ens.min_matches_)
+    proba = ens.predict_proba_graph(pipe.step_graphs(catalogue), catalogue.titles)
+    curves = calibration_curve(ens, proba, catalogue.groups(), np.arange(len(catalogue)))
+    assert sorted(curves) == [1, 2] and (ens.threshold_, ens.min_matches_) == before
+    with pytest.raises(ValueError, match="min_matches"):
+        calibration_curve(ens, proba, catalogue.groups(), np.arange(3), ())
 
 
 def test_few_groups_warn(catalogue: Postings) -> None:

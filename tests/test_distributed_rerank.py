@@ -197,3 +197,15 @@ def test_shopee_titles_and_phash_same_f1(client, shopee_dir):
     assert abs(f_one - f_dask) <= 0.005
     same = np.mean(out["matches"].to_numpy() == expected["matches"].to_numpy())
     assert same >= 0.99
+
+
+def test_workers_get_the_trees_on_one_thread_the_caller_keeps_its_own():
+    from shopee_match.distributed._reranked import _one_tree_thread
+
+    pipe = Pipeline.pretrained()
+    assert pipe.combiner_.n_jobs is None
+    sent = _one_tree_thread(pipe)
+    assert sent.combiner_.n_jobs == 1
+    assert pipe.combiner_.n_jobs is None  # the caller's pipeline is unchanged
+    assert sent.combiner_.threshold_ == pipe.combiner_.threshold_
+    assert _one_tree_thread(sent) is sent

@@ -26,6 +26,8 @@ import scipy.sparse as sp
 
 from .data import Postings
 from .metrics import graph_f1_scores
+from .neighbors.graph import grow as grow_graph
+from .neighbors.graph import select as select_graph
 
 __all__ = ["CALIBRATION_GRID", "best_point", "calibrate", "calibration_curve"]
 
@@ -33,26 +35,38 @@ logger = logging.getLogger(__name__)
 
 #: probability thresholds tried (the reranker's own tuning grid)
 CALIBRATION_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
-#: below this many labelled groups of 2+ offers a warning says the cut may be noisy
+#: below this many labelled groups a warning says the cut may be noisy
 FEW_GROUPS = 20
 
 
+#: the columns a pipeline reads (besides ``posting_id``)
+_READ = ("title", "image", "image_phash")
+
+
 def _whole(labelled: Postings, context: Postings | None) -> tuple[Postings, int]:
-    """Labelled rows first, then context rows not among them; labels dropped."""
-    cols = [c for c in labelled.df.columns if c != "label_group"]
+    """Labelled rows first, then context rows not among them; only the columns a
+    pipeline reads, labels dropped. Both must carry the same such columns."""
+    cols = ["posting_id", *(c for c in _READ if c in labelled.df.columns)]
     frames = [labelled.df[cols]]
-    if context is not None and len(context):
-        ctx = context.df.drop(columns=["label_group"], errors="ignore")
-        ctx = ctx[~ctx["posting_id"].isin(set(labelled.df["posting_id"]))]
-        missing = [c for c in cols if c not in ctx.columns]
-        if missing:
+    image_dir, source = labelled.image_dir, labelled.source
+    if context is not None:
+        if not isinstance(context, Postings):
+            raise TypeError(f"`context` must be Postings (see read_postings) or None, got "
+                            f"{type(context).__name__}.")
+        theirs = {c for c in _READ if c in context.df.columns}
+        if theirs != set(cols[1:]):
             raise ValueError(
-                f"{context.source}: the context has no {missing} column(s) that "
-                f"{labelled.source} has; pass postings of the same kind (same columns)."
+                f"{labelled.source} has columns {sorted(cols[1:])} and {context.source} has "
+                f"{sorted(theirs)}; the labelled groups and the rest of the catalogue must "
+                "carry the same title / image / image_phash columns (the cut is chosen with "
+                "the candidates the model will see when matching)."
             )
+        ctx = context.df[~context.df["posting_id"].isin(set(labelled.df["posting_id"]))]
         frames.append(ctx[cols])
+        image_dir = image_dir or context.image_dir
+        source = f"{labelled.source} + {context.source}"
     df = pd.concat(frames, ignore_index=True)
-    return Postings(df, labelled.image_dir, source=f"{labelled.source} + context"), len(labelled)
+    return Postings(df, image_dir, source=source), len(labelled)
 
 
 def _scored_groups(labelled: Postings, n_whole: int) -> np.ndarray:
@@ -64,22 +78,20 @@ def _scored_groups(labelled: Postings, n_whole: int) -> np.ndarray:
 
 def calibration_curve(ens: Any, proba: sp.csr_matrix, groups: np.ndarray, rows: np.ndarray,
                       min_matches: tuple[int, ...] = (1, 2)) -> dict[int, np.ndarray]:
-    """Mean F1 of the labelled ``rows`` at each grid threshold, per min-matches; ``groups``
-    gives every unlabelled row a group of its own."""
-    saved = getattr(ens, "min_matches_", None)
+    """Mean F1 of the labelled ``rows`` at each grid threshold, per min-matches, of the
+    cuts fitted pair model ``ens`` would make (its ``min_proba`` and ``grow``; the model
+    itself is not changed); ``groups`` gives every unlabelled row a group of its own."""
+    if not min_matches:
+        raise ValueError("`min_matches` must name at least one value, e.g. (1, 2).")
+    grow = getattr(ens, "grow", None)
     curves = {}
-    try:
-        for mm in min_matches:
-            ens.min_matches_ = mm
-            curves[mm] = np.array([
-                graph_f1_scores(ens._select(proba, float(t)), groups)[rows].mean()
-                for t in CALIBRATION_GRID
-            ])
-    finally:
-        if saved is None:
-            del ens.min_matches_
-        else:
-            ens.min_matches_ = saved
+    for mm in min_matches:
+        f1 = []
+        for t in CALIBRATION_GRID:
+            g = select_graph(proba, float(t), int(mm), float(ens.min_proba))
+            g = g if grow is None else grow_graph(g, float(grow))
+            f1.append(graph_f1_scores(g, groups)[rows].mean())
+        curves[int(mm)] = np.array(f1)
     return curves
 
 
@@ -127,11 +139,11 @@ def calibrate(pipe: Any, labelled: Postings, context: Postings | None = None) ->
         raise ValueError(f"{labelled.source}: no labelled postings to calibrate on.")
     groups = labelled.groups()  # fails clearly without label_group
     _, sizes = np.unique(groups, return_counts=True)
-    if int((sizes > 1).sum()) < FEW_GROUPS:
+    if len(sizes) < FEW_GROUPS:
         warnings.warn(
-            f"{labelled.source}: only {int((sizes > 1).sum())} labelled group(s) with 2+ "
-            f"offers; the chosen threshold may be noisy (label at least {FEW_GROUPS}).",
-            UserWarning, stacklevel=2,
+            f"{labelled.source}: only {len(sizes)} labelled group(s); the chosen threshold "
+            f"may be noisy (label at least {FEW_GROUPS} products, whole groups).",
+            UserWarning, stacklevel=3,
         )
     whole, n_scored = _whole(labelled, context)
     graphs = pipe.step_graphs(whole)

@@ -62,9 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="union of thresholded steps instead of the learned pair reranker "
                         "(faster to fit, less accurate)")
     p.add_argument("--distributable", action="store_true",
-                   help="a model `match --scheduler --method ivf` can run (approximate search "
-                        "on Dask): no reranker, and a TF-IDF vocabulary learned here rather "
-                        "than on each matched file (any model runs with --method exact)")
+                   help="the union pipeline: no reranker, and a TF-IDF vocabulary learned here "
+                        "rather than on each matched file")
     _common(p)
 
     p = sub.add_parser("match", help="write a submission CSV (posting_id,matches)")
@@ -265,7 +264,8 @@ def cmd_calibrate(args: argparse.Namespace, verbose: bool) -> int:
     pipe.save(args.output)
     print(f"calibrated on {c['labelled_postings']} labelled postings ({c['labelled_groups']} "
           f"groups) and {c['context_postings']} others: threshold {c['threshold_before']:.3f} -> "
-          f"{c['threshold']:.3f}, min matches {c['min_matches']}; F1 on the labelled groups "
+          f"{c['threshold']:.3f}, min matches {c['min_matches_before']} -> {c['min_matches']}; "
+          "F1 on the labelled groups "
           f"{c['f1_before']:.4f} -> {c['f1']:.4f} (match nothing {c['match_nothing']:.4f}; "
           "in sample, so optimistic)")
     print(f"saved model to {args.output}")

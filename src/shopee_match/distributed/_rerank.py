@@ -116,7 +116,7 @@ def _features(rr: Any, loc: Local, cat: Any, present: dict[str, bool]) -> np.nda
     from ..rerank.pair_features import pair_features
     from ..rerank.title_features import TITLE_FEATURES, title_features
 
-    x, names = pair_features(loc.cands, loc.r, loc.c, None)
+    x, names = pair_features(loc.cands, loc.r, loc.c, None, n_jobs=1)  # one task, one thread
     for n, flag in present.items():  # catalogue-wide, not this subgraph's
         x[:, names.index(f"{n}__present")] = float(flag)
     cols = [x]

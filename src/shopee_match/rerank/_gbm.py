@@ -8,7 +8,7 @@ import numpy as np
 
 from ._io import lightgbm
 
-__all__ = ["fit", "params", "proba"]
+__all__ = ["fit", "lightgbm", "params", "proba"]
 
 
 def params(rr: Any) -> dict[str, Any]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 __all__ = ["FORMAT", "lightgbm", "read_state", "write_state"]
+
+_IMPORT_LOCK = threading.Lock()
 
 #: 1: scikit-learn trees as ``.npz`` node arrays (before 0.1.0); 2: LightGBM text models.
 FORMAT = 2
@@ -27,12 +30,13 @@ def lightgbm() -> Any:
     same CPU time, benchmarks/RESULTS.md "Issue 12"). LightGBM's libgomp reads the policy
     once, when it loads; a policy the user set wins, and the environment is left as found.
     """
-    if "lightgbm" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        try:
-            import lightgbm  # noqa: F401  (loads its libgomp under the policy)
-        finally:
-            del os.environ["OMP_WAIT_POLICY"]
+    with _IMPORT_LOCK:  # threads training side by side may all ask first
+        if "lightgbm" not in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+            try:
+                import lightgbm  # noqa: F401  (loads its libgomp under the policy)
+            finally:
+                os.environ.pop("OMP_WAIT_POLICY", None)
     import lightgbm as lgb
 
     return lgb

@@ -88,11 +88,14 @@ class PairReranker(BaseEstimator):
         product keeps one offer, each other offer stays with this probability), scored
         with the others when tuning the cut: a model fitted on a catalogue where every
         product has several offers then does not learn to force a partner on every
-        posting, which fails catalogues of mostly one-offer products.
-    n_jobs : threads (``None``: every core). Fitting trains a stage's independent tree
-        models (one per fold and the final one) side by side, one thread each, so the
-        trees do not depend on ``n_jobs``; prediction gives LightGBM ``n_jobs`` threads.
-        Passed per call (``num_threads``): the process's other thread pools are untouched.
+        posting, which fails catalogues of mostly one-offer products. A single candidate
+        set is then first cut into its ``cv`` group folds, each a set of its own (pair
+        features computed within the fold, as for the folds ``Pipeline.fit`` passes).
+    n_jobs : threads (``None``: every core) for the pair features and the trees.
+        Fitting trains a stage's independent tree models (one per fold and the final one)
+        side by side, one thread each, so the trees do not depend on ``n_jobs``;
+        prediction gives LightGBM ``n_jobs`` threads (``num_threads``, which LightGBM also
+        keeps as its process-wide default).
     random_state : seed for the folds and the trees.
 
     ``fit`` takes either one candidate set (a dict of graphs over the same n postings) or
@@ -168,8 +171,13 @@ class PairReranker(BaseEstimator):
                      include_min=False)
 
     def _workers(self) -> int:
-        """Tree models trained side by side (``n_jobs``, or every core)."""
-        return int(self.n_jobs) if self.n_jobs is not None else (os.cpu_count() or 1)
+        """Tree models trained side by side (``n_jobs``, or every core this process may
+        use)."""
+        if self.n_jobs is not None:
+            return int(self.n_jobs)
+        if hasattr(os, "sched_getaffinity"):
+            return max(1, len(os.sched_getaffinity(0)))
+        return os.cpu_count() or 1
 
     def _fit_gbm(self, xs: list[np.ndarray], ys: list[np.ndarray]) -> Any:
         return _gbm.fit(self, xs, ys)
@@ -248,7 +256,7 @@ class PairReranker(BaseEstimator):
                                   for m, gm in c.items()}, True))
             for cv_, twin in variants:
                 r, cc = candidate_pairs(cv_)
-                x, feat_names = pair_features(cv_, r, cc, tt)
+                x, feat_names = pair_features(cv_, r, cc, tt, n_jobs=self.n_jobs)
                 if len(cand_list) > 1:
                     # blocks are disjoint postings: any b -> fold map is honest; cv folds
                     # keep the out-of-fold fits at cv however many catalogues there are
@@ -267,6 +275,7 @@ class PairReranker(BaseEstimator):
         real = [y for y, s in zip(ys, sets) if not s[5]]
         self.train_prior_ = float(np.concatenate(real).mean()) if real else 0.0
         self.boosters_: list[Any] = []
+        _gbm.lightgbm()  # imported here, once, before any training thread asks for it
         for stage in range(self.n_stages):
             last = stage == self.n_stages - 1
             oof, booster = _stage_models(xs, sets, ys, self._fit_gbm, self._proba,
@@ -320,7 +329,7 @@ class PairReranker(BaseEstimator):
         r, c = candidate_pairs(cands)
         n = next(iter(cands.values())).shape[0]
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
-        x, names = pair_features(cands, r, c, tt)
+        x, names = pair_features(cands, r, c, tt, n_jobs=self.n_jobs)
         if list(self.feature_names_[:len(names)]) != names:
             raise ValueError(
                 "This PairReranker was fitted on other pair features than this shopee_match "
