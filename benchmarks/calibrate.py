@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from shopee_match import Pipeline, train_test_split_groups
 from shopee_match.calibration import CALIBRATION_GRID, best_point
 from shopee_match.data import Postings
-from shopee_match.metrics import graph_f1_scores
+from shopee_match.metrics import graph_f1_scores, match_nothing_f1
 
 sys.path.insert(0, str(Path(__file__).parent))
 from transfer import TESTS, catalogues
@@ -84,7 +84,6 @@ def main() -> None:
         secs = time.perf_counter() - t0
         stats = unlabelled_stats(graphs["tfidf"], proba)
         g = cat.groups()
-        size = np.bincount(g)[g]
         shipped = graph_f1_scores(ens._select(proba, float(ens.threshold_)), g)
         mms = tuple(sorted({1, int(ens.min_matches)}))
         cuts = {}  # every (min matches, threshold) graph once; the splits only rescore them
@@ -107,7 +106,7 @@ def main() -> None:
                 if share == args.shares[-1] and seed == args.seeds[0]:
                     first_cut = (t, mm)
                 ceiling = max(v[hidden].mean() for v in truth.values())
-                cells.append((len(np.unique(g[lab])), np.mean(2 / (size[hidden] + 1)),
+                cells.append((len(np.unique(g[lab])), match_nothing_f1(g[hidden]),
                               shipped[hidden].mean(), truth[mm, t][hidden].mean(), ceiling,
                               f"{t:.3f}, {mm}"))
             a = np.array([c[:5] for c in cells], dtype=float)

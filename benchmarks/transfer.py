@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from shopee_match import Pipeline, read_postings, train_test_split_groups
 from shopee_match.data import Postings
-from shopee_match.metrics import graph_precision_recall_f1
+from shopee_match.metrics import graph_precision_recall_f1, match_nothing_f1
 
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import seed_recipe
@@ -156,8 +156,7 @@ def main() -> None:
     cats = catalogues(args.data)
     for t in TESTS:
         g = cats[t].groups()
-        size = np.bincount(g)[g]
-        print(f"{t}: {len(g)} postings, {g.max() + 1} groups, match nothing F1 {np.mean(2 / (size + 1)):.4f}")
+        print(f"{t}: {len(g)} postings, {g.max() + 1} groups, match nothing F1 {match_nothing_f1(g):.4f}")
     results: dict[str, dict[str, dict[str, float]]] = {}
     out = args.work / "results.json"
     if out.is_file():

@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .data import Postings
-from .metrics import graph_f1_scores
+from .metrics import graph_f1_scores, match_nothing_f1
 from .neighbors.graph import grow as grow_graph
 from .neighbors.graph import select as select_graph
 
@@ -155,7 +155,7 @@ def calibrate(pipe: Any, labelled: Postings, context: Postings | None = None) ->
     mms = tuple(sorted({1, int(ens.min_matches)}))
     threshold, mm, f1 = best_point(calibration_curve(ens, proba, scored, np.arange(n_scored), mms))
     ens.threshold_, ens.min_matches_ = threshold, mm
-    floor = float(np.mean(2.0 / (sizes[np.unique(groups, return_inverse=True)[1]] + 1.0)))
+    floor = match_nothing_f1(groups)
     pipe.tuning_ = dict(getattr(pipe, "tuning_", {}))
     pipe.tuning_["calibration"] = {
         "labelled_postings": n_scored, "labelled_groups": len(sizes),

@@ -210,20 +210,14 @@ def cmd_fit(args: argparse.Namespace, verbose: bool) -> int:
     return 0
 
 
-def _match_nothing(groups: Any) -> float:
-    """Mean F1 of matching each posting only to itself: 2 / (|group| + 1)."""
-    import numpy as np
-
-    g = np.asarray(groups)
-    return float(np.mean(2.0 / (np.bincount(g)[g] + 1.0))) if len(g) else 0.0
-
-
 def _fit_summary(pipe: Any, cats: Sequence[Any]) -> str:
     """One line: postings, cross-validated F1 (or why there is none) beside matching
     nothing, the thresholds."""
+    from .metrics import match_nothing_f1
+
     n = sum(len(c) for c in cats)
     cv = pipe.tuning_.get("cv_f1")
-    floor = sum(_match_nothing(c.groups()) * len(c) for c in cats) / max(n, 1)
+    floor = sum(match_nothing_f1(c.groups()) * len(c) for c in cats) / max(n, 1)
     tuned = (f"cross-validated F1 {cv:.4f} (match nothing {floor:.4f})"
              if isinstance(cv, float) and cv == cv else "not tuned (too few label groups)")
     th = {name: m.similarity_threshold() for name, _, m in pipe.steps}
@@ -294,7 +288,7 @@ def cmd_demo(args: argparse.Namespace, verbose: bool) -> int:
     from ._persist import atomic_file, temp_dir
     from .data import train_test_split_groups
     from .datasets import make_catalog
-    from .metrics import f1_score
+    from .metrics import f1_score, match_nothing_f1
     from .pipeline import Pipeline
 
     work = Path(args.workdir) if args.workdir else temp_dir("shopee_match_demo_")
@@ -309,7 +303,7 @@ def cmd_demo(args: argparse.Namespace, verbose: bool) -> int:
     truth = [set(ids[m]) for m in test.true_matches()]
     print(f"fitted on {len(train)} postings; held-out F1 on {len(test)} postings: "
           f"{f1_score(truth, sub['matches'].tolist()):.4f} (match nothing "
-          f"{_match_nothing(test.groups()):.4f})")
+          f"{match_nothing_f1(test.groups()):.4f})")
     print(pipe.evaluate(test).to_string(float_format=lambda v: f"{v:.4f}"))
     with atomic_file(args.output, "w", encoding="utf-8", newline="") as fh:
         sub.to_csv(fh, index=False)

@@ -15,6 +15,7 @@ __all__ = [
     "f1_scores",
     "graph_f1_scores",
     "graph_precision_recall_f1",
+    "match_nothing_f1",
     "precision_recall_f1",
     "precision_score",
     "recall_score",
@@ -135,3 +136,15 @@ def graph_f1_scores(pred: object, groups: np.ndarray) -> np.ndarray:
     [1.0, 0.667, 1.0]
     """
     return graph_precision_recall_f1(pred, groups)[2]
+
+
+def match_nothing_f1(groups: np.ndarray) -> float:
+    """Mean F1 of matching nothing: each posting matched only to itself scores
+    ``2 / (|group| + 1)``. The floor every figure is read against: on a catalogue of
+    mostly one-offer products it is high, and a matcher below it is worse than useless.
+
+    >>> match_nothing_f1(np.array([0, 0, 1]))
+    0.7777777777777777
+    """
+    _, inv, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    return float(np.mean(2.0 / (counts[inv] + 1.0))) if len(inv) else 0.0

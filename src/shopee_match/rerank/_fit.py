@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..data import group_kfold
-from ..metrics import graph_f1_scores
+from ..metrics import graph_f1_scores, match_nothing_f1
 from .pair_features import graph_features
 
 __all__ = [
@@ -179,7 +179,7 @@ def tune_threshold(
     real = [(proba, s) for proba, s in zip(oof, sets) if not s[5]]
     f1 = np.zeros((len(real), len(grid)))
     sizes = np.array([len(s[3]) for _, s in real], dtype=np.float64)
-    floors = np.array([_floor(s[3]) for _, s in real])
+    floors = np.array([match_nothing_f1(s[3]) for _, s in real])
     for b, (proba, s) in enumerate(real):
         for t, thr in enumerate(grid):
             f1[b, t] = _f1_sum(select(proba, float(thr)), s[3]) / max(len(s[3]), 1)
@@ -192,12 +192,6 @@ def tune_threshold(
         raise ValueError(f"`objective` must be 'mean' or 'robust', got {objective!r}.")
     best = int(np.argmax(value))
     return float(grid[best]), float(mean[best]), float(value[best])
-
-
-def _floor(groups: np.ndarray) -> float:
-    """Mean F1 of matching nothing: each posting alone scores 2 / (|group| + 1)."""
-    _, inv, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    return float(np.mean(2.0 / (counts[inv] + 1.0))) if len(groups) else 0.0
 
 
 def stage_features(
