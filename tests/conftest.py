@@ -33,3 +33,13 @@ def shopee_dir() -> Path:
     if not (DATA_DIR / "train_dev.csv").is_file():
         pytest.skip(f"real Shopee data not found at {DATA_DIR} (set SHOPEE_DATA)")
     return DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A 2-process Dask ``LocalCluster`` and its client (for the distributed tests)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        yield c

@@ -13,7 +13,6 @@ pytest.importorskip("dask.dataframe")
 pytest.importorskip("distributed")
 
 import dask.dataframe as dd
-from distributed import Client, LocalCluster
 
 from shopee_match import (
     HashMatcher,
@@ -29,13 +28,6 @@ from shopee_match.distributed import predict_dask
 from shopee_match.ensemble import Ensemble
 
 pytestmark = pytest.mark.dask
-
-
-@pytest.fixture(scope="module")
-def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

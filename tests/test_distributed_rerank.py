@@ -14,7 +14,6 @@ pytest.importorskip("dask.dataframe")
 pytest.importorskip("distributed")
 
 import dask.dataframe as dd
-from distributed import Client, LocalCluster
 
 from shopee_match import HashMatcher, Pipeline, Postings, TfidfEmbedder, read_postings
 from shopee_match.cli import main
@@ -44,14 +43,6 @@ def _frame(n_groups: int, seed: int) -> pd.DataFrame:
         hashes.append(f"{h:016x}" if rng.random() > 0.05 else None)
     df["image_phash"] = hashes
     return df
-
-
-@pytest.fixture(scope="module")
-def client():
-    """A 2-process LocalCluster, as in test_distributed.py."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
