@@ -87,11 +87,8 @@ def main() -> None:
         shipped = graph_f1_scores(ens._select(proba, float(ens.threshold_)), g)
         mms = tuple(sorted({1, int(ens.min_matches)}))
         cuts = {}  # every (min matches, threshold) graph once; the splits only rescore them
-        shipped_mm = int(ens.min_matches_)
         for mm in mms:
-            ens.min_matches_ = mm
-            cuts.update({(mm, float(t)): ens._select(proba, float(t)) for t in CALIBRATION_GRID})
-        ens.min_matches_ = shipped_mm
+            cuts.update({(mm, float(t)): ens._select(proba, float(t), mm) for t in CALIBRATION_GRID})
         truth = {k: graph_f1_scores(v, g) for k, v in cuts.items()}
         first_cut = None
         for share in args.shares:

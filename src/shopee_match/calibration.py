@@ -26,15 +26,14 @@ import scipy.sparse as sp
 
 from .data import Postings
 from .metrics import graph_f1_scores, match_nothing_f1
-from .neighbors.graph import grow as grow_graph
-from .neighbors.graph import select as select_graph
+from .rerank._fit import THRESHOLD_GRID
 
 __all__ = ["CALIBRATION_GRID", "best_point", "calibrate", "calibration_curve"]
 
 logger = logging.getLogger(__name__)
 
 #: probability thresholds tried (the reranker's own tuning grid)
-CALIBRATION_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+CALIBRATION_GRID = THRESHOLD_GRID
 #: below this many labelled groups a warning says the cut may be noisy
 FEW_GROUPS = 20
 
@@ -79,20 +78,13 @@ def _scored_groups(labelled: Postings, n_whole: int) -> np.ndarray:
 def calibration_curve(ens: Any, proba: sp.csr_matrix, groups: np.ndarray, rows: np.ndarray,
                       min_matches: tuple[int, ...] = (1, 2)) -> dict[int, np.ndarray]:
     """Mean F1 of the labelled ``rows`` at each grid threshold, per min-matches, of the
-    cuts fitted pair model ``ens`` would make (its ``min_proba`` and ``grow``; the model
-    itself is not changed); ``groups`` gives every unlabelled row a group of its own."""
+    cuts fitted pair model ``ens`` makes (the model itself is not changed); ``groups``
+    gives every unlabelled row a group of its own."""
     if not min_matches:
         raise ValueError("`min_matches` must name at least one value, e.g. (1, 2).")
-    grow = getattr(ens, "grow", None)
-    curves = {}
-    for mm in min_matches:
-        f1 = []
-        for t in CALIBRATION_GRID:
-            g = select_graph(proba, float(t), int(mm), float(ens.min_proba))
-            g = g if grow is None else grow_graph(g, float(grow))
-            f1.append(graph_f1_scores(g, groups)[rows].mean())
-        curves[int(mm)] = np.array(f1)
-    return curves
+    return {int(mm): np.array([graph_f1_scores(ens._select(proba, float(t), int(mm)), groups)[rows]
+                               .mean() for t in CALIBRATION_GRID])
+            for mm in min_matches}
 
 
 def best_point(curves: dict[int, np.ndarray]) -> tuple[float, int, float]:

@@ -19,6 +19,7 @@ from ..metrics import graph_f1_scores, match_nothing_f1
 from .pair_features import graph_features
 
 __all__ = [
+    "THRESHOLD_GRID",
     "Block",
     "as_lists",
     "split_folds",
@@ -29,6 +30,9 @@ __all__ = [
     "tune_threshold",
     "with_thinned",
 ]
+
+#: probability thresholds tried when tuning (and by ``calibration``)
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 
 #: Candidate pairs of one block: ``(x, rows, cols, groups, fold id, is_twin)``. A twin
 #: is its source block with the optional modalities emptied.
@@ -175,7 +179,7 @@ def tune_threshold(
     training blocks (e.g. one of mostly one-offer products) is sacrificed to the others.
     Returns ``(threshold, mean F1, objective value)``.
     """
-    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    grid = THRESHOLD_GRID
     real = [(proba, s) for proba, s in zip(oof, sets) if not s[5]]
     f1 = np.zeros((len(real), len(grid)))
     sizes = np.array([len(s[3]) for _, s in real], dtype=np.float64)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -300,8 +301,8 @@ class PairReranker(BaseEstimator):
             oof = [self._adapted(g) for g in oof]
         best = None
         for mm in sorted({1, int(self.min_matches)}):
-            self.min_matches_ = mm
-            t, f1, value = _tune_threshold(oof, sets, self._select, self.tune_for)
+            t, f1, value = _tune_threshold(oof, sets, partial(self._select, min_matches=mm),
+                                           self.tune_for)
             if best is None or value > best[2] + 1e-9:
                 best = (t, f1, value, mm)
         assert best is not None
@@ -367,8 +368,11 @@ class PairReranker(BaseEstimator):
         """The final match graph from each step's candidate graph."""
         return self.select(self.predict_proba_graph(cands, titles))
 
-    def _select(self, proba: sp.csr_matrix, threshold: float) -> sp.csr_matrix:
-        mm = int(getattr(self, "min_matches_", self.min_matches))
+    def _select(self, proba: sp.csr_matrix, threshold: float,
+                min_matches: int | None = None) -> sp.csr_matrix:
+        """The cut at ``threshold`` (and ``min_matches``, default the fitted one)."""
+        mm = int(getattr(self, "min_matches_", self.min_matches)
+                 if min_matches is None else min_matches)
         g = select_graph(proba, threshold, mm, float(self.min_proba))
         return g if self.grow is None else grow_graph(g, float(self.grow))
 
