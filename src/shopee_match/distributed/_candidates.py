@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._cluster import hash_bits
 from ._exchange import fetch_rows, local_space
 from ._io import Part
 from ._phash import hash_candidates
@@ -147,8 +148,9 @@ def candidate_rows(
 
     def _step(name: str, emb: Any, matcher: Any) -> None:
         if name in hash_steps:
+            n_bits = int(client.submit(hash_bits, parts[0], name, pure=False).result())
             out[name] = hash_candidates(client, parts, offsets, name, matcher, radius,
-                                        n_bits=int(client.submit(_bits, parts[0], name).result()))
+                                        n_bits=n_bits)
             return
         key = (id(emb), int(matcher.k), matcher.backend, repr(matcher.backend_options()))
         base = topk(name if not isinstance(matcher, BlendMatcher) else f"{name}:base",
@@ -177,6 +179,3 @@ def candidate_rows(
         stats["timings"][f"candidates_{name}"] = time.perf_counter() - t0
     return out
 
-
-def _bits(part: Part, step: str) -> int:
-    return int(part.embs[step][2])

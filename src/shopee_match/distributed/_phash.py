@@ -11,24 +11,18 @@ chunk, then the matched pairs.
 
 from __future__ import annotations
 
-import itertools
 import operator
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..neighbors.hamming import _batches, _cross, _popcount
+from ..neighbors.hamming import _batches, _cross, _popcount, chunk_edges, compare_all
 from ._io import Part, home_of
 
 __all__ = ["hash_candidates", "hash_edges"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads chunk values
-
-
-def _chunks(n_bits: int, radius: int) -> list[tuple[int, int]]:
-    edges = np.linspace(0, n_bits, radius + 2).astype(int)
-    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _hash_split(
@@ -40,8 +34,8 @@ def _hash_split(
     codes = codes[rows]
     gids = rows.astype(np.int64) + part.offset
     out = []
-    for a, b in _chunks(n_bits, radius):
-        key = (codes >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1)
+    for chunk in chunk_edges(n_bits, radius):
+        key = _chunk_key(codes, n_bits, chunk)
         with np.errstate(over="ignore"):
             bucket = ((key * _MIX) >> np.uint64(32)) % np.uint64(n_buckets)
         for j in range(n_buckets):
@@ -81,7 +75,7 @@ def hash_edges(
     radius = int(matcher.max_distance)
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
-    n_chunks = len(_chunks(n_bits, radius))
+    n_chunks = len(chunk_edges(n_bits, radius))
     split = [client.submit(_hash_split, p, step, radius, n_buckets, pure=False) for p in parts]
     buckets = []
     for q in range(n_chunks * n_buckets):
@@ -116,23 +110,14 @@ def _bucket_load(matcher: Any, chunk: int, radius: int, n_bits: int,
     """A bucket's share of what decides between multi-index hashing and comparing every
     pair: the pairs its chunk values propose, and (chunk 0) its distinct hashes."""
     uniq, _, _, counts = _live_codes(matcher, pieces)
-    key = _chunk_key(uniq[counts > 0], n_bits, _chunks(n_bits, radius)[chunk])
+    key = _chunk_key(uniq[counts > 0], n_bits, chunk_edges(n_bits, radius)[chunk])
     sizes = np.unique(key, return_counts=True)[1].astype(np.float64)
     return float((sizes**2).sum()) / 2.0, len(key) if chunk == 0 else 0
 
 
-def _compare_all(proposed: float, n_codes: int) -> bool:
-    """Whether one machine compares every pair of distinct hashes instead of skipping
-    large chunk buckets (the rule of ``HashMatcher``'s search, where it has one)."""
-    from ..neighbors import hamming
-
-    cost = getattr(hamming, "_MIH_COST", None)
-    return cost is not None and proposed * float(cost) >= n_codes**2 / 2.0
-
-
 def _chunk_bucket(
     matcher: Any, chunk: int, radius: int, n_bits: int, offsets: np.ndarray,
-    compare_all: bool, *pieces: tuple[np.ndarray, np.ndarray],
+    every_pair: bool, *pieces: tuple[np.ndarray, np.ndarray],
 ) -> list[sp.csr_matrix]:
     """Candidate pairs found through chunk ``chunk`` in one bucket (of
     :func:`_hash_split`: every posting with a given chunk value meets the others there), with the rules of
@@ -140,7 +125,7 @@ def _chunk_bucket(
     matches nothing; equal hashes pair up (chunk 0 only, so once); distinct hashes pair
     up in a chunk bucket of at most ``max_bucket`` distinct hashes, within ``radius``
     bits, unless they share an earlier chunk (that chunk found or skipped them).
-    ``compare_all``: no chunk bucket is skipped (one machine compares every pair).
+    ``every_pair``: no chunk bucket is skipped (one machine compares every pair).
     Returns, per partition, its rows ``(n_p x N)`` of the pairs found here."""
     n_parts, n_total = len(offsets) - 1, int(offsets[-1])
     uniq, members, starts, counts = _live_codes(matcher, pieces)
@@ -153,13 +138,13 @@ def _chunk_bucket(
         pc.append(j[keep])
         pd.append(np.zeros(int(keep.sum()), np.int64))
     live = np.flatnonzero(counts > 0)
-    chunks = _chunks(n_bits, radius)
+    chunks = chunk_edges(n_bits, radius)
     keys = [_chunk_key(uniq[live], n_bits, ch) for ch in chunks[:chunk + 1]]
     order = np.argsort(keys[chunk], kind="stable")
     sk = keys[chunk][order]
     st = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]]) if len(sk) else np.empty(0, np.int64)
     sz = np.diff(np.r_[st, len(sk)])
-    sel = (sz > 1) & ((sz <= int(matcher.max_bucket)) | compare_all)
+    sel = (sz > 1) & ((sz <= int(matcher.max_bucket)) | every_pair)
     st, sz = st[sel], sz[sel]
     for part in _batches(sz):
         ui, uj = _cross(order, st[part], sz[part], st[part], sz[part])
@@ -207,7 +192,7 @@ def hash_candidates(
     matcher._validate()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
-    n_chunks = len(_chunks(n_bits, radius))
+    n_chunks = len(chunk_edges(n_bits, radius))
     split = [client.submit(_hash_split, p, step, radius, n_buckets, pure=False)
              for p in parts]
     pieces = [[client.submit(operator.getitem, s, q, pure=False) for s in split]
@@ -216,9 +201,9 @@ def hash_candidates(
         client.submit(_bucket_load, matcher, q // n_buckets, radius, n_bits, *p, pure=False)
         for q, p in enumerate(pieces)])
     n_codes = sum(u for _, u in loads)
-    compare_all = n_codes > 1 and _compare_all(sum(x for x, _ in loads), n_codes)
+    every_pair = n_codes > 1 and compare_all(sum(x for x, _ in loads), n_codes)
     buckets = [client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits, offsets,
-                             compare_all, *p, pure=False) for q, p in enumerate(pieces)]
+                             every_pair, *p, pure=False) for q, p in enumerate(pieces)]
     return [
         client.submit(_add_rows, *[client.submit(operator.getitem, b, a, pure=False)
                                    for b in buckets], pure=False)

@@ -111,6 +111,20 @@ def _all_pairs(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, 
             np.concatenate(out_d).astype(np.int64))
 
 
+def chunk_edges(n_bits: int, radius: int) -> list[tuple[int, int]]:
+    """Multi-index hashing's ``radius + 1`` bit ranges: two hashes within ``radius`` bits
+    agree on at least one of them."""
+    edges = np.linspace(0, n_bits, radius + 2).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def compare_all(proposed: float, n_codes: int) -> bool:
+    """Whether comparing every pair of ``n_codes`` distinct hashes is cheaper than the
+    ``proposed`` pairs of multi-index hashing's chunk buckets (then no bucket is
+    skipped, whatever ``max_bucket``)."""
+    return proposed * _MIH_COST >= n_codes**2 / 2.0
+
+
 def _near_pairs(
     codes: np.ndarray, radius: int, n_bits: int, max_bucket: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,14 +137,13 @@ def _near_pairs(
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     out_d: list[np.ndarray] = []
-    edges = np.linspace(0, n_bits, radius + 2).astype(int)
-    chunks = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    chunks = chunk_edges(n_bits, radius)
     keys = [
         (codes >> np.uint64(n_bits - b)) & np.uint64((1 << (b - a)) - 1) for a, b in chunks
     ]
     proposed = sum(float((np.unique(k, return_counts=True)[1].astype(np.float64) ** 2).sum())
                    for k in keys) / 2.0
-    if proposed * _MIH_COST >= len(codes) ** 2 / 2.0:
+    if compare_all(proposed, len(codes)):
         return _all_pairs(codes, radius)
     skipped = 0
     for c, key in enumerate(keys):
@@ -175,7 +188,9 @@ class HashMatcher(BaseEstimator):
     match nothing but themselves. ``max_bucket`` bounds memory and time: a hash shared by
     more than ``max_bucket`` postings (a blank or placeholder image) matches nothing by
     hash, and at radius > 0 a chunk bucket of more than ``max_bucket`` distinct hashes is
-    skipped; both are logged as warnings. Memory is the size of the match graph.
+    skipped, both logged as warnings, unless the chunk buckets would propose about as
+    many pairs as comparing every pair of distinct hashes: then every pair is compared
+    and nothing is skipped. Memory is the size of the match graph.
 
     >>> from shopee_match.image.phash import hashes_to_vectors
     >>> emb = hashes_to_vectors(["ff00ff00ff00ff00", "ff00ff00ff00ff01", "0000000000000000"])

@@ -63,15 +63,6 @@ def _shape(cands: Mapping[str, sp.spmatrix]) -> int:
     return int(n)
 
 
-def _lookup(g: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``g[rows, cols]`` for stored entries, NaN elsewhere (vectorised, sorted keys)."""
-    g = sp.csr_matrix(g)
-    if not g.has_canonical_format:
-        g = g.copy()
-        g.sum_duplicates()
-    return _Stored(g).at(rows, cols)(g.data)
-
-
 class _Stored:
     """Where pairs sit among a canonical CSR graph's stored entries, found once and
     read from any graph of the same sparsity (similarities, ranks)."""
