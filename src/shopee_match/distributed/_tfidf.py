@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..data import Postings
+from ..text._counts import count_matrix
 
 __all__ = ["Counts", "count_terms", "fit_predict_tfidf", "merge_counts"]
 
@@ -51,15 +53,24 @@ def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
         docs = emb._prep().transform(postings.titles)
         kinds: dict[str, dict[str, tuple[int, float]]] = {}
         for kind, vec in emb._vectorizers():
-            cv = CountVectorizer(analyzer=vec.build_analyzer(), dtype=np.float32)
-            try:
-                x = cv.fit_transform(docs).tocsc()
-            except ValueError:  # no term in this partition
+            fast = count_matrix(vec, docs)  # the single machine's counter where it applies
+            if fast is not None:
+                m, vocab = fast
+                terms = sorted(vocab, key=vocab.__getitem__)
+            else:
+                cv = CountVectorizer(analyzer=vec.build_analyzer(), dtype=np.float32)
+                try:
+                    m = cv.fit_transform(docs)
+                except ValueError:  # no term in this partition
+                    kinds[kind] = {}
+                    continue
+                terms = cv.get_feature_names_out().tolist()
+            if not terms:
                 kinds[kind] = {}
                 continue
+            x = sp.csc_matrix(m)
             dfs = np.diff(x.indptr)
             tfs = np.asarray(x.sum(axis=0)).ravel()
-            terms = cv.get_feature_names_out()
             kinds[kind] = {str(t): (int(d), float(f)) for t, d, f in zip(terms, dfs, tfs)}
         out["tfidf"].append(kinds)
     if titles:
