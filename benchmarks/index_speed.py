@@ -209,7 +209,7 @@ def scale(args: argparse.Namespace) -> None:
         del everything
         pipe = text_phash_pipeline(cat.subset(range(1000)), args.max_df)
         t = time.perf_counter()
-        index = pipe.index(cat)
+        index = MatchIndex.build(pipe, cat)
         path = index.save(tmp / f"index_{n}")
         t_build = time.perf_counter() - t
         del index, cat

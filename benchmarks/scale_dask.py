@@ -11,7 +11,7 @@ small separate catalogue (``--model union``: a TF-IDF + exact phash union, thres
 tuned; ``--model default``: ``Pipeline.default()``, the reranked recipe: TF-IDF learnt on
 the postings matched, blended and phash candidates, two-stage pair reranker; or
 ``--model-dir DIR``: a saved pipeline), then
-``Pipeline.predict("<workdir>/postings-*.parquet", method=...)`` on a
+``predict_dask(pipe, "<workdir>/postings-*.parquet", method=...)`` on a
 ``LocalCluster(n_workers, threads_per_worker=1, memory_limit)``. Reports wall time per
 stage, compute seconds per task kind (from Dask's task stream, so per-partition rates),
 peak RSS of each worker (polled every 0.5 s) and, for ``--method ivf``, the recall of the
@@ -161,6 +161,7 @@ def main() -> None:
         TfidfEmbedder,
         make_catalog,
     )
+    from shopee_match.distributed import predict_dask
     from shopee_match.ensemble import Ensemble
 
     work = Path(args.workdir)
@@ -200,7 +201,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         with get_task_stream(client) as ts:
-            sub = pipe.predict(str(work / "postings-*.parquet"), client=client,
+            sub = predict_dask(pipe, str(work / "postings-*.parquet"), client=client,
                                method=args.method, partition_rows=args.partition_rows,
                                cell_size=args.cell_size, n_probe=args.n_probe,
                                recall_sample=args.recall_sample if args.method == "ivf" else 0,

@@ -4,7 +4,7 @@
     python examples/serve_index.py --groups 100 --batches 2
 
 A marketplace's catalogue is already matched; each day brings new postings, each to be
-matched against the catalogue and against each other in seconds. ``pipe.index(catalogue)``
+matched against the catalogue and against each other in seconds. ``MatchIndex.build(pipe, catalogue)``
 keeps what every step needs (embeddings, candidate rows, the TF-IDF vocabulary);
 ``index.query(new)`` answers for the new postings only; ``index.add(new)`` folds them in.
 The script compares the answers with batch ``predict`` on catalogue + new: they are the
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     catalogue = live.subset(np.sort(order[args.batches * n_new:]))
 
     t = time.perf_counter()
-    index = pipe.index(catalogue)
+    index = MatchIndex.build(pipe, catalogue)
     print(f"indexed {len(index)} postings in {time.perf_counter() - t:.2f} s: {index}")
     folder = Path(tempfile.mkdtemp(prefix="serve_index_")) / "index"
     index.save(folder)

@@ -71,7 +71,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 def test_exact_equals_single_machine(client, pipe, frame, expected):
     ddf = dd.from_pandas(frame, npartitions=3)
-    out = pipe.predict(ddf, client=client, partition_rows=450)
+    out = predict_dask(pipe, ddf, client=client, partition_rows=450)
     _same(out, expected)
     stats = out.attrs["shopee_match"]
     assert stats["n_partitions"] >= 5 and stats["n_postings"] == len(frame)
@@ -83,7 +83,7 @@ def test_csv_and_parquet_globs(client, pipe, frame, expected, tmp_path):
         part = frame.iloc[chunk]
         part.to_csv(tmp_path / f"postings-{i}.csv", index=False)
         part.to_parquet(tmp_path / f"postings-{i}.parquet", index=False)
-    _same(pipe.predict(str(tmp_path / "postings-*.csv"), client=client), expected)
+    _same(predict_dask(pipe, str(tmp_path / "postings-*.csv"), client=client), expected)
     _same(predict_dask(pipe, str(tmp_path / "postings-*.parquet"), client=client,
                        partition_rows=300), expected)
 
@@ -92,7 +92,7 @@ def test_min_matches_and_hash_radius_exact(client, frame):
     pipe = _pipe(frame, NeighborMatcher(threshold=0.7, k=20, min_matches=2, min_threshold=0.3),
                  HashMatcher(max_distance=2))
     expected = pipe.predict(Postings(frame))
-    out = pipe.predict(dd.from_pandas(frame, npartitions=4), client=client)
+    out = predict_dask(pipe, dd.from_pandas(frame, npartitions=4), client=client)
     _same(out, expected)
 
 
@@ -103,7 +103,7 @@ def test_ivf_reports_recall_and_stays_close(client, pipe, frame, expected, flat_
 
     monkeypatch.setattr(ivf, "FLAT_MAX_CELLS", flat_max)  # 4: the two-level quantizer
     ddf = dd.from_pandas(frame, npartitions=4)
-    out = pipe.predict(ddf, client=client, method="ivf", cell_size=300, n_probe=2,
+    out = predict_dask(pipe, ddf, client=client, method="ivf", cell_size=300, n_probe=2,
                        recall_sample=600)
     assert out["posting_id"].tolist() == expected["posting_id"].tolist()
     stats = out.attrs["shopee_match"]
@@ -145,18 +145,28 @@ def test_unsupported_ensemble_is_explained(client, pipe, frame):
     other = Pipeline(pipe.steps, ensemble=Ensemble(how="vote"), tune=False)
     other.n_postings_fit_ = pipe.n_postings_fit_
     with pytest.raises(NotImplementedError, match="union"):
-        other.predict(dd.from_pandas(frame, npartitions=2), client=client)
+        predict_dask(other, dd.from_pandas(frame, npartitions=2), client=client)
     class Subclassed(NeighborMatcher):  # e.g. a matcher that searches differently
         pass
 
     sub = Pipeline([("tfidf", pipe.steps[0][1], Subclassed())], tune=False)
     sub.n_postings_fit_ = pipe.n_postings_fit_
     with pytest.raises(NotImplementedError, match="no distributed search"):
-        sub.predict(dd.from_pandas(frame, npartitions=2), client=client)
+        predict_dask(sub, dd.from_pandas(frame, npartitions=2), client=client)
     with pytest.raises(ValueError, match="method"):
-        pipe.predict(dd.from_pandas(frame, npartitions=2), client=client, method="lsh")
+        predict_dask(pipe, dd.from_pandas(frame, npartitions=2), client=client, method="lsh")
     with pytest.raises(FileNotFoundError, match="no files match"):
-        pipe.predict("/no/such/dir/*.csv", client=client)
+        predict_dask(pipe, "/no/such/dir/*.csv", client=client)
+
+
+def test_pipeline_predict_refuses_dask_inputs_and_names_the_runtime(pipe, frame, tmp_path):
+    # Pipeline.predict returns one type; a Dask run is the runtime above it
+    for source in (dd.from_pandas(frame, npartitions=2), str(tmp_path / "postings-*.csv"),
+                   tmp_path / "postings.parquet"):
+        with pytest.raises(TypeError, match=r"shopee_match\.distributed\.predict_dask\(pipe, source\)"):
+            pipe.predict(source)
+    with pytest.raises(TypeError, match="Postings"):
+        pipe.predict(frame)
 
 
 def test_missing_dask_names_the_extra(monkeypatch, pipe):
@@ -177,7 +187,7 @@ def test_import_does_not_load_dask():
 
 def test_header_only_input_and_output_file(client, pipe, tmp_path):
     (tmp_path / "empty.csv").write_text("posting_id,title,image_phash\n")
-    out = pipe.predict(str(tmp_path / "empty.csv"), client=client)
+    out = predict_dask(pipe, str(tmp_path / "empty.csv"), client=client)
     assert list(out.columns) == ["posting_id", "matches"] and len(out) == 0
     stats = predict_dask(pipe, str(tmp_path / "empty.csv"), client=client,
                          output=tmp_path / "sub.csv")

@@ -19,6 +19,7 @@ from shopee_match import HashMatcher, Pipeline, Postings, TfidfEmbedder, read_po
 from shopee_match.cli import main
 from shopee_match.data import train_test_split_groups
 from shopee_match.datasets import make_titles
+from shopee_match.distributed import predict_dask
 from shopee_match.distributed._io import Part
 from shopee_match.distributed._phash import hash_candidates
 from shopee_match.distributed._tfidf import count_terms, fit_predict_tfidf, merge_counts
@@ -84,7 +85,7 @@ def test_tfidf_vocabulary_from_partitions_is_one_machines(test_frame):
 
 def test_default_fitted_equals_single_machine(client, fitted, test_frame):
     expected = fitted.predict(Postings(test_frame))
-    out = fitted.predict(dd.from_pandas(test_frame, npartitions=3), client=client,
+    out = predict_dask(fitted, dd.from_pandas(test_frame, npartitions=3), client=client,
                          partition_rows=300)
     _same(out, expected)
     stats = out.attrs["shopee_match"]
@@ -151,7 +152,7 @@ def test_hash_candidates_keep_the_bucket_rules(client, spread):
 def test_ivf_candidates_stay_close(client, fitted, test_frame):
     """Candidates searched in IVF cells (for catalogues too large for exact search)."""
     expected = fitted.predict(Postings(test_frame))
-    out = fitted.predict(dd.from_pandas(test_frame, npartitions=3), client=client,
+    out = predict_dask(fitted, dd.from_pandas(test_frame, npartitions=3), client=client,
                          method="ivf", cell_size=150, n_probe=2)
     assert out["posting_id"].tolist() == expected["posting_id"].tolist()
     stats = out.attrs["shopee_match"]
@@ -167,11 +168,11 @@ def test_ivf_candidates_stay_close(client, fitted, test_frame):
 def test_reranked_settings_without_a_distributed_form(client, fitted, test_frame):
     ddf = dd.from_pandas(test_frame, npartitions=2)
     with pytest.raises(NotImplementedError, match="method='cuml'"):
-        fitted.predict(ddf, client=client, method="cuml")
+        predict_dask(fitted, ddf, client=client, method="cuml")
     other = Pipeline.pretrained()
     other._combiner().adapt_prior = True
     with pytest.raises(NotImplementedError, match="adapt_prior"):
-        other.predict(ddf, client=client)
+        predict_dask(other, ddf, client=client)
 
 
 @pytest.mark.data
@@ -180,7 +181,7 @@ def test_shopee_titles_and_phash_same_f1(client, shopee_dir):
     p = read_postings(shopee_dir / "train_dev.csv")
     _, part = train_test_split_groups(p, 0.12, 0)
     expected = Pipeline.pretrained().predict(part)
-    out = Pipeline.pretrained().predict(dd.from_pandas(part.df, npartitions=3), client=client)
+    out = predict_dask(Pipeline.pretrained(), dd.from_pandas(part.df, npartitions=3), client=client)
     ids = part.posting_id
     truth = [set(ids[m]) for m in part.true_matches()]
     f_one = f1_score(truth, [set(m.split()) for m in expected["matches"]])

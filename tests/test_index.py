@@ -70,7 +70,7 @@ def test_query_equals_batch(which: str, data: Postings, request: pytest.FixtureR
     # which on these generated titles gives batch's answers exactly
     pipe = request.getfixturevalue(which)
     cat, new = split(data, 30)
-    index = pipe.index(cat)
+    index = MatchIndex.build(pipe, cat)
     res = index.query(new)
     assert list(res.posting_id) == list(new.posting_id)
     assert_batch_equal(pipe, data, res)
@@ -83,7 +83,7 @@ def test_frozen_vocabulary_exact_when_learnt_at_fit(data: Postings) -> None:
                                                                   min_matches=2))],
                     ensemble=Ensemble(symmetric=True), tune=False).fit(train)
     cat, new = split(data, 25, seed=3)
-    index = pipe.index(cat)
+    index = MatchIndex.build(pipe, cat)
     assert index.radius == 1
     assert_batch_equal(pipe, data, index.query(new))
 
@@ -91,7 +91,7 @@ def test_frozen_vocabulary_exact_when_learnt_at_fit(data: Postings) -> None:
 def test_add_then_query(rerank_pipe: Pipeline, data: Postings) -> None:
     rest, b = split(data, 20, seed=1)
     cat, a = split(rest, 25, seed=2)
-    index = rerank_pipe.index(cat)
+    index = MatchIndex.build(rerank_pipe, cat)
     assert index.add(a) is index and len(index) == len(cat) + len(a)
     assert index.posting_ids[-len(a):] == list(a.posting_id)
     assert_batch_equal(rerank_pipe, data, index.query(b))
@@ -101,7 +101,7 @@ def test_add_then_query(rerank_pipe: Pipeline, data: Postings) -> None:
 
 def test_replace(union_pipe: Pipeline, data: Postings) -> None:
     cat, new = split(data, 10, seed=5)
-    index = union_pipe.index(cat)
+    index = MatchIndex.build(union_pipe, cat)
     clash = cat.subset([0, 1])
     with pytest.raises(ValueError, match="replace=True"):
         index.query(clash)
@@ -112,7 +112,7 @@ def test_replace(union_pipe: Pipeline, data: Postings) -> None:
     changed = Postings(df)
     res = index.query(changed.subset([0]), replace=True)
     assert len(index) == len(cat)
-    fresh = union_pipe.index(changed).query(new)
+    fresh = MatchIndex.build(union_pipe, changed).query(new)
     index.add(changed.subset([0]), replace=True)
     assert len(index) == len(cat)
     assert sets(index.query(new)) == sets(fresh)
@@ -123,7 +123,7 @@ def test_replace(union_pipe: Pipeline, data: Postings) -> None:
 
 def test_replace_with_reranker(rerank_pipe: Pipeline, data: Postings) -> None:
     cat, new = split(data, 15, seed=6)
-    index = rerank_pipe.index(cat)
+    index = MatchIndex.build(rerank_pipe, cat)
     df = cat.df.copy()
     df.loc[3, "title"] = "completely different thing 12345"
     changed = Postings(df)
@@ -134,7 +134,7 @@ def test_replace_with_reranker(rerank_pipe: Pipeline, data: Postings) -> None:
 
 def test_save_load_round_trip(rerank_pipe: Pipeline, data: Postings, tmp_path: Path) -> None:
     cat, new = split(data, 20, seed=7)
-    index = rerank_pipe.index(cat)
+    index = MatchIndex.build(rerank_pipe, cat)
     before = index.query(new)
     path = index.save(tmp_path / "idx")
     loaded = MatchIndex.load(path)
@@ -149,7 +149,7 @@ def test_save_load_round_trip(rerank_pipe: Pipeline, data: Postings, tmp_path: P
 
 def test_wrong_model_or_version(rerank_pipe: Pipeline, union_pipe: Pipeline, data: Postings,
                                 tmp_path: Path) -> None:
-    path = union_pipe.index(data).save(tmp_path / "idx")
+    path = MatchIndex.build(union_pipe, data).save(tmp_path / "idx")
     with pytest.raises(ValueError, match="another model"):
         MatchIndex.load(path, rerank_pipe)
     meta = json.loads((path / "index.json").read_text())
@@ -163,7 +163,7 @@ def test_wrong_model_or_version(rerank_pipe: Pipeline, union_pipe: Pipeline, dat
 
 def test_threads(rerank_pipe: Pipeline, data: Postings) -> None:
     cat, new = split(data, 40, seed=8)
-    index = rerank_pipe.index(cat)
+    index = MatchIndex.build(rerank_pipe, cat)
     parts = [new.subset(range(i, len(new), 4)) for i in range(4)]
     want = [index.query(p) for p in parts]
     start = threading.Barrier(4)
@@ -181,9 +181,9 @@ def test_threads(rerank_pipe: Pipeline, data: Postings) -> None:
 def test_queries_during_add(union_pipe: Pipeline, data: Postings) -> None:
     cat, new = split(data, 30, seed=9)
     probe, extra = new.subset(range(10)), new.subset(range(10, 30))
-    index = union_pipe.index(cat)
+    index = MatchIndex.build(union_pipe, cat)
     before = sets(index.query(probe))
-    after_index = union_pipe.index(Postings(pd.concat([cat.df, extra.df], ignore_index=True)))
+    after_index = MatchIndex.build(union_pipe, Postings(pd.concat([cat.df, extra.df], ignore_index=True)))
     after = sets(after_index.query(probe))
     with ThreadPoolExecutor(3) as pool:
         futs = [pool.submit(index.query, probe) for _ in range(6)]
@@ -194,7 +194,7 @@ def test_queries_during_add(union_pipe: Pipeline, data: Postings) -> None:
 
 
 def test_edge_cases(union_pipe: Pipeline, data: Postings) -> None:
-    index = union_pipe.index(data.subset(range(50)))
+    index = MatchIndex.build(union_pipe, data.subset(range(50)))
     assert index.query(data.subset([])).shape == (0, 2)
     assert len(index.add(data.subset([]))) == 50
     with pytest.raises(TypeError, match="Postings"):
@@ -209,7 +209,7 @@ def test_unsupported_step(data: Postings) -> None:
     train = make_catalog(n_groups=20, images=False, seed=4)
     pipe = Pipeline(steps=[("t", TfidfEmbedder(), Custom(threshold=0.5))], tune=False).fit(train)
     with pytest.raises(TypeError, match="cannot index a Custom matcher"):
-        pipe.index(data)
+        MatchIndex.build(pipe, data)
 
 
 def test_reranker_is_what_answers(rerank_pipe: Pipeline) -> None:
@@ -246,7 +246,7 @@ def test_dense_steps_with_catalogue_rows(data: Postings) -> None:
                            ("qe", dense, BlendMatcher(threshold=0.95, k=5, n_blend=3))],
                     ensemble=Ensemble(symmetric=True), tune=False).fit(data)
     cat, new = split(data, 40, seed=10)
-    index = pipe.index(cat)
+    index = MatchIndex.build(pipe, cat)
     assert index.radius == 1
     assert_batch_equal(pipe, data, index.query(new))
     df = cat.df.copy()
@@ -281,7 +281,7 @@ def test_open_vocabulary_survives_add_and_save(rerank_pipe: Pipeline, data: Post
     from shopee_match.index._vocab import OpenVocabulary
 
     cat, new = split(data, 30, seed=11)
-    index = rerank_pipe.index(cat)
+    index = MatchIndex.build(rerank_pipe, cat)
     emb = index._state.embedders["tfidf"]
     assert isinstance(emb, OpenVocabulary)
     index.add(new)

@@ -338,21 +338,24 @@ class Pipeline(StepParams):
             return ens.combine(graphs, titles=postings.titles if postings.has_titles else None)
         return ens.combine(graphs)
 
-    def predict(self, postings: Postings | Any, **dask_kwargs: Any) -> pd.DataFrame | Any:
+    def predict(self, postings: Postings) -> pd.DataFrame:
         """Submission table ``posting_id, matches`` (space-separated ids, itself included).
 
-        ``postings`` may also be a Dask DataFrame or a glob of CSV/Parquet files: the
-        work then runs on a Dask cluster (see :mod:`shopee_match.distributed`; extra
-        keyword arguments go to it).
+        A Dask DataFrame or a glob of CSV/Parquet files runs on a Dask cluster with
+        :func:`shopee_match.distributed.predict_dask` instead (the runtime above the
+        pipeline, as ``MatchIndex`` is for serving).
         """
         if not isinstance(postings, Postings):
             if isinstance(postings, (str, Path)) or type(postings).__module__.startswith("dask"):
-                from .distributed import predict_dask
-
-                return predict_dask(self, postings, **dask_kwargs)
+                raise TypeError(
+                    f"predict takes Postings; for a {type(postings).__name__} (a Dask DataFrame "
+                    "or a glob of CSV/Parquet files) call "
+                    "shopee_match.distributed.predict_dask(pipe, source)."
+                )
             raise TypeError(
-                f"predict expects Postings (see read_postings), a Dask DataFrame or a glob of "
-                f"CSV/Parquet files; got {type(postings).__name__}."
+                f"predict expects Postings (see read_postings), got {type(postings).__name__}; "
+                "for a Dask DataFrame or a glob of files use "
+                "shopee_match.distributed.predict_dask(pipe, source)."
             )
         if len(postings) == 0:
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
@@ -384,13 +387,6 @@ class Pipeline(StepParams):
         from .calibration import calibrate
 
         return calibrate(self, labelled, context)
-
-    def index(self, catalogue: Postings, radius: int | None = None) -> Any:
-        """A :class:`~shopee_match.MatchIndex` of ``catalogue``: then ``index.query(new)``
-        matches new postings against it without redoing the catalogue (see ``index``)."""
-        from .index import MatchIndex
-
-        return MatchIndex.build(self, catalogue, radius=radius)
 
     # --- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

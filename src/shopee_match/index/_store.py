@@ -19,6 +19,7 @@ from .._persist import atomic_dir, estimator_from_json, estimator_to_json
 from ._fingerprint import fingerprint
 from ._hash import HashSpace
 from ._space import CosineSpace, VectorStore
+from ._state import State
 from ._steps import BlendStep, HashStep, NeighborStep, Step
 from ._strings import StringArray
 from ._vocab import OpenVocabulary
@@ -128,7 +129,8 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
     meta_path = path / "index.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{path} is not a saved MatchIndex (no index.json); build one "
-                                "with `pipe.index(catalogue).save(path)` or `shopee-match index`.")
+                                "with `MatchIndex.build(pipe, catalogue).save(path)` or "
+                                "`shopee-match index`.")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: index format {meta.get('format')!r} is not supported (this "
@@ -186,7 +188,5 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
             emb = OpenVocabulary(emb, spec["open"]["n_docs"], df,
                                  [(int(b), str(t)) for b, t in spec["open"]["extra"]])
         embedders[key] = emb
-    from .matchindex import State
-
     state = State(strings("ids"), strings("titles"), stores, steps, embedders)
     return cls(pipeline, state, list(meta["step_embedder"]), meta["radius"], meta["fingerprint"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..ensemble import Ensemble
 from ._fingerprint import fingerprint
 from ._local import local_graphs, neighbourhood
 from ._space import VectorStore
+from ._state import State
 from ._steps import Plan, Step, build_step
 from ._strings import StringArray
 from ._vocab import OpenVocabulary, supports_open_vocabulary
@@ -62,42 +63,6 @@ def _is_hash(matcher: Any) -> bool:
 
 
 @dataclass
-class State:
-    """Everything a query reads; ``add`` swaps in a new one (queries never wait)."""
-
-    ids: StringArray
-    titles: StringArray
-    stores: dict[str, VectorStore]
-    steps: list[Step]
-    embedders: dict[str, Any]
-    _id_index: pd.Index | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-    def id_index(self) -> pd.Index:
-        with self._lock:
-            if self._id_index is None:
-                self._id_index = pd.Index(self.ids.all())
-            return self._id_index
-
-    def witness(self, j: int) -> tuple[int, int, float] | None:
-        """One stored off-diagonal pair of step ``j`` (see :meth:`MatchIndex.query`)."""
-        rows = getattr(self.steps[j].final, "rows", None)
-        if rows is None:
-            return None
-        for lo in range(0, rows.shape[0], 4096):
-            coo = rows[lo:lo + 4096].tocoo()
-            off = np.flatnonzero(coo.row + lo != coo.col)
-            if len(off):
-                p = off[0]
-                return int(coo.row[p] + lo), int(coo.col[p]), float(coo.data[p])
-        return None
-
-
-@dataclass
 class _Query:
     slots: np.ndarray
     n_total: int
@@ -108,21 +73,21 @@ class _Query:
 class MatchIndex:
     """A fitted :class:`~shopee_match.Pipeline` over an indexed catalogue.
 
-    Build it with :meth:`Pipeline.index <shopee_match.Pipeline.index>` (or
-    :meth:`build`); :meth:`query` matches new postings against the catalogue and each
-    other, :meth:`add` folds them in, :meth:`save` / :meth:`load` keep it on disk
-    (no pickle; large arrays memory-mapped). Queries may run from several threads at
-    once; ``add`` swaps the catalogue in one step, so a query sees it before or after.
+    Build it with :meth:`build` (``MatchIndex.build(pipe, catalogue)``); :meth:`query`
+    matches new postings against the catalogue and each other, :meth:`add` folds them
+    in, :meth:`save` / :meth:`load` keep it on disk (no pickle; large arrays
+    memory-mapped). Queries may run from several threads at once; ``add`` swaps the
+    catalogue in one step, so a query sees it before or after.
 
     ``radius`` is how many hops of catalogue rows around the new postings are
     recomputed (default: what makes answers equal to batch matching, 0 for a union of
     steps, the number of stages for a pair reranker); lower it to trade exactness for
     speed.
 
-    >>> from shopee_match import Pipeline, make_catalog
+    >>> from shopee_match import MatchIndex, Pipeline, make_catalog
     >>> cat = make_catalog(n_groups=40, images=False, seed=0)
     >>> pipe = Pipeline.default(rerank=False, phash=False).fit(cat)
-    >>> index = pipe.index(cat.subset(range(100)))
+    >>> index = MatchIndex.build(pipe, cat.subset(range(100)))
     >>> new = cat.subset(range(100, 110))
     >>> index.query(new).shape
     (10, 2)
