@@ -143,14 +143,14 @@ def test_cli_scheduler_with_a_missing_model_folder(tmp_path, frame, capsys):
 
 def test_unsupported_ensemble_is_explained(client, pipe, frame):
     other = Pipeline(pipe.steps, ensemble=Ensemble(how="vote"), tune=False)
-    other.n_postings_fit_ = pipe.n_postings_fit_
+    other.n_postings_fit_, other.combiner_ = pipe.n_postings_fit_, other.ensemble
     with pytest.raises(NotImplementedError, match="union"):
         predict_dask(other, dd.from_pandas(frame, npartitions=2), client=client)
     class Subclassed(NeighborMatcher):  # e.g. a matcher that searches differently
         pass
 
     sub = Pipeline([("tfidf", pipe.steps[0][1], Subclassed())], tune=False)
-    sub.n_postings_fit_ = pipe.n_postings_fit_
+    sub.n_postings_fit_, sub.combiner_ = pipe.n_postings_fit_, pipe.combiner_
     with pytest.raises(NotImplementedError, match="no distributed search"):
         predict_dask(sub, dd.from_pandas(frame, npartitions=2), client=client)
     with pytest.raises(ValueError, match="method"):

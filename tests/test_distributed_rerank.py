@@ -103,7 +103,7 @@ def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path, expl
     from shopee_match._recipes import pretrained_path
 
     pipe = Pipeline.pretrained()
-    assert pipe._combiner().grow is not None
+    assert pipe.combiner_.grow is not None
     expected = pipe.predict(Postings(test_frame))
     for i, rows in enumerate(np.array_split(np.arange(len(test_frame)), 3)):
         test_frame.iloc[rows].to_csv(tmp_path / f"p{i}.csv", index=False)
@@ -170,7 +170,7 @@ def test_reranked_settings_without_a_distributed_form(client, fitted, test_frame
     with pytest.raises(NotImplementedError, match="method='cuml'"):
         predict_dask(fitted, ddf, client=client, method="cuml")
     other = Pipeline.pretrained()
-    other._combiner().adapt_prior = True
+    other.combiner_.adapt_prior = True
     with pytest.raises(NotImplementedError, match="adapt_prior"):
         predict_dask(other, ddf, client=client)
 

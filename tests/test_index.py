@@ -215,7 +215,7 @@ def test_unsupported_step(data: Postings) -> None:
 def test_reranker_is_what_answers(rerank_pipe: Pipeline) -> None:
     from shopee_match.rerank import PairReranker
 
-    assert isinstance(rerank_pipe._combiner(), PairReranker)
+    assert isinstance(rerank_pipe.combiner_, PairReranker)
 
 
 class HashedDense:

@@ -40,7 +40,7 @@ def save_pipeline(pipe: Pipeline, steps: list[Step], path: Path) -> None:
                 if k not in ("steps", "ensemble")
             },
             "steps": [],
-            "ensemble": estimator_to_json(pipe._combiner()),
+            "ensemble": estimator_to_json(pipe.combiner_),
             "n_postings_fit": pipe.n_postings_fit_,
             "tuning": getattr(pipe, "tuning_", {}),
         }
@@ -57,7 +57,7 @@ def save_pipeline(pipe: Pipeline, steps: list[Step], path: Path) -> None:
                     emb.save_state(state)
                 entry.update({"embedder": estimator_to_json(emb), "state": f"steps/{name}"})
             spec["steps"].append(entry)
-        ens = pipe._combiner()
+        ens = pipe.combiner_
         if hasattr(ens, "save_state"):
             (tmp / "ensemble").mkdir()
             ens.save_state(tmp / "ensemble")

@@ -46,6 +46,14 @@ class Pipeline(StepParams):
     verbose : progress bars and log lines.
     fixed_steps : names of steps whose thresholds tuning leaves as set.
 
+    Attributes
+    ----------
+    combiner_ : what combines the steps after :meth:`fit` or :meth:`load`: the fitted
+        ``ensemble``, or the union (:class:`~shopee_match.Ensemble`) it fell back to when a
+        learned ensemble could not learn. Runtimes (``MatchIndex``, Dask) read this.
+    tuning_ : tuned thresholds, cross-validated F1 and threshold curves.
+    n_postings_fit_ : postings fitted on.
+
     >>> from shopee_match import make_catalog
     >>> train = make_catalog(n_groups=30, images=False, seed=1)
     >>> pipe = Pipeline.default(images=False).fit(train)
@@ -164,7 +172,7 @@ class Pipeline(StepParams):
         return self.ensemble if self.ensemble is not None else Ensemble()
 
     def _combiner(self) -> Any:
-        """What combines the steps after fit: the ensemble, or the union it fell back to."""
+        """``combiner_`` once fitted, else the ensemble as given (or the union)."""
         return getattr(self, "combiner_", None) or self._ensemble()
 
     # --- fit / predict --------------------------------------------------------------

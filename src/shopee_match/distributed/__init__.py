@@ -50,7 +50,7 @@ def _check(pipeline: Any, method: str) -> tuple[list[Any], list[str], bool]:
     steps = pipeline._validate_steps()
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
-    ens = pipeline._combiner()
+    ens = pipeline.combiner_
     reranked = bool(getattr(ens, "uses_candidates", False))
     if reranked:
         from ..rerank import PairReranker

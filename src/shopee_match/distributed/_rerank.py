@@ -155,7 +155,7 @@ def stage_proba(pipe: Any, loc: Local, cat: Any, present: dict[str, bool], stage
     """Own rows ``(n_own x N)`` of stage ``stage``'s symmetric probability graph."""
     from ..rerank._fit import symmetric_graph
 
-    rr = pipe._combiner()
+    rr = pipe.combiner_
     x = _features(rr, loc, cat, present)
     p = rr._proba(rr.boosters_[stage], x)
     g = symmetric_graph(p, loc.r, loc.c, len(loc.space))
@@ -175,7 +175,7 @@ def add_stage(loc: Local, own_proba: sp.csr_matrix, halo: dict[str, Any]) -> Loc
 def select_own(pipe: Any, own_proba: sp.csr_matrix, lo: int) -> sp.csr_matrix:
     """The reranker's kept pairs of the own rows (threshold and min-matches fallback;
     ``grow`` is applied across partitions afterwards), columns as global ids."""
-    rr = copy.copy(pipe._combiner())
+    rr = copy.copy(pipe.combiner_)
     rr.grow = None
     own = np.arange(lo, lo + own_proba.shape[0], dtype=np.int64)
     space = local_space(own, own_proba.indices)

@@ -45,7 +45,7 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
 
     from ._search import tree_reduce
 
-    rr = pipeline._combiner()
+    rr = pipeline.combiner_
     uses_titles = reranked and bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
     pipe_future = c.scatter(_one_tree_thread(pipeline), broadcast=True, hash=False)
     if not (_predict_fitted(pipeline) or uses_titles):
@@ -81,7 +81,7 @@ def reranked_edges(
     from ._rerank import rerank_edges
 
     timings = stats["timings"]
-    rr = pipeline._combiner()
+    rr = pipeline.combiner_
     t0 = time.perf_counter()
     parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
     wait(parts)

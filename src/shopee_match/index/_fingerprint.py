@@ -38,7 +38,7 @@ def describe(pipe: Any) -> dict[str, Any]:
     """The JSON-able description the fingerprint hashes."""
     from .. import __version__
 
-    ens = pipe._combiner()
+    ens = pipe.combiner_
     return {
         "version": __version__,
         "steps": [[name, _plain(emb), _plain(m)] for name, emb, m in pipe.steps],

@@ -127,7 +127,7 @@ Step = NeighborStep | BlendStep | HashStep
 
 def _knn_rows(matcher: NeighborMatcher, x: Any, k: int | None = None) -> sp.csr_matrix:
     """Batch candidate rows of ``x`` (top-k by the matcher's own backend)."""
-    idx, sims = NeighborMatcher._search(matcher, x, None)
+    idx, sims = matcher.search(x)
     n = x.shape[0]
     if k is not None:
         idx, sims = idx[:, :k], sims[:, :k]
@@ -152,7 +152,7 @@ def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool
     if kind is BlendMatcher:
         matcher._validate()
         k_raw = min(int(matcher.n_blend), int(matcher.k))
-        raw_idx, raw_sims = NeighborMatcher._search(matcher, emb, None)
+        raw_idx, raw_sims = matcher.search(emb)
         raw_rows = rows_from_lists(raw_sims[:, :k_raw], raw_idx[:, :k_raw],
                                    np.arange(emb.shape[0]), emb.shape[0])
         bl = blend(emb, graph_from_knn(raw_sims, raw_idx, n=emb.shape[0]), int(matcher.n_blend))

@@ -48,7 +48,7 @@ def freeze(emb: Any, catalogue: Postings) -> Any:
 
 def default_radius(pipe: Any) -> int:
     """Hops of catalogue rows a new posting's answer depends on (see ``_local``)."""
-    ens = pipe._combiner()
+    ens = pipe.combiner_
     if getattr(ens, "uses_candidates", False):
         return int(getattr(ens, "n_stages", 1))
     if isinstance(ens, Ensemble) and not ens.symmetric:
@@ -123,7 +123,7 @@ class MatchIndex:
                             f"{type(catalogue).__name__}.")
         steps = pipeline._validate_steps()
         r = default_radius(pipeline) if radius is None else int(radius)
-        uses_cands = getattr(pipeline._combiner(), "uses_candidates", False)
+        uses_cands = getattr(pipeline.combiner_, "uses_candidates", False)
         keys: dict[int, str] = {}
         embedders: dict[str, Any] = {}
         x: dict[str, Any] = {}
@@ -198,7 +198,7 @@ class MatchIndex:
 
     def _answer(self, st: State, new: Postings, q: _Query) -> pd.DataFrame:
         pipe = self.pipeline
-        ens = pipe._combiner()
+        ens = pipe.combiner_
         uses_cands = getattr(ens, "uses_candidates", False)
         spaces = [s.final for s in st.steps]
         overs = [p.over for p in q.plans]

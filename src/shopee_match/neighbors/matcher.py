@@ -122,20 +122,29 @@ class NeighborMatcher(BaseEstimator):
         self._validate()
         store = getattr(_SHARED, "store", None)
         if store is None:
-            return self._search(check_embeddings(emb), None)
+            return self.search(check_embeddings(emb))
         key = (id(emb), int(self.k), str(self.backend), repr(sorted(self.backend_options().items())))
         if key not in store:
-            store[key] = (emb, self._search(check_embeddings(emb), None))
+            store[key] = (emb, self.search(check_embeddings(emb)))
         idx, sims = store[key][1]
         return idx.copy(), sims.copy()
 
-    def _search(self, emb: Any, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, emb: Any, floor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, similarities)`` of each row's ``k`` nearest rows of ``emb`` as given,
+        with the matcher's backend: no sharing with other steps, no blending (a
+        :class:`~shopee_match.BlendMatcher` searches its blended rows in :meth:`neighbors`).
+        ``floor``: neighbours below it need not be found or sorted.
+
+        >>> idx, sims = NeighborMatcher(k=2).search(np.eye(2, dtype=np.float32))
+        >>> idx[:, 0].tolist(), sims[:, 0].tolist()
+        ([0, 1], [1.0, 1.0])
+        """
         n = emb.shape[0]
         if n == 0:
             return np.empty((0, 0), dtype=np.int64), np.empty((0, 0), dtype=np.float32)
         backend = get_backend(self.backend, emb, **self.backend_options())
         backend.fit(emb)
-        sims, idx = backend.search(emb, int(self.k), threshold=threshold)
+        sims, idx = backend.search(emb, int(self.k), threshold=floor)
         return idx, sims
 
     def candidates(self, emb: Any) -> sp.csr_matrix:
@@ -202,7 +211,7 @@ class NeighborMatcher(BaseEstimator):
         if self.min_matches > 1:
             low = self.min_threshold
             floor = None if low is None else min(float(self.threshold), float(low))
-        idx, sims = self._search(emb, floor)
+        idx, sims = self.search(emb, floor)
         return self.select(graph_from_knn(sims, idx, n=emb.shape[0]))
 
     def match(self, emb: Any) -> list[np.ndarray]:
