@@ -1,7 +1,8 @@
 """A fitted :class:`~shopee_match.Pipeline` as a folder: JSON + arrays + .keras, no pickle.
 
 Layout: ``config.json`` (format, versions, parameters, each step's matcher and embedder
-as registered class name + parameters, the ensemble, tuning results), ``steps/<name>/``
+as registered class name + parameters, the matcher's tuned ``threshold_`` beside them,
+the ensemble, tuning results), ``steps/<name>/``
 (each embedder's own state, written by its ``save_state``) and ``ensemble/`` (a learned
 ensemble's state). Loading instantiates only registered classes and reads state only
 from inside the folder.
@@ -47,6 +48,8 @@ def save_pipeline(pipe: Pipeline, steps: list[Step], path: Path) -> None:
         owner: dict[int, str] = {}
         for name, emb, matcher in steps:
             entry: dict[str, Any] = {"name": name, "matcher": estimator_to_json(matcher)}
+            if getattr(matcher, "threshold_", None) is not None:  # tuned: a fitted attribute
+                entry["threshold_"] = float(matcher.threshold_)
             if id(emb) in owner:  # the same embedder object as an earlier step
                 entry["embedder_of"] = owner[id(emb)]
             else:
@@ -83,6 +86,8 @@ def load_pipeline(cls: type[P], path: Path) -> P:
         by_name: dict[str, Any] = {}
         for s in spec["steps"]:
             matcher = estimator_from_json(s["matcher"])
+            if s.get("threshold_") is not None:  # folders saved before: tuned in the params
+                matcher.fit_threshold(float(s["threshold_"]))
             if "embedder_of" in s:
                 if s["embedder_of"] not in by_name:
                     raise ValueError(f"step {s['name']!r} shares the embedder of an unknown step.")

@@ -200,6 +200,8 @@ class Pipeline(StepParams):
                        "tune them)."), UserWarning, stacklevel=2,
                 )
         ens = self._ensemble()
+        for _, _, matcher in steps:  # tuned thresholds are fitted attributes: start afresh
+            matcher.fit_threshold(None)
         self.tuning_: dict[str, Any] = {}
         explained = False  # whether a fallback from a learned ensemble was warned about
         fitted_first = False
@@ -220,7 +222,7 @@ class Pipeline(StepParams):
                 steps, folds, Ensemble().combine, fixed=self.fixed_steps or ()
             )
             for name, _, matcher in steps:
-                matcher.set_similarity_threshold(th[name])
+                matcher.fit_threshold(th[name])
             self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
             if getattr(ens, "uses_candidates", False):
                 try:
@@ -236,7 +238,7 @@ class Pipeline(StepParams):
             elif not isinstance(ens, Ensemble) or ens.how != "union":
                 th, cv_f1, _ = tune_thresholds(steps, folds, ens.combine, fixed=self.fixed_steps or ())
                 for name, _, matcher in steps:
-                    matcher.set_similarity_threshold(th[name])
+                    matcher.fit_threshold(th[name])
                 self.tuning_.update({"thresholds": th, "cv_f1": cv_f1})
         if not fitted_first:
             self._fit_embedders(steps, whole, self.verbose)

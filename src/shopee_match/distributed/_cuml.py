@@ -32,7 +32,7 @@ def _dense(part: Any, step: str) -> np.ndarray:
 def _finish(dist: np.ndarray, idx: np.ndarray, offset: int, matcher: Any) -> Any:
     dist, idx = np.asarray(dist), np.asarray(idx).astype(np.int64)
     sims = (1.0 - np.square(dist) / 2.0).astype(np.float32)
-    floor = float(matcher.threshold) if int(matcher.min_matches) <= 1 else -np.inf
+    floor = matcher.similarity_threshold() if int(matcher.min_matches) <= 1 else -np.inf
     idx = np.where(sims >= floor, idx, -1)
     self_ids = np.arange(len(idx), dtype=np.int64) + offset
     return select_rows(sims, idx, self_ids, matcher)

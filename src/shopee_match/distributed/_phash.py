@@ -72,7 +72,7 @@ def hash_edges(
 ) -> list[list[Any]]:
     """For each partition, futures of its hash-step edges ``(local rows, global ids)``."""
     matcher._validate()
-    radius = int(matcher.max_distance)
+    radius = matcher.radius()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
     n_chunks = len(chunk_edges(n_bits, radius))

@@ -24,7 +24,6 @@ __all__ = [
     "exact_edges",
     "exact_for_queries",
     "exact_topk",
-    "matcher_floor",
     "merge_topk",
     "pair_topk",
     "prune",
@@ -32,20 +31,6 @@ __all__ = [
     "topk_from_triples",
     "tree_reduce",
 ]
-
-
-def matcher_floor(matcher: Any) -> float | None:
-    """The lowest similarity :meth:`NeighborMatcher.select` can keep (``None``: any).
-
-    >>> from shopee_match import NeighborMatcher
-    >>> matcher_floor(NeighborMatcher(threshold=0.6)), matcher_floor(NeighborMatcher(min_matches=2))
-    (0.6, None)
-    """
-    floor: float | None = float(matcher.threshold)
-    if int(matcher.min_matches) > 1:
-        low = matcher.min_threshold
-        floor = None if low is None else min(float(matcher.threshold), float(low))
-    return floor
 
 
 def pair_topk(
@@ -65,7 +50,7 @@ def pair_topk(
     # Dask already runs one task per worker thread: one search thread each, by default
     backend = get_backend(matcher.backend, ref, **{"n_jobs": 1, **matcher.backend_options()})
     backend.fit(ref)
-    low = matcher_floor(matcher) if floor else None
+    low = matcher.search_floor() if floor else None
     sims, idx = backend.search(ref if same else query, int(matcher.k) + extra, threshold=low)
     idx = np.where(idx >= 0, idx.astype(np.int64) + int(col_offset), -1)
     return sims.astype(np.float32, copy=False), idx
@@ -119,7 +104,7 @@ def select_rows(
     order = np.lexsort((idx, -sims), axis=1)  # ties: the smaller id first, as select does
     sims, idx = np.take_along_axis(sims, order, axis=1), np.take_along_axis(idx, order, axis=1)
     others = (idx >= 0) & (idx != np.asarray(self_ids)[:, None])
-    keep = others & (sims >= float(matcher.threshold))
+    keep = others & (sims >= matcher.similarity_threshold())
     m = int(matcher.min_matches)
     if m > 1:
         rank = np.cumsum(others, axis=1) - 1  # position among the other postings
@@ -148,7 +133,7 @@ def prune(
     valid = idx >= 0
     is_self = valid & (idx == np.asarray(self_ids)[:, None])
     others = valid & ~is_self
-    keep = is_self | (others & (sims >= float(matcher.threshold)))
+    keep = is_self | (others & (sims >= matcher.similarity_threshold()))
     m = int(matcher.min_matches)
     if m > 1:
         rank = np.cumsum(others, axis=1) - 1

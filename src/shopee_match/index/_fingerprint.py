@@ -1,7 +1,7 @@
 """A fingerprint of a fitted pipeline: what an index was built by.
 
-The configuration of every step (embedder and matcher parameters, tuned thresholds
-included), the ensemble's parameters and fitted threshold, the number of postings it
+The configuration of every step (embedder and matcher parameters, and the matcher's
+tuned ``threshold_``), the ensemble's parameters and fitted threshold, the number of postings it
 was fitted on, and the library version, hashed. An index answers only for the model
 that built it: another model's embeddings and candidate rows would be silently wrong.
 """
@@ -34,6 +34,12 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
+def _tuned(matcher: Any) -> list[Any]:
+    """The matcher's tuned threshold, where it has one (a fitted attribute, not a param)."""
+    t = getattr(matcher, "threshold_", None)
+    return [] if t is None else [{"threshold_": _plain(float(t))}]
+
+
 def describe(pipe: Any) -> dict[str, Any]:
     """The JSON-able description the fingerprint hashes."""
     from .. import __version__
@@ -41,7 +47,7 @@ def describe(pipe: Any) -> dict[str, Any]:
     ens = pipe.combiner_
     return {
         "version": __version__,
-        "steps": [[name, _plain(emb), _plain(m)] for name, emb, m in pipe.steps],
+        "steps": [[name, _plain(emb), _plain(m), *_tuned(m)] for name, emb, m in pipe.steps],
         "ensemble": _plain(ens),
         "ensemble_threshold": _plain(getattr(ens, "threshold_", None)),
         "ensemble_features": _plain(getattr(ens, "feature_names_", None)),

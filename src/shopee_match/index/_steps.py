@@ -134,14 +134,6 @@ def _knn_rows(matcher: NeighborMatcher, x: Any, k: int | None = None) -> sp.csr_
     return rows_from_lists(sims, idx, np.arange(n), n)
 
 
-def _floor(matcher: NeighborMatcher) -> float | None:
-    """The lowest similarity the matcher's ``select`` can keep (as ``match_graph``)."""
-    if int(matcher.min_matches) == 1:
-        return float(matcher.threshold)
-    low = matcher.min_threshold
-    return None if low is None else min(float(matcher.threshold), float(low))
-
-
 def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool,
                hash_radius: int | None, thresholded: bool = False) -> Step:
     """Index one step over the catalogue's embeddings ``emb`` (held in ``store``).
@@ -159,7 +151,7 @@ def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool
         bstore = VectorStore(bl)
         brows = _knn_rows(matcher, bstore.x) if rows else None
         opts = matcher.backend_options()
-        floor = _floor(matcher) if thresholded and not rows else None
+        floor = matcher.search_floor() if thresholded and not rows else None
         return BlendStep(name, CosineSpace(store, k_raw, matcher.backend, opts, raw_rows),
                          CosineSpace(bstore, matcher.k, matcher.backend, opts, brows, floor),
                          matcher.n_blend)
@@ -167,11 +159,11 @@ def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool
         matcher._validate()
         space = CosineSpace(store, matcher.k, matcher.backend, matcher.backend_options(),
                             _knn_rows(matcher, emb) if rows else None,
-                            _floor(matcher) if thresholded and not rows else None)
+                            matcher.search_floor() if thresholded and not rows else None)
         return NeighborStep(name, space)
     if kind is HashMatcher:
         matcher._validate()
-        radius = int(matcher.max_distance if hash_radius is None else hash_radius)
+        radius = int(matcher.radius() if hash_radius is None else hash_radius)
         cand = matcher.candidates(emb, max_distance=radius) if rows else None
         return HashStep(name, HashSpace.from_vectors(emb, radius, matcher.max_bucket, cand))
     raise TypeError(

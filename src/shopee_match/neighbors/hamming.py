@@ -206,11 +206,54 @@ class HashMatcher(BaseEstimator):
         check_scalar(self.max_distance, "max_distance", (int, np.integer), min_val=0, max_val=31)
         check_scalar(self.max_bucket, "max_bucket", (int, np.integer), min_val=2)
 
+    def radius(self) -> int:
+        """The Hamming radius in use: the tuned ``max_distance_`` once
+        :meth:`fit_threshold` set it (``Pipeline.fit`` does), else ``max_distance``.
+
+        >>> HashMatcher(max_distance=2).fit_threshold(1 - 5 / 32).radius()
+        5
+        """
+        fitted = getattr(self, "max_distance_", None)
+        return int(self.max_distance if fitted is None else fitted)
+
     def similarity_threshold(self) -> float:
-        return 1.0 - self.max_distance / 32.0
+        """The radius in use as a similarity, ``1 - radius / 32`` (what tuning searches)."""
+        return 1.0 - self.radius() / 32.0
+
+    @staticmethod
+    def _distance(value: float) -> int:
+        return int(np.floor((1.0 - value) * 32.0 + 1e-9))
+
+    def fit_threshold(self, value: float | None) -> HashMatcher:
+        """Keep the radius of similarity ``value`` (as tuning picks it) as the fitted
+        ``max_distance_`` (and ``threshold_``, its similarity); ``max_distance`` is left as
+        given. ``None`` forgets them.
+
+        >>> m = HashMatcher(max_distance=0).fit_threshold(1 - 3 / 32)
+        >>> m.max_distance, m.max_distance_
+        (0, 3)
+        """
+        if value is None:
+            self.__dict__.pop("max_distance_", None)
+            self.__dict__.pop("threshold_", None)
+            return self
+        d = self._distance(float(value))
+        check_scalar(d, "max_distance", (int, np.integer), min_val=0, max_val=31)
+        self.max_distance_ = d
+        self.threshold_ = 1.0 - d / 32.0
+        return self
+
+    def set_params(self, **params: Any) -> HashMatcher:
+        """As scikit-learn's; setting ``max_distance`` also forgets a tuned one."""
+        super().set_params(**params)
+        if "max_distance" in params:
+            self.fit_threshold(None)
+        return self
 
     def set_similarity_threshold(self, value: float) -> HashMatcher:
-        self.max_distance = int(np.floor((1.0 - value) * 32.0 + 1e-9))
+        """Set the ``max_distance`` parameter from a similarity (and forget a tuned one)."""
+        self.max_distance = self._distance(value)
+        self.fit_threshold(None)
         return self
 
     def candidates(self, emb: Any, max_distance: int | None = None) -> sp.csr_matrix:
@@ -223,7 +266,7 @@ class HashMatcher(BaseEstimator):
         """
         self._validate()
         emb = check_embeddings(emb, allow_sparse=False)
-        radius = self.max_distance if max_distance is None else int(max_distance)
+        radius = self.radius() if max_distance is None else int(max_distance)
         codes, valid = pack_bits(emb)
         n, n_bits = emb.shape
         rows = np.flatnonzero(valid)

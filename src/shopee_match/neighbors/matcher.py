@@ -158,21 +158,66 @@ class NeighborMatcher(BaseEstimator):
         return graph_from_knn(sims, idx, n=emb.shape[0])
 
     def similarity_threshold(self) -> float:
-        """The cosine threshold (what tuning searches over).
+        """The cosine threshold in use: the tuned ``threshold_`` once :meth:`fit_threshold`
+        set it (``Pipeline.fit`` does), else the ``threshold`` parameter.
 
         >>> NeighborMatcher(threshold=0.7).similarity_threshold()
         0.7
+        >>> NeighborMatcher(threshold=0.7).fit_threshold(0.8).similarity_threshold()
+        0.8
         """
-        return float(self.threshold)
+        fitted = getattr(self, "threshold_", None)
+        return float(self.threshold if fitted is None else fitted)
+
+    def fit_threshold(self, value: float | None) -> NeighborMatcher:
+        """Keep ``value`` (a cosine, as threshold tuning picks it) as the fitted
+        ``threshold_``; the ``threshold`` parameter is left as given. ``None`` forgets it.
+
+        >>> m = NeighborMatcher(threshold=0.5).fit_threshold(0.8)
+        >>> m.threshold, m.threshold_
+        (0.5, 0.8)
+        """
+        if value is None:
+            self.__dict__.pop("threshold_", None)
+        else:
+            check_scalar(value, "threshold", (int, float, np.floating), min_val=-1.0, max_val=1.01)
+            self.threshold_ = float(value)
+        return self
 
     def set_similarity_threshold(self, value: float) -> NeighborMatcher:
-        """Set the cosine threshold; returns ``self``.
+        """Set the ``threshold`` parameter (and forget a tuned ``threshold_``); returns ``self``.
 
         >>> NeighborMatcher().set_similarity_threshold(0.8).threshold
         0.8
         """
         self.threshold = float(value)
+        self.__dict__.pop("threshold_", None)
         return self
+
+    def set_params(self, **params: Any) -> NeighborMatcher:
+        """As scikit-learn's; setting ``threshold`` also forgets a tuned ``threshold_``
+        (a threshold set by hand after fit is the one meant).
+
+        >>> NeighborMatcher().fit_threshold(0.8).set_params(threshold=0.6).similarity_threshold()
+        0.6
+        """
+        super().set_params(**params)
+        if "threshold" in params:
+            self.__dict__.pop("threshold_", None)
+        return self
+
+    def search_floor(self) -> float | None:
+        """The lowest similarity :meth:`select` can keep (``None``: any), so searches
+        may skip pairs below it.
+
+        >>> NeighborMatcher(threshold=0.6, min_matches=2, min_threshold=0.3).search_floor()
+        0.3
+        """
+        t = self.similarity_threshold()
+        if int(self.min_matches) <= 1:
+            return t
+        low = self.min_threshold
+        return None if low is None else min(t, float(low))
 
     def keeps(self, sims: np.ndarray, threshold: float) -> np.ndarray | None:
         """Which off-diagonal candidate similarities ``threshold`` keeps, as :meth:`select`
@@ -194,7 +239,7 @@ class NeighborMatcher(BaseEstimator):
         2
         """
         self._validate()
-        t = self.threshold if threshold is None else threshold
+        t = self.similarity_threshold() if threshold is None else threshold
         return select(cand, t, int(self.min_matches), self.min_threshold)
 
     def match_graph(self, emb: Any) -> sp.csr_matrix:
@@ -207,11 +252,7 @@ class NeighborMatcher(BaseEstimator):
         """
         self._validate()
         emb = check_embeddings(emb)
-        floor: float | None = float(self.threshold)
-        if self.min_matches > 1:
-            low = self.min_threshold
-            floor = None if low is None else min(float(self.threshold), float(low))
-        idx, sims = self.search(emb, floor)
+        idx, sims = self.search(emb, self.search_floor())
         return self.select(graph_from_knn(sims, idx, n=emb.shape[0]))
 
     def match(self, emb: Any) -> list[np.ndarray]:
