@@ -22,6 +22,7 @@ from .embedder import BaseEmbedder, Embedder
 from .image.phash import PhashEmbedder
 from .metrics import f1_score, f1_scores, precision_score, recall_score
 from .neighbors import HashMatcher, NeighborMatcher
+from .protocols import Combiner, Matcher, register_matcher
 
 _LAZY = {
     "TfidfEmbedder": "shopee_match.text.tfidf",
@@ -38,8 +39,10 @@ _LAZY = {
 
 __all__ = [
     "BaseEmbedder",
+    "Combiner",
     "Embedder",
     "HashMatcher",
+    "Matcher",
     "NeighborMatcher",
     "PhashEmbedder",
     "Postings",
@@ -53,6 +56,7 @@ __all__ = [
     "read_postings",
     "recall_score",
     "register",
+    "register_matcher",
     "train_test_split_groups",
     *_LAZY,
 ]

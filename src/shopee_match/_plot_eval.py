@@ -64,13 +64,9 @@ def worst_pairs(pairs: np.ndarray, sims: Mapping[str, np.ndarray],
 
 def threshold_curve(matcher: Any, emb: Any, groups: np.ndarray) -> dict[str, list[float]]:
     """Mean F1 of ``matcher`` alone over its tuning grid, on these postings."""
-    from .neighbors.hamming import HashMatcher
-    from .tuning import MAX_TUNED_RADIUS, threshold_grid
+    from .tuning import loosest_candidates, threshold_grid
 
-    if isinstance(matcher, HashMatcher):
-        cand = matcher.candidates(emb, max_distance=MAX_TUNED_RADIUS)
-    else:
-        cand = matcher.candidates(emb)
+    cand = loosest_candidates(matcher, emb)
     grid = threshold_grid(matcher)
     f1 = [float(graph_f1_scores(matcher.select(cand, threshold=float(t)), groups).mean())
           for t in grid]

@@ -15,10 +15,13 @@ _REGISTRY: dict[str, type] = {}
 T = TypeVar("T", bound=type)
 
 
-def register(package: str = "shopee_match", name: str | None = None) -> Any:
+def register(package: str = "shopee_match", name: str | None = None,
+             like: type | None = None) -> Any:
     """Class decorator: make an estimator loadable by :meth:`Pipeline.load`.
 
-    Register your own embedder the same way to save pipelines that use it:
+    Register your own embedder the same way to save pipelines that use it. ``like``: a
+    matcher class of the library that yours behaves like in every runtime
+    (:func:`~shopee_match.protocols.register_matcher`).
 
     >>> from shopee_match import register
     >>> @register(package="my_company")
@@ -37,6 +40,10 @@ def register(package: str = "shopee_match", name: str | None = None) -> Any:
                 raise ValueError(f"{key!r} is already registered to {other!r}.")
         _REGISTRY[key] = cls
         cls._registered_name = key  # type: ignore[attr-defined]
+        if like is not None:
+            from .protocols import register_matcher
+
+            register_matcher(cls, like)
         return cls
 
     return deco

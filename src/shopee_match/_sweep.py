@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["UnionSweep"]
+from .ensemble import Ensemble
+from .protocols import ClassRegistry
+
+__all__ = ["UNION_COMBINERS", "UnionSweep"]
+
+#: combiner class -> whether an instance is the plain union of the steps (exact classes:
+#: a subclass may combine otherwise; register yours if it is a plain union)
+UNION_COMBINERS: ClassRegistry[Callable[[Any], bool]] = ClassRegistry("union sweep")
+UNION_COMBINERS.register(Ensemble, lambda ens: ens.how == "union" and not ens.symmetric)
 
 
 class _Entries:
@@ -63,10 +71,9 @@ class UnionSweep:
     @classmethod
     def build(cls, matchers: Mapping[str, Any], folds: Sequence[Any],
               grids: Mapping[str, np.ndarray], combine: Any) -> UnionSweep | None:
-        from .ensemble import Ensemble
-
         ens = getattr(combine, "__self__", None)
-        if type(ens) is not Ensemble or ens.how != "union" or ens.symmetric:
+        is_union = UNION_COMBINERS.lookup(ens)
+        if is_union is None or not is_union(ens):
             return None
         probe = np.zeros(1, dtype=np.float32)
         if any(getattr(m, "keeps", None) is None or m.keeps(probe, 0.5) is None

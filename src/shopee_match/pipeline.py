@@ -37,9 +37,11 @@ class Pipeline(StepParams):
     Parameters
     ----------
     steps : list of ``(name, embedder, matcher)``. An embedder follows the
-        :class:`~shopee_match.Embedder` protocol; a matcher is a
-        :class:`~shopee_match.NeighborMatcher` or :class:`~shopee_match.HashMatcher`.
-    ensemble : how the steps' match graphs combine (default: union, as the seed did).
+        :class:`~shopee_match.Embedder` protocol; a matcher the
+        :class:`~shopee_match.protocols.Matcher` one (e.g.
+        :class:`~shopee_match.NeighborMatcher`, :class:`~shopee_match.HashMatcher`).
+    ensemble : how the steps' match graphs combine, a
+        :class:`~shopee_match.protocols.Combiner` (default: union, as the seed did).
     tune : tune each step's threshold in :meth:`fit` (group-aware cross-validation).
     n_splits : folds for that cross-validation.
     refit_cv : refit embedders inside each fold (honest; set False for slow deep models).
@@ -160,11 +162,12 @@ class Pipeline(StepParams):
                     f"Step {name!r}: {type(emb).__name__} is not an Embedder; it needs `name`, "
                     "`fit(postings)` and `embed(postings)`."
                 )
-            for meth in ("candidates", "select"):
+            for meth in ("candidates", "select", "match_graph", "similarity_threshold",
+                         "fit_threshold"):
                 if not hasattr(matcher, meth):
                     raise TypeError(
-                        f"Step {name!r}: {type(matcher).__name__} is not a matcher (no `{meth}`); "
-                        "use NeighborMatcher or HashMatcher."
+                        f"Step {name!r}: {type(matcher).__name__} is not a matcher (no `{meth}`; "
+                        "see shopee_match.protocols.Matcher); use NeighborMatcher or HashMatcher."
                     )
         return list(self.steps)
 

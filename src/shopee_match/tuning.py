@@ -20,10 +20,13 @@ from tqdm.auto import tqdm
 from ._sweep import UnionSweep
 from .data import Postings, group_kfold
 from .metrics import graph_f1_scores
+from .neighbors.blend import BlendMatcher
 from .neighbors.hamming import HashMatcher
-from .neighbors.matcher import shared_searches
+from .neighbors.matcher import NeighborMatcher, shared_searches
+from .protocols import ClassRegistry
 
-__all__ = ["Fold", "collect_folds", "loosest_candidates", "threshold_grid", "tune_thresholds"]
+__all__ = ["TUNING", "Fold", "Tuning", "collect_folds", "loosest_candidates", "threshold_grid",
+           "tune_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,19 +45,49 @@ class Fold:
     titles: list[str] = field(default_factory=list)
 
 
-def threshold_grid(matcher: Any) -> np.ndarray:
-    """Similarity thresholds to try for ``matcher`` (Hamming radii for a HashMatcher)."""
-    if isinstance(matcher, HashMatcher):
-        return np.array([1.0 - r / 32.0 for r in range(MAX_TUNED_RADIUS + 1)])
+@dataclass(frozen=True)
+class Tuning:
+    """How tuning treats a matcher class: the similarity thresholds it tries
+    (``grid(matcher)``) and the candidate graph they are tried on
+    (``loosest(matcher, emb)``: every pair the loosest of them could keep)."""
+
+    grid: Callable[[Any], np.ndarray]
+    loosest: Callable[[Any, Any], sp.csr_matrix]
+
+
+def _cosine_grid(matcher: Any) -> np.ndarray:
     # OFF (above any cosine) lets tuning switch off a step that only hurts the union
     return np.r_[np.round(np.arange(0.10, 0.99, 0.01), 4), 0.99, 0.995, 0.999, OFF]
 
 
+def _radius_grid(matcher: Any) -> np.ndarray:
+    return np.array([1.0 - r / 32.0 for r in range(MAX_TUNED_RADIUS + 1)])
+
+
+#: cosine thresholds on the matcher's own candidates: what a matcher not registered gets
+COSINE = Tuning(grid=_cosine_grid, loosest=lambda matcher, emb: matcher.candidates(emb))
+#: per matcher class (subclasses inherit); register yours with ``TUNING.register(cls, Tuning(...))``
+TUNING: ClassRegistry[Tuning] = ClassRegistry("threshold tuning", inherit=True)
+TUNING.register(NeighborMatcher, COSINE)
+TUNING.register(BlendMatcher, COSINE)
+TUNING.register(HashMatcher, Tuning(
+    grid=_radius_grid,
+    loosest=lambda matcher, emb: matcher.candidates(emb, max_distance=MAX_TUNED_RADIUS)))
+
+
+def threshold_grid(matcher: Any) -> np.ndarray:
+    """Similarity thresholds to try for ``matcher`` (Hamming radii for a HashMatcher).
+
+    >>> from shopee_match import HashMatcher
+    >>> threshold_grid(HashMatcher())[:2].tolist()
+    [1.0, 0.96875]
+    """
+    return (TUNING.lookup(matcher) or COSINE).grid(matcher)
+
+
 def loosest_candidates(matcher: Any, emb: Any) -> sp.csr_matrix:
     """The matcher's candidate graph at its loosest tunable setting."""
-    if isinstance(matcher, HashMatcher):
-        return matcher.candidates(emb, max_distance=MAX_TUNED_RADIUS)
-    return matcher.candidates(emb)
+    return (TUNING.lookup(matcher) or COSINE).loosest(matcher, emb)
 
 
 def collect_folds(

@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from ._cluster import client_for, hash_bits, require_dask, write_csv
+from ._kinds import DASK_COMBINERS, DASK_STEPS, combiner_check, step_kind
 
-__all__ = ["cli_match", "predict_dask"]
+__all__ = ["DASK_COMBINERS", "DASK_STEPS", "cli_match", "predict_dask"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,49 +41,17 @@ _METHODS = ("exact", "ivf", "cuml")
 
 def _check(pipeline: Any, method: str) -> tuple[list[Any], list[str], bool]:
     """``(steps, hash steps, reranked)`` of a pipeline that can run on Dask, or a clear
-    error saying what cannot."""
-    from ..ensemble import Ensemble
-    from ..neighbors.blend import BlendMatcher
-    from ..neighbors.hamming import HashMatcher
-    from ..neighbors.matcher import NeighborMatcher
-
+    error saying what cannot (what runs per class: :mod:`._kinds`' registries)."""
     pipeline._check_fitted()
     steps = pipeline._validate_steps()
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
-    ens = pipeline.combiner_
-    reranked = bool(getattr(ens, "uses_candidates", False))
-    if reranked:
-        from ..rerank import PairReranker
-
-        if type(ens) is not PairReranker or not ens.is_fitted_:
-            raise NotImplementedError(
-                f"Distributed matching reranks with a fitted PairReranker only; this "
-                f"pipeline's ensemble is {ens!r}. Use pipeline.predict on Postings.")
-        if method == "cuml":
-            raise NotImplementedError(
-                "method='cuml': a reranked pipeline's candidates are searched with "
-                "method='exact' or 'ivf' (approximate) on Dask.")
-    elif type(ens) is not Ensemble or ens.how != "union" or ens.symmetric:
-        raise NotImplementedError(
-            f"Distributed matching combines steps by union (Ensemble(how='union')) or a "
-            f"PairReranker; this pipeline's ensemble is {ens!r}. Use pipeline.predict on "
-            "Postings, or set pipeline.ensemble = Ensemble(how='union')."
-        )
-    allowed = (NeighborMatcher, HashMatcher, BlendMatcher) if reranked else \
-        (NeighborMatcher, HashMatcher)
+    reranked = combiner_check(pipeline.combiner_, method)
     hash_steps = []
     for name, _, matcher in steps:
-        # exact types: a subclass may search differently
-        if type(matcher) not in allowed:
-            raise NotImplementedError(
-                f"Step {name!r}: {type(matcher).__name__} has no distributed search"
-                f"{' in a union' if type(matcher) is BlendMatcher else ''}; use "
-                f"{', '.join(t.__name__ for t in allowed)}."
-            )
-        if type(matcher) is HashMatcher:
+        if step_kind(name, matcher, reranked) == "hash":
             hash_steps.append(name)
-        matcher._validate()
+        matcher.validate()
     return steps, hash_steps, reranked
 
 

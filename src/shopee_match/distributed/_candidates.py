@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from ._cluster import hash_bits
 from ._exchange import fetch_rows, local_space
 from ._io import Part
+from ._kinds import step_kind
 from ._phash import hash_candidates
 from ._search import cut_topk, exact_topk
 
@@ -119,8 +120,6 @@ def candidate_rows(
     """
     from distributed import wait
 
-    from ..neighbors.blend import BlendMatcher
-
     n_total = int(offsets[-1])
     out: dict[str, list[Any]] = {}
     knn: dict[tuple[Any, ...], list[Any]] = {}  # k-NN cuts by (embedder, k, backend)
@@ -152,11 +151,11 @@ def candidate_rows(
             out[name] = hash_candidates(client, parts, offsets, name, matcher, radius,
                                         n_bits=n_bits)
             return
+        is_blend = step_kind(name, matcher, reranked=True) == "blend"
         key = (id(emb), int(matcher.k), matcher.backend, repr(matcher.backend_options()))
-        base = topk(name if not isinstance(matcher, BlendMatcher) else f"{name}:base",
-                    parts, matcher, key)
+        base = topk(f"{name}:base" if is_blend else name, parts, matcher, key)
         base_rows = [client.submit(knn_rows, t, n_total, pure=False) for t in base]
-        if not isinstance(matcher, BlendMatcher):
+        if not is_blend:
             out[name] = base_rows
             return
         n_blend = int(matcher.n_blend)

@@ -71,7 +71,7 @@ def hash_edges(
     n_bits: int = 64,
 ) -> list[list[Any]]:
     """For each partition, futures of its hash-step edges ``(local rows, global ids)``."""
-    matcher._validate()
+    matcher.validate()
     radius = matcher.radius()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
@@ -189,7 +189,7 @@ def hash_candidates(
     """For each partition, a future of its rows ``(n_p x N)`` of the candidate graph
     that ``matcher.candidates(emb, max_distance=radius)`` gives on one machine: a
     shuffle on chunk values, each chunk bucket searched once, in its own bucket."""
-    matcher._validate()
+    matcher.validate()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
     n_chunks = len(chunk_edges(n_bits, radius))

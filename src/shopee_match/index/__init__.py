@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
-from .matchindex import MatchIndex
+from ._steps import INDEX_STEPS, IndexKind
+from .matchindex import INDEX_RADIUS, MatchIndex
 
-__all__ = ["MatchIndex"]
+__all__ = ["INDEX_RADIUS", "INDEX_STEPS", "IndexKind", "MatchIndex"]

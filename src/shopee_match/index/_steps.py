@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,13 @@ from ..neighbors.blend import BlendMatcher, blend
 from ..neighbors.graph import graph_from_knn
 from ..neighbors.hamming import HashMatcher
 from ..neighbors.matcher import NeighborMatcher
+from ..protocols import ClassRegistry
 from ._hash import HashSpace
 from ._rows import Overrides, rows_from_lists
 from ._space import CosineSpace, VectorStore, with_width
 
-__all__ = ["BlendStep", "HashStep", "NeighborStep", "Plan", "build_step"]
+__all__ = ["INDEX_STEPS", "BlendStep", "HashStep", "IndexKind", "NeighborStep", "Plan",
+           "build_step", "index_kind"]
 
 
 @dataclass
@@ -125,7 +128,7 @@ class HashStep:
 Step = NeighborStep | BlendStep | HashStep
 
 
-def _knn_rows(matcher: NeighborMatcher, x: Any, k: int | None = None) -> sp.csr_matrix:
+def _knn_rows(matcher: Any, x: Any, k: int | None = None) -> sp.csr_matrix:
     """Batch candidate rows of ``x`` (top-k by the matcher's own backend)."""
     idx, sims = matcher.search(x)
     n = x.shape[0]
@@ -134,40 +137,80 @@ def _knn_rows(matcher: NeighborMatcher, x: Any, k: int | None = None) -> sp.csr_
     return rows_from_lists(sims, idx, np.arange(n), n)
 
 
+@dataclass(frozen=True)
+class IndexKind:
+    """How ``MatchIndex`` indexes a matcher class: ``build(name, matcher, store, emb,
+    rows, hash_radius, thresholded)`` returns its step (see :func:`build_step`);
+    ``vectors``: whether the step searches the embedder's vectors (held once in a
+    shared store) rather than keeping its own form of them (hashes)."""
+
+    build: Callable[..., Step]
+    vectors: bool = True
+
+
+#: matcher class -> how it is indexed (exact classes, or declared with
+#: ``shopee_match.protocols.register_matcher(cls, like=...)``)
+INDEX_STEPS: ClassRegistry[IndexKind] = ClassRegistry("MatchIndex step")
+
+
+def _neighbor_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool,
+                   hash_radius: int | None, thresholded: bool) -> Step:
+    matcher.validate()
+    space = CosineSpace(store, matcher.k, matcher.backend, matcher.backend_options(),
+                        _knn_rows(matcher, emb) if rows else None,
+                        matcher.search_floor() if thresholded and not rows else None)
+    return NeighborStep(name, space)
+
+
+def _blend_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool,
+                hash_radius: int | None, thresholded: bool) -> Step:
+    matcher.validate()
+    k_raw = min(int(matcher.n_blend), int(matcher.k))
+    raw_idx, raw_sims = matcher.search(emb)
+    raw_rows = rows_from_lists(raw_sims[:, :k_raw], raw_idx[:, :k_raw],
+                               np.arange(emb.shape[0]), emb.shape[0])
+    bl = blend(emb, graph_from_knn(raw_sims, raw_idx, n=emb.shape[0]), int(matcher.n_blend))
+    bstore = VectorStore(bl)
+    brows = _knn_rows(matcher, bstore.x) if rows else None
+    opts = matcher.backend_options()
+    floor = matcher.search_floor() if thresholded and not rows else None
+    return BlendStep(name, CosineSpace(store, k_raw, matcher.backend, opts, raw_rows),
+                     CosineSpace(bstore, matcher.k, matcher.backend, opts, brows, floor),
+                     matcher.n_blend)
+
+
+def _hash_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool,
+               hash_radius: int | None, thresholded: bool) -> Step:
+    matcher.validate()
+    radius = int(matcher.radius() if hash_radius is None else hash_radius)
+    cand = matcher.candidates(emb, max_distance=radius) if rows else None
+    return HashStep(name, HashSpace.from_vectors(emb, radius, matcher.max_bucket, cand))
+
+
+INDEX_STEPS.register(NeighborMatcher, IndexKind(_neighbor_step))
+INDEX_STEPS.register(BlendMatcher, IndexKind(_blend_step))
+INDEX_STEPS.register(HashMatcher, IndexKind(_hash_step, vectors=False))
+
+
+def index_kind(name: str, matcher: Any) -> IndexKind:
+    """The registered :class:`IndexKind` of a step's matcher, or a clear error."""
+    kind = INDEX_STEPS.lookup(matcher)
+    if kind is None:
+        raise TypeError(
+            f"Step {name!r}: MatchIndex cannot index a {type(matcher).__name__} matcher; it "
+            f"knows {', '.join(INDEX_STEPS.known())}. Declare a class that behaves like one "
+            "of them with shopee_match.protocols.register_matcher(cls, like=...) (or "
+            "@register(..., like=...)), register an IndexKind in "
+            "shopee_match.index.INDEX_STEPS, or match in batch with Pipeline.predict."
+        )
+    return kind
+
+
 def build_step(name: str, matcher: Any, store: VectorStore, emb: Any, rows: bool,
                hash_radius: int | None, thresholded: bool = False) -> Step:
     """Index one step over the catalogue's embeddings ``emb`` (held in ``store``).
 
     ``thresholded``: only the matcher's thresholded matches are read (a union of steps
     with no catalogue rows kept), so searches may skip pairs below its threshold."""
-    kind = type(matcher)
-    if kind is BlendMatcher:
-        matcher._validate()
-        k_raw = min(int(matcher.n_blend), int(matcher.k))
-        raw_idx, raw_sims = matcher.search(emb)
-        raw_rows = rows_from_lists(raw_sims[:, :k_raw], raw_idx[:, :k_raw],
-                                   np.arange(emb.shape[0]), emb.shape[0])
-        bl = blend(emb, graph_from_knn(raw_sims, raw_idx, n=emb.shape[0]), int(matcher.n_blend))
-        bstore = VectorStore(bl)
-        brows = _knn_rows(matcher, bstore.x) if rows else None
-        opts = matcher.backend_options()
-        floor = matcher.search_floor() if thresholded and not rows else None
-        return BlendStep(name, CosineSpace(store, k_raw, matcher.backend, opts, raw_rows),
-                         CosineSpace(bstore, matcher.k, matcher.backend, opts, brows, floor),
-                         matcher.n_blend)
-    if kind is NeighborMatcher:
-        matcher._validate()
-        space = CosineSpace(store, matcher.k, matcher.backend, matcher.backend_options(),
-                            _knn_rows(matcher, emb) if rows else None,
-                            matcher.search_floor() if thresholded and not rows else None)
-        return NeighborStep(name, space)
-    if kind is HashMatcher:
-        matcher._validate()
-        radius = int(matcher.radius() if hash_radius is None else hash_radius)
-        cand = matcher.candidates(emb, max_distance=radius) if rows else None
-        return HashStep(name, HashSpace.from_vectors(emb, radius, matcher.max_bucket, cand))
-    raise TypeError(
-        f"Step {name!r}: MatchIndex cannot index a {kind.__name__} matcher; it knows "
-        "NeighborMatcher, BlendMatcher and HashMatcher (exactly those classes). Match such "
-        "a pipeline in batch with Pipeline.predict."
-    )
+    return index_kind(name, matcher).build(name, matcher, store, emb, rows, hash_radius,
+                                           thresholded)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ import scipy.sparse as sp
 
 from ..data import Postings
 from ..ensemble import Ensemble
+from ..protocols import ClassRegistry
 from ._fingerprint import fingerprint
 from ._local import local_graphs, neighbourhood
 from ._space import VectorStore
 from ._state import State
-from ._steps import Plan, Step, build_step
+from ._steps import Plan, Step, build_step, index_kind
 from ._strings import StringArray
 from ._vocab import OpenVocabulary, supports_open_vocabulary
 
@@ -46,20 +48,21 @@ def freeze(emb: Any, catalogue: Postings) -> Any:
     return emb
 
 
+#: combiner class -> the hops of catalogue rows a new posting's answer depends on (see
+#: ``_local``); a learned combiner (``uses_candidates``) not registered: its ``n_stages``
+INDEX_RADIUS: ClassRegistry[Callable[[Any], int]] = ClassRegistry("MatchIndex radius")
+INDEX_RADIUS.register(Ensemble, lambda ens: 1 if ens.symmetric else 0)
+
+
 def default_radius(pipe: Any) -> int:
     """Hops of catalogue rows a new posting's answer depends on (see ``_local``)."""
     ens = pipe.combiner_
+    rule = INDEX_RADIUS.lookup(ens)
+    if rule is not None:
+        return int(rule(ens))
     if getattr(ens, "uses_candidates", False):
         return int(getattr(ens, "n_stages", 1))
-    if isinstance(ens, Ensemble) and not ens.symmetric:
-        return 0
     return 1
-
-
-def _is_hash(matcher: Any) -> bool:
-    from ..neighbors.hamming import HashMatcher
-
-    return type(matcher) is HashMatcher
 
 
 @dataclass
@@ -137,7 +140,7 @@ class MatchIndex:
                         and supports_open_vocabulary(frozen)):
                     embedders[name] = OpenVocabulary.from_fitted(frozen, len(catalogue))
         step_embedder = [keys[id(emb)] for _, emb, _ in steps]
-        cosine = {k for k, (_, _, m) in zip(step_embedder, steps) if not _is_hash(m)}
+        cosine = {k for k, (name, _, m) in zip(step_embedder, steps) if index_kind(name, m).vectors}
         stores = {k: VectorStore(x[k]) for k in sorted(cosine)}
         built = []
         for (name, _, matcher), key in zip(steps, step_embedder):

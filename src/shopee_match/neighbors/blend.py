@@ -71,10 +71,15 @@ class BlendMatcher(NeighborMatcher):
                          working_memory=working_memory, backend_kwargs=backend_kwargs)
         self.n_blend = n_blend
 
+    def validate(self) -> BlendMatcher:
+        """Check the parameters (a ValueError names a bad one); returns ``self``."""
+        super().validate()
+        check_scalar(self.n_blend, "n_blend", (int, np.integer), min_val=1)
+        return self
+
     def blended(self, emb: Any) -> Any:
         """The blended rows (same kind and shape as ``emb``)."""
-        self._validate()
-        check_scalar(self.n_blend, "n_blend", (int, np.integer), min_val=1)
+        self.validate()
         rows = check_embeddings(emb)
         if rows.shape[0] == 0:
             return rows

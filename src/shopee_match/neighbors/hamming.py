@@ -202,9 +202,11 @@ class HashMatcher(BaseEstimator):
         self.max_distance = max_distance
         self.max_bucket = max_bucket
 
-    def _validate(self) -> None:
+    def validate(self) -> HashMatcher:
+        """Check the parameters (a ValueError names a bad one); returns ``self``."""
         check_scalar(self.max_distance, "max_distance", (int, np.integer), min_val=0, max_val=31)
         check_scalar(self.max_bucket, "max_bucket", (int, np.integer), min_val=2)
+        return self
 
     def radius(self) -> int:
         """The Hamming radius in use: the tuned ``max_distance_`` once
@@ -264,7 +266,7 @@ class HashMatcher(BaseEstimator):
         >>> HashMatcher(max_distance=1).candidates(emb).toarray().tolist()
         [[0.0, 0.96875], [0.96875, 0.0]]
         """
-        self._validate()
+        self.validate()
         emb = check_embeddings(emb, allow_sparse=False)
         radius = self.radius() if max_distance is None else int(max_distance)
         codes, valid = pack_bits(emb)

@@ -101,7 +101,14 @@ class NeighborMatcher(BaseEstimator):
             opts["working_memory"] = self.working_memory
         return opts
 
-    def _validate(self) -> None:
+    def validate(self) -> NeighborMatcher:
+        """Check the parameters (a ValueError names a bad one); returns ``self``.
+
+        >>> NeighborMatcher(k=0).validate()
+        Traceback (most recent call last):
+        ...
+        ValueError: `k` must be >= 1, got 0.
+        """
         # up to 1.01: a threshold above every cosine switches the step off (tuning uses it)
         check_scalar(self.threshold, "threshold", (int, float), min_val=-1.0, max_val=1.01)
         check_scalar(self.k, "k", (int, np.integer), min_val=1)
@@ -110,6 +117,7 @@ class NeighborMatcher(BaseEstimator):
             check_scalar(
                 self.min_threshold, "min_threshold", (int, float), min_val=-1.0, max_val=1.0
             )
+        return self
 
     def neighbors(self, emb: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, similarities)`` of each row's k nearest rows (itself included),
@@ -119,7 +127,7 @@ class NeighborMatcher(BaseEstimator):
         >>> idx.tolist()
         [[0], [1]]
         """
-        self._validate()
+        self.validate()
         store = getattr(_SHARED, "store", None)
         if store is None:
             return self.search(check_embeddings(emb))
@@ -238,7 +246,7 @@ class NeighborMatcher(BaseEstimator):
         >>> m.select(m.candidates(np.eye(2, dtype=np.float32)), threshold=0.9).nnz
         2
         """
-        self._validate()
+        self.validate()
         t = self.similarity_threshold() if threshold is None else threshold
         return select(cand, t, int(self.min_matches), self.min_threshold)
 
@@ -250,7 +258,7 @@ class NeighborMatcher(BaseEstimator):
         >>> NeighborMatcher(threshold=0.5).match_graph(emb).nnz
         2
         """
-        self._validate()
+        self.validate()
         emb = check_embeddings(emb)
         idx, sims = self.search(emb, self.search_floor())
         return self.select(graph_from_knn(sims, idx, n=emb.shape[0]))
