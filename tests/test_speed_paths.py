@@ -89,7 +89,7 @@ def test_tfidf_vectors_equal_scikit_learn_fit_then_transform() -> None:
     x = emb.embed(p)
     docs = TitlePreprocessor().transform(p.titles)
     blocks = []
-    for _, vec in emb._vectorizers():
+    for _, vec in emb.make_vectorizers():
         blocks.append(l2_normalize(vec.fit(docs).transform(docs)) * np.float32(np.sqrt(0.5)))
     ref = sp.csr_matrix(l2_normalize(sp.hstack(blocks, format="csr")))
     for a in ("data", "indices", "indptr"):

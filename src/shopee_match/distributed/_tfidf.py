@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from ..data import Postings
 from ..text._counts import count_matrix
+from ..text.weighting import smooth_idf
 
 __all__ = ["Counts", "count_terms", "fit_predict_tfidf", "merge_counts"]
 
@@ -50,9 +51,9 @@ def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
     postings = Postings(df, source="partition")
     out: Counts = {"n": len(postings), "tfidf": []}
     for emb in _predict_fitted(pipe):
-        docs = emb._prep().transform(postings.titles)
+        docs = emb.documents(postings)
         kinds: dict[str, dict[str, tuple[int, float]]] = {}
-        for kind, vec in emb._vectorizers():
+        for kind, vec in emb.make_vectorizers():
             fast = count_matrix(vec, docs)  # the single machine's counter where it applies
             if fast is not None:
                 m, vocab = fast
@@ -124,13 +125,7 @@ def _vocabulary(emb: Any, vec: Any, kind: str, counts: dict[str, tuple[int, floa
                          "`min_df` or raise `max_features`.")
     kept = np.flatnonzero(mask)
     vec.vocabulary_ = {terms[i]: j for j, i in enumerate(kept)}
-    # TfidfTransformer.fit with smooth_idf, in the vectors' dtype (float32)
-    df = dfs[kept].astype(np.float32) + np.float32(1.0)
-    idf = np.full_like(df, fill_value=n + 1, dtype=np.float32)
-    idf /= df
-    np.log(idf, out=idf)
-    idf += 1.0
-    vec.idf_ = idf
+    vec.idf_ = smooth_idf(dfs[kept], n)  # the one weighting batch uses
 
 
 def fit_predict_tfidf(pipe: Any, counts: Counts) -> Any:
@@ -150,8 +145,8 @@ def fit_predict_tfidf(pipe: Any, counts: Counts) -> Any:
     swap = {}
     for emb, kinds in zip(_predict_fitted(pipe), counts["tfidf"]):
         new = clone(emb).set_params(fit_on="train")
-        new._validate()
-        vecs = new._vectorizers()
+        new.validate()
+        vecs = new.make_vectorizers()
         for kind, vec in vecs:
             _vocabulary(new, vec, kind, kinds[kind], int(counts["n"]))
         new.vectorizers_ = vecs

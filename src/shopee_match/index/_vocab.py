@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import l2_normalize
+from ..text.weighting import block_weights, df_from_idf, join_blocks, smooth_idf, tfidf_block
 
 __all__ = ["OpenVocabulary", "supports_open_vocabulary"]
 
@@ -52,9 +52,7 @@ class OpenVocabulary:
     @classmethod
     def from_fitted(cls, emb: Any, n_docs: int) -> OpenVocabulary:
         """From a TF-IDF fitted on ``n_docs`` catalogue postings (df read back from idf)."""
-        dfs = []
-        for _, vec in emb.vectorizers_:  # smooth idf: idf = ln((1 + n) / (1 + df)) + 1
-            dfs.append(np.rint((1.0 + n_docs) / np.exp(vec.idf_ - 1.0) - 1.0).astype(np.int64))
+        dfs = [df_from_idf(vec.idf_, n_docs) for _, vec in emb.vectorizers_]
         return cls(emb, n_docs, np.concatenate(dfs), [])
 
     @property
@@ -69,15 +67,15 @@ class OpenVocabulary:
         """Rows as batch would weigh them, the terms new to the vocabulary (their columns
         follow :attr:`width`, in order), and each column's count among these postings."""
         emb = self.emb
-        docs = emb._prep().transform(postings.titles)
+        docs = emb.documents(postings)
         m = len(docs)
         fresh: dict[tuple[int, str], int] = {}
-        blocks = []
         vecs = emb.vectorizers_
-        for b, (kind, vec) in enumerate(vecs):
-            w = 1.0 if len(vecs) == 1 else (emb.word_weight if kind == "word"
-                                             else 1.0 - emb.word_weight)
-            if w == 0:
+        weights = block_weights([kind for kind, _ in vecs], emb.word_weight)
+        cells = []
+        for b, (_, vec) in enumerate(vecs):
+            if weights[b] == 0:
+                cells.append(None)
                 continue
             analyze, vocab, off = vec.build_analyzer(), vec.vocabulary_, int(self.offsets[b])
             rows: list[int] = []
@@ -95,25 +93,21 @@ class OpenVocabulary:
                     rows.append(i)
                     cols.append(col)
                     vals.append(float(count))
-            blocks.append((np.asarray(rows, np.int64), np.asarray(cols, np.int64),
-                           np.asarray(vals, np.float64), w))
+            cells.append((np.asarray(rows, np.int64), np.asarray(cols, np.int64),
+                          np.asarray(vals, np.float32)))
         width = self.width + len(fresh)
         df_q = np.zeros(width, np.int64)
-        for _r, c, _, _ in blocks:
-            np.add.at(df_q, c, 1)
+        for cell in cells:
+            if cell is not None:
+                np.add.at(df_q, cell[1], 1)
         df = np.r_[self.df, np.zeros(len(fresh), np.int64)] + df_q
-        n = self.n_docs + m
-        idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-        parts = []
-        for r, c, v, w in blocks:
-            tf = 1.0 + np.log(v) if emb.sublinear_tf else v
-            x = sp.csr_matrix(((tf * idf[c]).astype(np.float32), (r, c)), shape=(m, width))
-            parts.append(l2_normalize(l2_normalize(x)) * np.float32(np.sqrt(w)))
-        out = parts[0]
-        for p in parts[1:]:
-            out = out + p
+        idf = smooth_idf(df, self.n_docs + m)  # the one weighting batch uses
+        blocks = [None if cell is None else
+                  tfidf_block(sp.csr_matrix((cell[2], (cell[0], cell[1])), shape=(m, width)),
+                              idf, bool(emb.sublinear_tf))
+                  for cell in cells]
         new_terms = [key for key, _ in sorted(fresh.items(), key=lambda kv: kv[1])]
-        return sp.csr_matrix(l2_normalize(sp.csr_matrix(out)), dtype=np.float32), new_terms, df_q
+        return join_blocks(blocks, weights, shared_columns=True), new_terms, df_q
 
     def added(self, postings: Any) -> OpenVocabulary:
         """The vocabulary after ``postings`` joined the catalogue."""

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from .._registry import register
-from .._validation import check_is_fitted, check_scalar, l2_normalize
+from .._validation import check_is_fitted, check_scalar
 from ..embedder import BaseEmbedder
 from ._counts import count_matrix
 from .preprocess import TitlePreprocessor
+from .weighting import block_weights, document_frequency, join_blocks, smooth_idf, tfidf_block
 
 if TYPE_CHECKING:
     from ..data import Postings
@@ -72,7 +73,8 @@ class TfidfEmbedder(BaseEmbedder):
         self.fit_on = fit_on
 
     # --- fitting ------------------------------------------------------------------
-    def _validate(self) -> None:
+    def validate(self) -> TfidfEmbedder:
+        """Check the parameters (a ValueError names a bad one); returns ``self``."""
         check_scalar(self.word_weight, "word_weight", (int, float), min_val=0.0, max_val=1.0)
         check_scalar(self.min_df, "min_df", int, min_val=1)
         if self.word_ngram_range is None and self.char_ngram_range is None:
@@ -83,11 +85,14 @@ class TfidfEmbedder(BaseEmbedder):
                 raise ValueError(f"`{nm}` must be (min_n, max_n) with 1 <= min_n <= max_n, got {r!r}.")
         if self.fit_on not in ("train", "predict"):
             raise ValueError(f"`fit_on` must be 'train' or 'predict', got {self.fit_on!r}.")
+        return self
 
     def _prep(self) -> TitlePreprocessor:
         return self.preprocessor if self.preprocessor is not None else TitlePreprocessor()
 
-    def _vectorizers(self) -> list[tuple[str, TfidfVectorizer]]:
+    def make_vectorizers(self) -> list[tuple[str, TfidfVectorizer]]:
+        """Unfitted scikit-learn vectorizers, one per block (``word``, ``char``), with this
+        embedder's analysers; :meth:`fit` fits them."""
         common: dict[str, Any] = {
             "sublinear_tf": self.sublinear_tf,
             "min_df": self.min_df,
@@ -112,26 +117,24 @@ class TfidfEmbedder(BaseEmbedder):
         return [(kind, vec) for kind, vec, _ in self._learn_counts(docs)]
 
     def _learn_counts(self, docs: list[str]
-                      ) -> list[tuple[str, TfidfVectorizer, sp.csr_matrix | None]]:
-        """Fit each vectorizer on ``docs``; with each, the count matrix of ``docs``
-        where the fast counter made it (``None``: scikit-learn counted)."""
+                      ) -> list[tuple[str, TfidfVectorizer, sp.csr_matrix]]:
+        """Fit each vectorizer on ``docs`` (the state ``TfidfVectorizer.fit`` leaves:
+        vocabulary, idf); with each, the count matrix of ``docs``."""
         out = []
-        for kind, vec in self._vectorizers():
+        for kind, vec in self.make_vectorizers():
             try:
                 fast = (count_matrix(vec, docs) if self.min_df == 1 and self.max_features is None
                         else None)
-                if fast is None:
-                    vec.fit(docs)
-                    out.append((kind, vec, None))
-                    continue
-                counts, vocabulary = fast
-                if not vocabulary:
-                    raise ValueError("empty vocabulary; perhaps the documents only contain "
-                                     "stop words")
-                # the state TfidfVectorizer.fit leaves: vocabulary, idf of these counts
-                vec.vocabulary_ = vocabulary
-                vec.idf_ = self._transformer(vec).fit(counts).idf_
-                out.append((kind, vec, counts))
+                if fast is None:  # scikit-learn's counting, with its pruning
+                    counts = CountVectorizer.fit_transform(vec, docs)
+                else:
+                    counts, vocabulary = fast
+                    if not vocabulary:
+                        raise ValueError("empty vocabulary; perhaps the documents only contain "
+                                         "stop words")
+                    vec.vocabulary_ = vocabulary
+                vec.idf_ = smooth_idf(document_frequency(counts), counts.shape[0])
+                out.append((kind, vec, sp.csr_matrix(counts)))
             except ValueError as exc:  # empty vocabulary
                 raise ValueError(
                     f"TfidfEmbedder: no {kind} terms in the titles ({exc}). The titles are "
@@ -139,24 +142,21 @@ class TfidfEmbedder(BaseEmbedder):
                 ) from exc
         return out
 
-    @staticmethod
-    def _transformer(vec: TfidfVectorizer) -> TfidfTransformer:
-        """A TfidfTransformer with ``vec``'s weighting (and its idf, once fitted)."""
-        tf = TfidfTransformer(norm=vec.norm, use_idf=vec.use_idf, smooth_idf=vec.smooth_idf,
-                              sublinear_tf=vec.sublinear_tf)
-        if hasattr(vec, "vocabulary_") and vec.use_idf and getattr(vec, "idf_", None) is not None:
-            tf.idf_ = vec.idf_
-        return tf
+    def documents(self, postings: Postings) -> list[str]:
+        """The postings' titles as the vectorizers read them (preprocessed)."""
+        return self._prep().transform(postings.titles)
+
+    def counts(self, vec: TfidfVectorizer, docs: list[str]) -> sp.csr_matrix:
+        """The count matrix of ``docs`` over fitted ``vec``'s vocabulary."""
+        fast = count_matrix(vec, docs, vec.vocabulary_)
+        return fast[0] if fast is not None else CountVectorizer.transform(vec, docs)
 
     def _tfidf(self, vec: TfidfVectorizer, docs: list[str],
                counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
-        """``vec.transform(docs)``, from ``counts`` or the fast counter where it can."""
+        """``vec.transform(docs)``: from ``counts``, or counted here."""
         if counts is None:
-            fast = count_matrix(vec, docs, vec.vocabulary_)
-            if fast is None:
-                return vec.transform(docs)
-            counts = fast[0]
-        return self._transformer(vec).transform(counts, copy=False)
+            counts = self.counts(vec, docs)
+        return tfidf_block(counts, vec.idf_, bool(vec.sublinear_tf))
 
     def fit(self, postings: Postings) -> TfidfEmbedder:
         """Learn the vocabulary and idf weights from the postings' titles.
@@ -164,18 +164,18 @@ class TfidfEmbedder(BaseEmbedder):
         With ``fit_on="predict"`` there is nothing to learn here: :meth:`embed` learns
         them on the postings it is given.
         """
-        self._validate()
+        self.validate()
         if self.fit_on == "predict":
             self.vectorizers_: list[tuple[str, TfidfVectorizer]] = []
             return self
-        self.vectorizers_ = self._learn(self._prep().transform(postings.titles))
+        self.vectorizers_ = self._learn(self.documents(postings))
         return self
 
     # --- embedding ----------------------------------------------------------------
     def embed(self, postings: Postings) -> sp.csr_matrix:
         """One L2-normalised sparse row per posting (all-zero for an empty title)."""
         check_is_fitted(self, "vectorizers_")
-        docs = self._prep().transform(postings.titles)
+        docs = self.documents(postings)
         if self.fit_on == "predict":
             try:
                 vecs = self._learn_counts(docs)
@@ -185,16 +185,10 @@ class TfidfEmbedder(BaseEmbedder):
                 return sp.csr_matrix((len(docs), 1), dtype=np.float32)
         else:
             vecs = [(kind, vec, None) for kind, vec in self.vectorizers_]
-        blocks = []
-        for kind, vec, counts in vecs:
-            w = self.word_weight if kind == "word" else 1.0 - self.word_weight
-            if len(vecs) == 1:
-                w = 1.0
-            if w == 0:
-                continue
-            x = self._tfidf(vec, docs, counts)
-            blocks.append(l2_normalize(x) * np.float32(np.sqrt(w)))
-        return sp.csr_matrix(l2_normalize(sp.hstack(blocks, format="csr")))
+        weights = block_weights([kind for kind, _, _ in vecs], self.word_weight)
+        blocks = [self._tfidf(vec, docs, counts) if w != 0 else None
+                  for (_, vec, counts), w in zip(vecs, weights)]
+        return join_blocks(blocks, weights)
 
     # --- persistence (JSON + npy, no pickle) -----------------------------------------
     def save_state(self, path: Path) -> None:
@@ -205,11 +199,11 @@ class TfidfEmbedder(BaseEmbedder):
             np.save(path / f"{kind}_idf.npy", vec.idf_.astype(np.float64), allow_pickle=False)
 
     def load_state(self, path: Path) -> None:
-        self._validate()
+        self.validate()
         if self.fit_on == "predict":  # nothing was learned at fit time
             self.vectorizers_ = []
             return
-        vecs = self._vectorizers()
+        vecs = self.make_vectorizers()
         for kind, vec in vecs:
             terms = json.loads((path / f"{kind}_vocabulary.json").read_text(encoding="utf-8"))
             idf = np.load(path / f"{kind}_idf.npy", allow_pickle=False)
