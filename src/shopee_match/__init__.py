@@ -16,12 +16,13 @@ __version__ = "0.1.0"
 
 # Light imports only: TensorFlow, keras-hub, faiss, CuPy and cuML load where used.
 from ._registry import register
+from ._validation import NotFittedError
 from .data import Postings, PostingsError, group_kfold, read_postings, train_test_split_groups
 from .datasets import make_catalog
 from .embedder import BaseEmbedder, Embedder
 from .image.phash import PhashEmbedder
 from .metrics import f1_score, f1_scores, precision_score, recall_score
-from .neighbors import HashMatcher, NeighborMatcher
+from .neighbors import BlendMatcher, HashMatcher, NeighborMatcher
 from .protocols import Combiner, Matcher, register_matcher
 
 _LAZY = {
@@ -29,6 +30,7 @@ _LAZY = {
     "TitlePreprocessor": "shopee_match.text.preprocess",
     "Pipeline": "shopee_match.pipeline",
     "Ensemble": "shopee_match.ensemble",
+    "PairReranker": "shopee_match.rerank",
     "MatchIndex": "shopee_match.index",
     "tune_thresholds": "shopee_match.tuning",
     "ArcMarginProduct": "shopee_match.arcface",
@@ -39,11 +41,13 @@ _LAZY = {
 
 __all__ = [
     "BaseEmbedder",
+    "BlendMatcher",
     "Combiner",
     "Embedder",
     "HashMatcher",
     "Matcher",
     "NeighborMatcher",
+    "NotFittedError",
     "PhashEmbedder",
     "Postings",
     "PostingsError",
