@@ -88,7 +88,7 @@ def step_kind(name: str, matcher: Any, reranked: bool) -> str:
     """``"knn"``, ``"hash"`` or ``"blend"`` for a step's matcher, or a clear error."""
     kind = DASK_STEPS.lookup(matcher)
     allowed = KINDS if reranked else KINDS[:2]
-    if kind not in allowed:
+    if kind is None or kind not in allowed:
         known = DASK_STEPS.known(lambda k: k in allowed)
         raise NotImplementedError(
             f"Step {name!r}: {type(matcher).__name__} has no distributed search"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..neighbors._base import get_backend
+from ..neighbors import get_backend
 
 __all__ = [
     "cut_topk",

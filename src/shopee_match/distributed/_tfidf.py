@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data import Postings
-from ..text._counts import count_matrix
+from ..text import count_matrix
 from ..text.weighting import smooth_idf
 
 __all__ = ["Counts", "count_terms", "fit_predict_tfidf", "merge_counts"]

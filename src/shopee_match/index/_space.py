@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..neighbors._base import get_backend
+from ..neighbors import get_backend
 from ._rows import Overrides, kth_of, rows_from_lists, topk_rows
 
 __all__ = ["CosineSpace", "VectorStore"]

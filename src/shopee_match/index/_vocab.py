@@ -72,7 +72,7 @@ class OpenVocabulary:
         fresh: dict[tuple[int, str], int] = {}
         vecs = emb.vectorizers_
         weights = block_weights([kind for kind, _ in vecs], emb.word_weight)
-        cells = []
+        cells: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
         for b, (_, vec) in enumerate(vecs):
             if weights[b] == 0:
                 cells.append(None)
