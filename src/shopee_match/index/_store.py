@@ -9,6 +9,7 @@ class registry. The folder is written under a temporary name and swapped in whol
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +68,65 @@ def _load_space(folder: Path, spec: dict[str, Any], store: VectorStore, mmap: bo
                        _load_matrix(folder, "rows", spec["rows"], mmap), spec.get("search_floor"))
 
 
+def _save_neighbor(folder: Path, step: Any) -> dict[str, Any]:
+    return {"space": _save_space(folder, step.space, "")}
+
+
+def _load_neighbor(folder: Path, entry: dict[str, Any], store: VectorStore, mmap: bool) -> Step:
+    return NeighborStep(entry["name"], _load_space(folder, entry["space"], store, mmap))
+
+
+def _save_blend(folder: Path, step: Any) -> dict[str, Any]:
+    return {"raw": _save_space(folder / "raw", step.raw, ""),
+            "blended": _save_space(folder / "blended", step.blended, ""),
+            "blended_vectors": _save_matrix(folder, "blended_vectors", step.blended.store.x),
+            "n_blend": step.n_blend}
+
+
+def _load_blend(folder: Path, entry: dict[str, Any], store: VectorStore, mmap: bool) -> Step:
+    bstore = VectorStore(_load_matrix(folder, "blended_vectors", entry["blended_vectors"], mmap))
+    return BlendStep(entry["name"], _load_space(folder / "raw", entry["raw"], store, mmap),
+                     _load_space(folder / "blended", entry["blended"], bstore, mmap),
+                     entry["n_blend"])
+
+
+def _save_hash(folder: Path, step: Any) -> dict[str, Any]:
+    h = step.space
+    np.save(folder / "codes.npy", h.codes, allow_pickle=False)
+    np.save(folder / "valid.npy", h.valid, allow_pickle=False)
+    return {"n_bits": h.n_bits, "radius": h.radius, "max_bucket": h.max_bucket,
+            "rows": _save_matrix(folder, "rows", h.rows)}
+
+
+def _load_hash(folder: Path, entry: dict[str, Any], store: VectorStore, mmap: bool) -> Step:
+    mode: Literal["r"] | None = "r" if mmap else None
+    return HashStep(entry["name"], HashSpace(
+        np.load(folder / "codes.npy", mmap_mode=mode, allow_pickle=False),
+        np.load(folder / "valid.npy", mmap_mode=mode, allow_pickle=False),
+        entry["n_bits"], entry["radius"], entry["max_bucket"],
+        _load_matrix(folder, "rows", entry["rows"], mmap)))
+
+
+Saver = Callable[[Path, Any], dict[str, Any]]
+Loader = Callable[[Path, dict[str, Any], VectorStore, bool], Step]
+#: a step's ``kind`` -> how it is written into its folder (returning its JSON entry's
+#: fields) and read back; a step class of your own (an ``IndexKind`` registered in
+#: ``INDEX_STEPS``) registers its pair here under its ``kind``
+STEP_STORAGE: dict[str, tuple[Saver, Loader]] = {
+    "neighbor": (_save_neighbor, _load_neighbor),
+    "blend": (_save_blend, _load_blend),
+    "hash": (_save_hash, _load_hash),
+}
+
+
+def _storage(kind: str, path: Path) -> tuple[Saver, Loader]:
+    if kind not in STEP_STORAGE:
+        raise ValueError(f"{path}: no storage for index step kind {kind!r} (known: "
+                         f"{sorted(STEP_STORAGE)}); register it in "
+                         "shopee_match.index._store.STEP_STORAGE, or the file is damaged.")
+    return STEP_STORAGE[kind]
+
+
 def save_index(index: Any, path: Path) -> Path:
     st = index._state
     with atomic_dir(path) as tmp:
@@ -82,20 +142,7 @@ def save_index(index: Any, path: Path) -> Path:
             folder = tmp / "steps" / step.name
             folder.mkdir(parents=True)
             entry: dict[str, Any] = {"name": step.name, "kind": step.kind}
-            if isinstance(step, NeighborStep):
-                entry["space"] = _save_space(folder, step.space, "")
-            elif isinstance(step, BlendStep):
-                entry["raw"] = _save_space(folder / "raw", step.raw, "")
-                entry["blended"] = _save_space(folder / "blended", step.blended, "")
-                entry["blended_vectors"] = _save_matrix(folder, "blended_vectors",
-                                                        step.blended.store.x)
-                entry["n_blend"] = step.n_blend
-            else:
-                h = step.space
-                np.save(folder / "codes.npy", h.codes, allow_pickle=False)
-                np.save(folder / "valid.npy", h.valid, allow_pickle=False)
-                entry.update({"n_bits": h.n_bits, "radius": h.radius, "max_bucket": h.max_bucket,
-                              "rows": _save_matrix(folder, "rows", h.rows)})
+            entry.update(_storage(step.kind, path)[0](folder, step))
             steps.append(entry)
         embedders: dict[str, Any] = {}
         own = {id(e): name for name, e, _ in index.pipeline.steps}
@@ -159,21 +206,7 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
     for entry, key in zip(meta["steps"], meta["step_embedder"]):
         folder = path / "steps" / entry["name"]
         store = stores.get(key, empty)
-        if entry["kind"] == "neighbor":
-            steps.append(NeighborStep(entry["name"], _load_space(folder, entry["space"], store, mmap)))
-        elif entry["kind"] == "blend":
-            bstore = VectorStore(_load_matrix(folder, "blended_vectors", entry["blended_vectors"], mmap))
-            steps.append(BlendStep(entry["name"], _load_space(folder / "raw", entry["raw"], store, mmap),
-                                   _load_space(folder / "blended", entry["blended"], bstore, mmap),
-                                   entry["n_blend"]))
-        elif entry["kind"] == "hash":
-            steps.append(HashStep(entry["name"], HashSpace(
-                np.load(folder / "codes.npy", mmap_mode=mode, allow_pickle=False),
-                np.load(folder / "valid.npy", mmap_mode=mode, allow_pickle=False),
-                entry["n_bits"], entry["radius"], entry["max_bucket"],
-                _load_matrix(folder, "rows", entry["rows"], mmap))))
-        else:
-            raise ValueError(f"{path}: unknown step kind {entry['kind']!r}; the file is damaged.")
+        steps.append(_storage(entry["kind"], path)[1](folder, entry, store, mmap))
     by_step = {name: e for name, e, _ in pipeline.steps}
     embedders: dict[str, Any] = {}
     for key, spec in meta["embedders"].items():
