@@ -325,21 +325,30 @@ class Pipeline(StepParams):
         return out
 
     def predict_graph(
-        self, postings: Postings, embeddings: Mapping[str, Any] | None = None
+        self, postings: Postings, embeddings: Mapping[str, Any] | None = None, *,
+        memory: str | int | None = None, block_size: int | None = None,
     ) -> sp.csr_matrix:
         """The final match graph (row i's entries: the postings i matches, itself
-        included); ``embeddings`` as for :meth:`step_graphs`."""
+        included); ``embeddings``, ``memory`` and ``block_size`` as for :meth:`predict`."""
         graphs = self.step_graphs(postings, embeddings)
-        return self._combine(graphs, postings)
+        return self._combine(graphs, postings, memory=memory, block_size=block_size)
 
-    def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
+    def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings, *,
+                 memory: str | int | None = None, block_size: int | None = None) -> sp.csr_matrix:
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
-            return ens.combine(graphs, titles=postings.titles if postings.has_titles else None)
+            return ens.combine(graphs, titles=postings.titles if postings.has_titles else None,
+                               memory=memory, block_size=block_size, verbose=self.verbose)
         return ens.combine(graphs)
 
-    def predict(self, postings: Postings | Any, **dask_kwargs: Any) -> pd.DataFrame | Any:
+    def predict(self, postings: Postings | Any, *, memory: str | int | None = None,
+                block_size: int | None = None, **dask_kwargs: Any) -> pd.DataFrame | Any:
         """Submission table ``posting_id, matches`` (space-separated ids, itself included).
+
+        Candidate pairs are scored a block of postings at a time, the block sized so the
+        process stays within ``memory`` (``"4GB"``, bytes, or ``None``: a quarter of the
+        machine's memory, at most 2 GiB); ``block_size`` caps the postings per block. The
+        answer does not depend on either.
 
         ``postings`` may also be a Dask DataFrame or a glob of CSV/Parquet files: the
         work then runs on a Dask cluster (see :mod:`shopee_match.distributed`; extra
@@ -356,7 +365,8 @@ class Pipeline(StepParams):
             )
         if len(postings) == 0:
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
-        return _to_submission(self.predict_graph(postings), postings.posting_id)
+        graph = self.predict_graph(postings, memory=memory, block_size=block_size)
+        return _to_submission(graph, postings.posting_id)
 
     def evaluate(
         self, postings: Postings, embeddings: Mapping[str, Any] | None = None
