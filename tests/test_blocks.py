@@ -123,3 +123,13 @@ def test_block_pairs_grows_with_the_budget() -> None:
     small = block_pairs(parse_memory("64GB"), 4096)
     large = block_pairs(parse_memory("128GB"), 4096)
     assert large > small > 2**14
+
+
+def test_catalogue_beyond_the_machine_is_refused_up_front() -> None:
+    from shopee_match._memory import check_fits, total_memory
+
+    n = int(total_memory() // 1024) + 1  # at 1 KiB a posting, more than the machine holds
+    with pytest.raises(MemoryError, match=r"GiB.*Dask"):
+        check_fits(n, parse_memory("2GB"), per_posting=1024)
+    with pytest.warns(UserWarning, match="more than the memory budget"):
+        check_fits(n // 8, parse_memory("64MB"), per_posting=1024)

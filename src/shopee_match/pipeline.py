@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ._memory import check_fits, parse_memory
 from ._pipeline_io import FORMAT_VERSION, load_pipeline, save_pipeline
 from ._recipes import StepParams, default_parts, pretrained_path
 from ._validation import NotFittedError
@@ -348,7 +349,9 @@ class Pipeline(StepParams):
         Candidate pairs are scored a block of postings at a time, the block sized so the
         process stays within ``memory`` (``"4GB"``, bytes, or ``None``: a quarter of the
         machine's memory, at most 2 GiB); ``block_size`` caps the postings per block. The
-        answer does not depend on either.
+        answer does not depend on either. A catalogue too large for this machine's memory
+        is refused up front (``MemoryError`` naming the size it needs) rather than killed
+        part way; one larger than ``memory`` runs with a warning.
 
         ``postings`` may also be a Dask DataFrame or a glob of CSV/Parquet files: the
         work then runs on a Dask cluster (see :mod:`shopee_match.distributed`; extra
@@ -365,6 +368,8 @@ class Pipeline(StepParams):
             )
         if len(postings) == 0:
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
+        if getattr(self._combiner(), "uses_candidates", False):
+            check_fits(len(postings), parse_memory(memory))  # refused now, not killed later
         graph = self.predict_graph(postings, memory=memory, block_size=block_size)
         return _to_submission(graph, postings.posting_id)
 
