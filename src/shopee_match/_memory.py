@@ -111,7 +111,7 @@ def block_pairs(budget: int, bytes_per_pair: int, *, what: str = "pairs") -> int
 #: memory one posting of a catalogue costs outside the pair blocks (its embeddings, the
 #: search's dense block, candidate graphs and their contexts; measured with the shipped
 #: model on a 62k-title catalogue: 1.2 GiB after the search, 1.8 GiB at the peak)
-BYTES_PER_POSTING = 24 * 2**10
+BYTES_PER_POSTING = 8 * 2**10
 
 
 def check_fits(n: int, budget: int, *, per_posting: int = BYTES_PER_POSTING) -> None:
