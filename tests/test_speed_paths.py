@@ -20,7 +20,7 @@ from shopee_match.datasets import make_catalog
 from shopee_match.neighbors.blend import BlendMatcher
 from shopee_match.neighbors.hamming import _all_pairs, _popcount
 from shopee_match.neighbors.matcher import shared_searches
-from shopee_match.rerank.pair_features import _shared_neighbours, candidate_pairs
+from shopee_match.rerank.pair_features import _SharedNeighbours, candidate_pairs
 from shopee_match.rerank.title_features import _PREP, title_doc_freq, title_features
 from shopee_match.text._counts import count_matrix
 from shopee_match.text.codes import split_kinds
@@ -143,7 +143,7 @@ def test_shared_neighbours_equal_row_products(stored_zero: bool) -> None:
     if stored_zero:
         g.data[::7] = 0.0
     r, c = candidate_pairs({"g": g})
-    shared, sim2 = _shared_neighbours(g, r, c, chunk=1000)
+    shared, sim2 = _SharedNeighbours(g, chunk=1000)(r, c)
     b = g.copy()
     b.data[:] = 1.0
     want2 = np.asarray(g[r].multiply(g[c]).sum(axis=1)).ravel()

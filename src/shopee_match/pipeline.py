@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ._memory import check_fits, parse_memory
 from ._pipeline_io import FORMAT_VERSION, load_pipeline, save_pipeline
 from ._recipes import StepParams, default_parts, pretrained_path
 from ._validation import NotFittedError
@@ -338,21 +339,32 @@ class Pipeline(StepParams):
         return out
 
     def predict_graph(
-        self, postings: Postings, embeddings: Mapping[str, Any] | None = None
+        self, postings: Postings, embeddings: Mapping[str, Any] | None = None, *,
+        memory: str | int | None = None, block_size: int | None = None,
     ) -> sp.csr_matrix:
         """The final match graph (row i's entries: the postings i matches, itself
-        included); ``embeddings`` as for :meth:`step_graphs`."""
+        included); ``embeddings``, ``memory`` and ``block_size`` as for :meth:`predict`."""
         graphs = self.step_graphs(postings, embeddings)
-        return self._combine(graphs, postings)
+        return self._combine(graphs, postings, memory=memory, block_size=block_size)
 
-    def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
+    def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings, *,
+                 memory: str | int | None = None, block_size: int | None = None) -> sp.csr_matrix:
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
-            return ens.combine(graphs, titles=postings.titles if postings.has_titles else None)
+            return ens.combine(graphs, titles=postings.titles if postings.has_titles else None,
+                               memory=memory, block_size=block_size, verbose=self.verbose)
         return ens.combine(graphs)
 
-    def predict(self, postings: Postings) -> pd.DataFrame:
+    def predict(self, postings: Postings, *, memory: str | int | None = None,
+                block_size: int | None = None) -> pd.DataFrame:
         """Submission table ``posting_id, matches`` (space-separated ids, itself included).
+
+        Candidate pairs are scored a block of postings at a time, the block sized so the
+        process stays within ``memory`` (``"4GB"``, bytes, or ``None``: a quarter of the
+        machine's memory, at most 2 GiB); ``block_size`` caps the postings per block. The
+        answer does not depend on either. A catalogue too large for this machine's memory
+        is refused up front (``MemoryError`` naming the size it needs) rather than killed
+        part way; one larger than ``memory`` runs with a warning.
 
         A Dask DataFrame or a glob of CSV/Parquet files runs on a Dask cluster with
         :func:`shopee_match.distributed.predict_dask` instead (the runtime above the
@@ -372,7 +384,10 @@ class Pipeline(StepParams):
             )
         if len(postings) == 0:
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str), "matches": pd.Series([], dtype=str)})
-        return _to_submission(self.predict_graph(postings), postings.posting_id)
+        if getattr(self._combiner(), "uses_candidates", False):
+            check_fits(len(postings), parse_memory(memory))  # refused now, not killed later
+        graph = self.predict_graph(postings, memory=memory, block_size=block_size)
+        return _to_submission(graph, postings.posting_id)
 
     def evaluate(
         self, postings: Postings, embeddings: Mapping[str, Any] | None = None

@@ -18,10 +18,21 @@ ns instead of SciPy's ten, so the cost model sends fewer columns to the dense he
 
 Pairs that share no feature have similarity 0 and are not returned: slots with
 similarity <= 0 come back as index -1 / similarity -inf.
+
+The dense head costs ``n x n x F`` multiply-adds and ``n x F`` floats: quadratic in the
+catalogue. Where the best exact plan would cost more than ``max_exact_s`` single-core
+seconds (``approx="auto"``; about 150k character-n-gram titles), the backend prunes
+instead: the most frequent columns leave the search (as many as it takes to bring the
+sparse product under ``pruned_s``), each row's ``2k`` best candidates by the remaining
+columns are found, and their exact similarities (every column) rank them: the top-k of
+those, with exact similarities. Rows whose true neighbours share only frequent columns
+may then miss some (``exact_`` is False after such a ``fit``); rows made only of
+frequent columns are searched with every column.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -33,11 +44,15 @@ from ._topk import compiled_kernels, empty_result, topk_block
 
 __all__ = ["SparseBackend"]
 
+logger = logging.getLogger(__name__)
+
 # cost model (ns, measured on 2 SkylakeX cores): per sparse multiply-add (SciPy, and
 # the compiled kernel), per dense (pair x feature) multiply-add, and per dense block
 # element (write + top-k pass)
 _NS_SPARSE, _NS_SPARSE_COMPILED, _NS_DENSE, _NS_BLOCK = 10.0, 2.0, 0.018, 2.0
 _MAX_HEAD = 2048
+#: candidates a pruned search ranks exactly, per neighbour asked for
+_PRUNED_OVERSAMPLE = 2
 
 
 def _head_size(df: np.ndarray, n: int, ns_sparse: float = _NS_SPARSE) -> int:
@@ -52,12 +67,35 @@ def _head_size(df: np.ndarray, n: int, ns_sparse: float = _NS_SPARSE) -> int:
     return int(f[np.argmin(tail_cost + dense_cost)])
 
 
+def _plan_cost_s(df: np.ndarray, n: int, ns_sparse: float) -> float:
+    """Single-core seconds of the best exact plan (:func:`_head_size`'s head)."""
+    if n == 0 or len(df) == 0:
+        return 0.0
+    f = _head_size(df, n, ns_sparse)
+    dfs = np.sort(df)[::-1].astype(np.float64)
+    tail = float((dfs[f:] ** 2).sum()) * ns_sparse
+    dense = float(n) * n * (_NS_BLOCK + f * _NS_DENSE) if f else 0.0
+    return (tail + dense) * 1e-9
+
+
+def _prune_count(df: np.ndarray, ns_sparse: float, budget_s: float) -> int:
+    """Fewest most-frequent columns to leave out so the sparse product of the rest
+    costs at most ``budget_s`` single-core seconds."""
+    dfs = np.sort(df)[::-1].astype(np.float64)
+    tail = np.cumsum((dfs**2)[::-1])[::-1] * ns_sparse * 1e-9  # tail[f]: cost without the first f
+    over = np.flatnonzero(tail > budget_s)
+    return int(over[-1] + 1) if len(over) else 0
+
+
 class SparseBackend:
     """Exact inner-product top-k over CSR rows, in row blocks; never n x n.
 
     ``head`` forces the number of densely multiplied columns (``None``: cost model).
     ``kernel`` and ``n_jobs`` as for :class:`NumpyBackend` (``"numpy"``: SciPy's product
-    and the NumPy selection, in the calling thread).
+    and the NumPy selection, in the calling thread). ``approx``: ``"auto"`` prunes where
+    the exact plan would cost more than ``max_exact_s`` single-core seconds (see the
+    module's docstring), ``True`` always, ``False`` never; ``pruned_s`` is the pruned
+    product's cost the columns left out are chosen for.
 
     >>> import scipy.sparse as sp, numpy as np
     >>> x = sp.csr_matrix(np.eye(3, dtype=np.float32))
@@ -74,11 +112,17 @@ class SparseBackend:
         head: int | None = None,
         kernel: str = "auto",
         n_jobs: int | None = None,
+        approx: bool | str = "auto",
+        max_exact_s: float = 900.0,
+        pruned_s: float = 120.0,
     ) -> None:
         self.working_memory = working_memory
         self.head = head
         self.kernel = kernel
         self.n_jobs = n_jobs
+        self.approx = approx
+        self.max_exact_s = max_exact_s
+        self.pruned_s = pruned_s
 
     def fit(self, ref: sp.spmatrix) -> SparseBackend:
         ref = sp.csr_matrix(ref, dtype=np.float32)
@@ -86,17 +130,32 @@ class SparseBackend:
         df = np.bincount(ref.indices, minlength=n_feat)
         compiled = compiled_kernels(self.kernel, n * n) is not None
         ns_sparse = _NS_SPARSE_COMPILED if compiled else _NS_SPARSE
+        if self.approx not in (True, False, "auto"):
+            raise ValueError(f"`approx` must be True, False or 'auto', got {self.approx!r}.")
+        pruned = (self.approx is True or (
+            self.approx == "auto" and self.head is None
+            and _plan_cost_s(df, n, ns_sparse) > float(self.max_exact_s)))
         n_head = min(int(self.head), n_feat) if self.head is not None else None
-        if n_head is None:
+        if pruned:
+            n_head = _prune_count(df, ns_sparse, float(self.pruned_s))
+        elif n_head is None:
             n_head = _head_size(df, n, ns_sparse)
         order = np.argsort(-df, kind="stable")
         self.head_cols_ = np.sort(order[:n_head])
         is_head = np.zeros(n_feat, dtype=bool)
         is_head[self.head_cols_] = True
         self.tail_cols_ = np.flatnonzero(~is_head)
-        self.ref_head_ = ref[:, self.head_cols_].toarray() if n_head else None
+        self.exact_ = not pruned
+        # pruned: the frequent columns are left out of the search, and the whole rows
+        # rank its candidates exactly
+        self.ref_head_ = ref[:, self.head_cols_].toarray() if n_head and not pruned else None
+        self.ref_ = ref if pruned else None
         self.ref_tail_t_ = ref[:, self.tail_cols_].T.tocsr()
         self.n_ref_ = n
+        if pruned:
+            logger.info("sparse search pruned: %d of %d columns (df >= %d) left out of the "
+                        "search of %d rows", n_head, n_feat,
+                        int(df[order[n_head - 1]]) if n_head else 0, n)
         return self
 
     def search(
@@ -112,6 +171,8 @@ class SparseBackend:
         # zero similarity means "no shared feature": never a neighbour
         tiny = float(np.finfo(np.float32).tiny)
         t = tiny if threshold is None else max(float(np.float32(threshold)), tiny)
+        if self.ref_ is not None:
+            return self._search_pruned(query, k, t)
         q_tail = query[:, self.tail_cols_].tocsr()
         q_head = query[:, self.head_cols_].tocsr() if self.ref_head_ is not None else None
         compiled = compiled_kernels(self.kernel, n_q * n_ref)
@@ -137,6 +198,35 @@ class SparseBackend:
             s, i = topk_block(dense, k, t, "numpy")
             sims[start:stop], idx[start:stop] = s, i
         return sims, idx
+
+    def _search_pruned(self, query: sp.csr_matrix, k: int, floor: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The pruned plan: ``2k`` candidates by the columns kept, ranked by exact
+        similarity (every column), the top ``k`` of them at or above ``floor``."""
+        n_q, n_ref = query.shape[0], self.n_ref_
+        wide = min(n_ref, _PRUNED_OVERSAMPLE * k)
+        q_tail = query[:, self.tail_cols_].tocsr()
+        tiny = float(np.finfo(np.float32).tiny)
+        cand_s, cand_i = empty_result(n_q, wide)
+        compiled = compiled_kernels(self.kernel, n_q * n_ref)
+        if compiled is not None:
+            self._search_compiled(compiled, q_tail, None, wide, tiny, cand_s, cand_i)
+        else:
+            step = 4096
+            for start in range(0, n_q, step):
+                stop = min(start + step, n_q)
+                prod = (q_tail[start:stop] @ self.ref_tail_t_).tocsr()
+                cand_s[start:stop], cand_i[start:stop] = _topk_csr(prod, wide, tiny)
+        # rows made only of frequent columns share nothing left: their candidates come
+        # from every column (a few rows, in chunks that bound the product's size)
+        bare = np.flatnonzero(np.diff(q_tail.indptr) == 0)
+        ref_t = self.ref_.T.tocsr() if len(bare) else None
+        step = max(1, 2**22 // max(n_ref, 1))
+        for start in range(0, len(bare), step):
+            rows = bare[start:start + step]
+            prod = (query[rows] @ ref_t).tocsr()
+            cand_s[rows], cand_i[rows] = _topk_csr(prod, wide, tiny)
+        return _rescore(query, self.ref_, cand_i, k, floor)
 
     def _search_compiled(
         self,
@@ -175,6 +265,32 @@ class SparseBackend:
             )
 
         _map_blocks(block, range(0, n_q, step), n_jobs)
+
+
+def _rescore(query: sp.csr_matrix, ref: sp.csr_matrix, cand: np.ndarray, k: int,
+             floor: float, max_entries: int = 2**24) -> tuple[np.ndarray, np.ndarray]:
+    """Each query row's candidates ``cand`` (index -1: none) ranked by their exact inner
+    product with it: the top ``k`` at or above ``floor``, sorted; in row chunks of at
+    most about ``max_entries`` gathered entries."""
+    n_q, wide = cand.shape
+    sims, idx = empty_result(n_q, k)
+    per_row = max(1.0, query.nnz / max(n_q, 1)) * wide
+    step = max(1, int(max_entries // per_row))
+    for start in range(0, n_q, step):
+        stop = min(start + step, n_q)
+        c = cand[start:stop]
+        valid = c >= 0
+        rows = np.repeat(np.arange(start, stop), wide)[valid.ravel()]
+        exact = np.asarray(query[rows].multiply(ref[c[valid]]).sum(axis=1), dtype=np.float32).ravel()
+        s = np.full(c.shape, -np.inf, dtype=np.float32)
+        s[valid] = exact
+        s[s < floor] = -np.inf
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        top_s = np.take_along_axis(s, order, axis=1)
+        top_i = np.where(np.isfinite(top_s), np.take_along_axis(c, order, axis=1), -1)
+        sims[start:stop, :top_s.shape[1]] = top_s
+        idx[start:stop, :top_i.shape[1]] = top_i
+    return sims, idx
 
 
 def _gemm_add(ref_head: np.ndarray, q_head: np.ndarray, dense: np.ndarray) -> None:

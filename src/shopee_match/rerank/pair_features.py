@@ -15,14 +15,24 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..neighbors._numpy import effective_n_jobs
-from .title_features import title_features
+from .title_features import TitleContext, title_features
 
-__all__ = ["candidate_pairs", "graph_features", "pair_features", "title_features"]
+T = TypeVar("T")
+
+__all__ = [
+    "GraphContext",
+    "PairContext",
+    "candidate_pairs",
+    "graph_features",
+    "pair_features",
+    "title_features",
+]
 
 #: neighbours whose similarity describes a posting's neighbourhood density
 DENSITY_RANKS = (2, 5, 10)
@@ -88,6 +98,77 @@ class _Stored:
         return read
 
 
+class GraphContext:
+    """One modality's candidate graph, read once: what :func:`graph_features` needs of
+    every posting (canonical similarities, each candidate's rank, the best and k-th
+    similarity, the candidate count), so that any block of pairs is then featured
+    without another pass over the graph. Memory: O(stored entries).
+
+    >>> g = sp.csr_matrix(np.array([[1, .9, .2], [.9, 1, 0], [.2, 0, 1]], dtype=np.float32))
+    >>> ctx = GraphContext(g)
+    >>> ctx.features(np.array([0]), np.array([1]))["rank_ij"].tolist()
+    [1.0]
+    """
+
+    def __init__(self, g: sp.spmatrix) -> None:
+        g = sp.csr_matrix(g, dtype=np.float32)
+        n = g.shape[0]
+        coo = g.tocoo()
+        off = coo.row != coo.col
+        self.present = bool(off.any())
+        r, c, s = coo.row[off], coo.col[off], coo.data[off].astype(np.float64)
+        del coo, off
+        order = np.lexsort((c, -s, r))
+        r, c, s = r[order], c[order], s[order]
+        deg = np.bincount(r, minlength=n)
+        starts = np.concatenate([[0], np.cumsum(deg)[:-1]])
+        rank = np.arange(len(r)) - starts[r] + 1
+        rank_g = sp.csr_matrix((rank.astype(np.float32), (r, c)), shape=(n, n))
+        off_g = sp.csr_matrix((s, (r, c)), shape=(n, n))
+        rank_g.sum_duplicates()  # canonical (a no-op where construction made them so)
+        off_g.sum_duplicates()
+        self.kth: dict[int, np.ndarray] = {}
+        for k in (1, *DENSITY_RANKS):
+            out = np.full(n, np.nan)
+            has = deg >= k
+            out[has] = s[starts[has] + k - 1]
+            self.kth[k] = out
+        self.deg = deg
+        self.rank_data = rank_g.data.astype(np.float64)
+        self.off_g = off_g
+        # both graphs are canonical with the same stored pairs: one index finds pairs in both
+        self.stored = _Stored(off_g)
+        self.shared = _SharedNeighbours(off_g)
+
+    def features(self, rows: np.ndarray, cols: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
+        """The features of pairs ``(rows[p], cols[p])`` (see :func:`graph_features`)."""
+        ij, ji = self.stored.at(rows, cols), self.stored.at(cols, rows)
+        data = self.off_g.data
+        sim_ij, sim_ji = ij(data), ji(data)
+        sim = np.where(np.isnan(sim_ij), sim_ji, sim_ij)
+        f: dict[str, np.ndarray] = {
+            "sim": sim,
+            "rank_ij": ij(self.rank_data),
+            "rank_ji": ji(self.rank_data),
+        }
+        top1 = self.kth[1]
+        f["top1_i"], f["top1_j"] = top1[rows], top1[cols]
+        f["gap_i"], f["gap_j"] = f["top1_i"] - sim, f["top1_j"] - sim
+        for k in DENSITY_RANKS:
+            sk = self.kth[k]
+            f[f"s{k}_i"], f[f"s{k}_j"] = sk[rows], sk[cols]
+        f["deg_i"], f["deg_j"] = self.deg[rows].astype(np.float64), self.deg[cols].astype(np.float64)
+        f["shared"], f["sim2"] = self.shared(rows, cols)
+        f.update(_relative(f))
+        return {prefix + k: v for k, v in f.items()}
+
+    def matrix(self, rows: np.ndarray, cols: np.ndarray, prefix: str = "") -> tuple[np.ndarray, list[str]]:
+        """:meth:`features` as a float64 matrix (one column per feature) and the names."""
+        feats = self.features(rows, cols, prefix)
+        names = list(feats)
+        return np.column_stack([feats[k] for k in names]), names
+
+
 def graph_features(
     g: sp.spmatrix, rows: np.ndarray, cols: np.ndarray, prefix: str = ""
 ) -> dict[str, np.ndarray]:
@@ -96,49 +177,10 @@ def graph_features(
     ``sim`` is the pair's similarity (either direction; NaN where the modality did not
     propose the pair), ``rank_ij`` / ``rank_ji`` its 1-based rank among each side's other
     candidates, ``top1_*`` / ``s{k}_*`` each side's best and k-th similarity, ``gap_*`` the
-    best minus ``sim``, ``deg_*`` the number of candidates.
+    best minus ``sim``, ``deg_*`` the number of candidates. The whole graph is read for
+    each call: to feature many blocks of pairs, build one :class:`GraphContext`.
     """
-    g = sp.csr_matrix(g, dtype=np.float32)
-    n = g.shape[0]
-    coo = g.tocoo()
-    off = coo.row != coo.col
-    r, c, s = coo.row[off], coo.col[off], coo.data[off].astype(np.float64)
-    order = np.lexsort((c, -s, r))
-    r, c, s = r[order], c[order], s[order]
-    deg = np.bincount(r, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(deg)[:-1]])
-    rank = np.arange(len(r)) - starts[r] + 1
-    rank_g = sp.csr_matrix((rank.astype(np.float32), (r, c)), shape=(n, n))
-    off_g = sp.csr_matrix((s, (r, c)), shape=(n, n))
-    rank_g.sum_duplicates()  # canonical (a no-op where construction made them so)
-    off_g.sum_duplicates()
-
-    def kth(k: int) -> np.ndarray:
-        out = np.full(n, np.nan)
-        has = deg >= k
-        out[has] = s[starts[has] + k - 1]
-        return out
-
-    # both graphs are canonical with the same stored pairs: find the pairs once
-    stored = _Stored(off_g)
-    ij, ji = stored.at(rows, cols), stored.at(cols, rows)
-    sim_ij, sim_ji = ij(off_g.data), ji(off_g.data)
-    sim = np.where(np.isnan(sim_ij), sim_ji, sim_ij)
-    f: dict[str, np.ndarray] = {
-        "sim": sim,
-        "rank_ij": ij(rank_g.data.astype(np.float64)),
-        "rank_ji": ji(rank_g.data.astype(np.float64)),
-    }
-    top1 = kth(1)
-    f["top1_i"], f["top1_j"] = top1[rows], top1[cols]
-    f["gap_i"], f["gap_j"] = f["top1_i"] - sim, f["top1_j"] - sim
-    for k in DENSITY_RANKS:
-        sk = kth(k)
-        f[f"s{k}_i"], f[f"s{k}_j"] = sk[rows], sk[cols]
-    f["deg_i"], f["deg_j"] = deg[rows].astype(np.float64), deg[cols].astype(np.float64)
-    f["shared"], f["sim2"] = _shared_neighbours(off_g, rows, cols)
-    f.update(_relative(f))
-    return {prefix + k: v for k, v in f.items()}
+    return GraphContext(g).features(rows, cols, prefix)
 
 
 def _relative(f: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -155,37 +197,107 @@ def _relative(f: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def _shared_neighbours(
-    g: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, chunk: int = 65536
-) -> tuple[np.ndarray, np.ndarray]:
+class _SharedNeighbours:
     """Share of common candidates (of the smaller list) and the 2-hop similarity
-    ``sum_k s_ik s_jk``, in pair chunks so memory stays O(chunk * k).
+    ``sum_k s_ik s_jk`` of pairs, in pair chunks so memory stays O(chunk * k).
 
     One row gather and element-wise product per chunk gives both: the product's stored
     entries are the common candidates (when no similarity is exactly 0), and its row
     sums (NumPy's ``add.reduceat``, so the rounding never changes) the 2-hop similarity.
     """
-    g = sp.csr_matrix(g)
-    deg = np.diff(g.indptr).astype(np.float64)
-    b = None
-    if g.nnz and not np.all(np.abs(g.data) > 1e-150):  # a stored 0 (or a product
-        # rounding to 0) would drop a common candidate from the product: count apart
-        b = g.copy()
-        b.data[:] = 1.0
-    shared = np.empty(len(rows))
-    sim2 = np.empty(len(rows))
-    for s in range(0, len(rows), chunk):
-        r, c = rows[s:s + chunk], cols[s:s + chunk]
-        prod = sp.csr_matrix(g[r].multiply(g[c]))
-        sim2[s:s + chunk] = np.asarray(prod.sum(axis=1)).ravel()
-        if b is None:
-            prod.sum_duplicates()
-            shared[s:s + chunk] = np.diff(prod.indptr)
-        else:
-            shared[s:s + chunk] = np.asarray(b[r].multiply(b[c]).sum(axis=1)).ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shared = shared / np.minimum(deg[rows], deg[cols])
-    return shared, sim2
+
+    def __init__(self, g: sp.csr_matrix, chunk: int = 65536) -> None:
+        self.g = sp.csr_matrix(g)
+        self.deg = np.diff(self.g.indptr).astype(np.float64)
+        self.chunk = chunk
+        self.b = None
+        if self.g.nnz and not np.all(np.abs(self.g.data) > 1e-150):  # a stored 0 (or a
+            # product rounding to 0) would drop a common candidate: count apart
+            self.b = self.g.copy()
+            self.b.data[:] = 1.0
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g, b, chunk = self.g, self.b, self.chunk
+        shared = np.empty(len(rows))
+        sim2 = np.empty(len(rows))
+        for s in range(0, len(rows), chunk):
+            r, c = rows[s:s + chunk], cols[s:s + chunk]
+            prod = sp.csr_matrix(g[r].multiply(g[c]))
+            sim2[s:s + chunk] = np.asarray(prod.sum(axis=1)).ravel()
+            if b is None:
+                prod.sum_duplicates()
+                shared[s:s + chunk] = np.diff(prod.indptr)
+            else:
+                shared[s:s + chunk] = np.asarray(b[r].multiply(b[c]).sum(axis=1)).ravel()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shared = shared / np.minimum(self.deg[rows], self.deg[cols])
+        return shared, sim2
+
+
+class PairContext:
+    """Every modality's :class:`GraphContext` and the titles' :class:`TitleContext`,
+    built once (each in its own thread, ``n_jobs`` threads; ``None``: every core), then
+    :meth:`features` of any block of pairs: the same values as :func:`pair_features`
+    of those pairs, whatever the blocks.
+
+    >>> g = sp.csr_matrix(np.array([[1, .9], [.9, 1]], dtype=np.float32))
+    >>> ctx = PairContext({"tfidf": g}, ["Mug 300ml", "mug 300 ml"])
+    >>> x, names = ctx.features(np.array([0]), np.array([1]))
+    >>> x.shape, names[0]
+    ((1, 46), 'tfidf__sim')
+    """
+
+    def __init__(self, cands: Mapping[str, sp.spmatrix], titles: Sequence[str] | None = None,
+                 n_jobs: int | None = None,
+                 catalogue_df: tuple[Mapping[str, int], int] | None = None) -> None:
+        n = _shape(cands)
+        if titles is not None and len(titles) != n:
+            raise ValueError(
+                f"`titles` has {len(titles)} entries but the candidate graphs have {n} rows; "
+                "pass one title per posting, in the graphs' row order."
+            )
+        self.n = n
+        self.names = sorted(cands)
+        self.n_jobs = n_jobs
+        tasks: list[Callable[[], object]] = [functools.partial(GraphContext, cands[name])
+                                             for name in self.names]
+        if titles is not None:
+            tasks.append(functools.partial(TitleContext, titles, catalogue_df))
+        parts = _run(tasks, n_jobs)
+        self.graphs: list[GraphContext] = parts[:len(self.names)]  # type: ignore[assignment]
+        self.titles: TitleContext | None = (parts[-1] if titles is not None  # type: ignore[assignment]
+                                            else None)
+
+    def features(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Feature matrix (float64, NaN = missing) of pairs ``(rows[p], cols[p])``, and
+        the feature names (modalities in sorted name order, then the titles')."""
+
+        def modality(i: int) -> dict[str, np.ndarray]:
+            ctx, name = self.graphs[i], self.names[i]
+            f = ctx.features(rows, cols, prefix=f"{name}__")
+            # whether the modality exists in this set at all (an empty graph: e.g. no images)
+            f[f"{name}__present"] = np.full(len(rows), float(ctx.present))
+            return f
+
+        tasks: list[Callable[[], dict[str, np.ndarray]]] = [
+            functools.partial(modality, i) for i in range(len(self.names))]
+        if self.titles is not None:
+            tasks.append(functools.partial(self.titles.features, rows, cols))
+        feats: dict[str, np.ndarray] = {}
+        for part in _run(tasks, self.n_jobs):
+            feats.update(part)
+        names = list(feats)
+        return _columns([feats[k] for k in names], len(rows)), names
+
+
+def _run(tasks: Sequence[Callable[[], T]], n_jobs: int | None) -> list[T]:
+    """Each task's result, in order, on up to ``n_jobs`` threads (NumPy and SciPy's
+    sparse kernels release the GIL)."""
+    workers = min(len(tasks), effective_n_jobs(n_jobs))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda task: task(), tasks))
+    return [task() for task in tasks]
 
 
 def pair_features(
@@ -199,7 +311,8 @@ def pair_features(
 
     Modalities are taken in sorted name order so the columns never depend on dict order.
     Each modality's features and the title features are computed in their own thread
-    (``n_jobs`` threads; ``None``: every core): the values do not depend on it.
+    (``n_jobs`` threads; ``None``: every core): the values do not depend on it. To
+    feature many blocks of pairs of the same graphs, build one :class:`PairContext`.
 
     >>> g = sp.csr_matrix(np.array([[1, .9], [.9, 1]], dtype=np.float32))
     >>> r, c = candidate_pairs({"tfidf": g})
@@ -207,35 +320,7 @@ def pair_features(
     >>> X.shape[0], names[0]
     (2, 'tfidf__sim')
     """
-    n = _shape(cands)
-    if titles is not None and len(titles) != n:
-        raise ValueError(
-            f"`titles` has {len(titles)} entries but the candidate graphs have {n} rows; "
-            "pass one title per posting, in the graphs' row order."
-        )
-
-    def modality(name: str) -> dict[str, np.ndarray]:
-        f = graph_features(cands[name], rows, cols, prefix=f"{name}__")
-        # whether the modality exists in this set at all (an empty graph: e.g. no images)
-        coo = sp.coo_matrix(cands[name])
-        f[f"{name}__present"] = np.full(len(rows), float(bool((coo.row != coo.col).any())))
-        return f
-
-    tasks: list[Callable[[], dict[str, np.ndarray]]] = [
-        functools.partial(modality, name) for name in sorted(cands)]
-    if titles is not None:
-        tasks.append(functools.partial(title_features, titles, rows, cols))
-    workers = min(len(tasks), effective_n_jobs(n_jobs))
-    if workers > 1:  # NumPy and SciPy's sparse kernels release the GIL
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda task: task(), tasks))
-    else:
-        parts = [task() for task in tasks]
-    feats: dict[str, np.ndarray] = {}
-    for part in parts:
-        feats.update(part)
-    names = list(feats)
-    return _columns([feats[k] for k in names], len(rows)), names
+    return PairContext(cands, titles, n_jobs).features(rows, cols)
 
 
 def _columns(cols: Sequence[np.ndarray], n: int, block: int = 16384) -> np.ndarray:

@@ -22,18 +22,19 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._memory import block_pairs, parse_memory
 from .._params import BaseEstimator
 from .._registry import register
 from .._validation import NotFittedError, check_scalar
 from ..neighbors.graph import grow as grow_graph
 from ..neighbors.graph import select as select_graph
 from . import _gbm
+from ._blocks import BYTES_PER_PAIR, score_blocks
 from ._fit import Block as _Block
 from ._fit import as_lists as _as_lists
 from ._fit import split_folds as _split_folds
 from ._fit import stage_features as _stage_features
 from ._fit import stage_models as _stage_models
-from ._fit import symmetric_graph as _symmetric_graph
 from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
@@ -312,9 +313,16 @@ class PairReranker(BaseEstimator):
         return threshold
 
     # --- prediction -----------------------------------------------------------------
-    def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
+    def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None, *,
+                            block_size: int | None = None, max_pairs: int | None = None,
+                            verbose: bool = False) -> sp.csr_matrix:
         """P(same product) of every candidate pair (symmetric), as an n x n graph with
-        the same sparsity as the union of the candidate graphs (diagonal excluded)."""
+        the same sparsity as the union of the candidate graphs (diagonal excluded).
+
+        Pairs are scored a block of rows at a time (at most ``block_size`` rows and
+        ``max_pairs`` pairs; ``None``: all at once), so memory holds one block's features
+        rather than every pair's; the result does not depend on the blocks.
+        """
         if not self.is_fitted_:
             raise NotFittedError(
                 "This PairReranker instance is not fitted yet. Call 'fit' with appropriate "
@@ -327,21 +335,11 @@ class PairReranker(BaseEstimator):
                 f"candidate graphs for modalities {sorted(cands)} given, but this PairReranker "
                 f"was fitted on {self.modalities_}; pass the same modality names."
             )
-        r, c = candidate_pairs(cands)
         n = next(iter(cands.values())).shape[0]
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
-        x, names = pair_features(cands, r, c, tt, n_jobs=self.n_jobs)
-        if list(self.feature_names_[:len(names)]) != names:
-            raise ValueError(
-                "This PairReranker was fitted on other pair features than this shopee_match "
-                "computes (a model saved by another version); refit it with this version, "
-                "e.g. `shopee-match fit TRAIN.csv -o MODEL_DIR`."
-            )
-        proba = sp.csr_matrix((n, n), dtype=np.float32)
-        for stage, booster in enumerate(self.boosters_):
-            if stage:
-                x = np.hstack([x, _stage_features(proba, r, c, stage - 1)[0]])
-            proba = _symmetric_graph(self._proba(booster, x), r, c, n)
+        proba = score_blocks(cands, tt, self.boosters_, self._proba, self.feature_names_,
+                             block_rows=block_size, max_pairs=max_pairs, n_jobs=self.n_jobs,
+                             verbose=verbose)
         return self._adapted(proba) if self.adapt_prior else proba
 
     def _adapted(self, proba: sp.csr_matrix) -> sp.csr_matrix:
@@ -364,9 +362,16 @@ class PairReranker(BaseEstimator):
     def is_fitted_(self) -> bool:
         return getattr(self, "boosters_", None) is not None
 
-    def combine(self, cands: Cands, titles: Sequence[str] | None = None) -> sp.csr_matrix:
-        """The final match graph from each step's candidate graph."""
-        return self.select(self.predict_proba_graph(cands, titles))
+    def combine(self, cands: Cands, titles: Sequence[str] | None = None, *,
+                memory: str | int | None = None, block_size: int | None = None,
+                verbose: bool = False) -> sp.csr_matrix:
+        """The final match graph from each step's candidate graph. Pairs are scored a
+        block of postings at a time (at most ``block_size``), each block sized to what
+        ``memory`` (``"4GB"``, bytes; ``None``: the default budget,
+        :func:`~shopee_match._memory.default_budget`) leaves above the process's memory."""
+        max_pairs = block_pairs(parse_memory(memory), BYTES_PER_PAIR, what="candidate pairs")
+        return self.select(self.predict_proba_graph(cands, titles, block_size=block_size,
+                                                    max_pairs=max_pairs, verbose=verbose))
 
     def _select(self, proba: sp.csr_matrix, threshold: float,
                 min_matches: int | None = None) -> sp.csr_matrix:

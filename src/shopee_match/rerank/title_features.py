@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ..text.codes import split_kinds
 from ..text.preprocess import TitlePreprocessor
 
-__all__ = ["TITLE_FEATURES", "title_doc_freq", "title_features"]
+__all__ = ["TITLE_FEATURES", "TitleContext", "title_doc_freq", "title_features"]
 
 #: tokens as matched: lower-case, accents and escapes out, codes and units joined; no
 #: stop words or stemming (both are language-bound)
@@ -71,14 +71,6 @@ def _row_max(x: sp.csr_matrix, weight: np.ndarray) -> np.ndarray:
     return out
 
 
-def _overlap(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shared count and each side's count, per pair."""
-    size = np.asarray(m.sum(axis=1)).ravel().astype(np.float64)
-    shared = np.asarray(m[rows].multiply(m[cols]).sum(axis=1)).ravel().astype(np.float64)
-    return shared, size[rows], size[cols]
-
-
 def _kind(t: str) -> str:
     """``"num"``, ``"qty"``, ``"code"`` or ``""``, as :func:`split_kinds` sorts a token."""
     codes, qty, nums = split_kinds([t])
@@ -101,6 +93,79 @@ def _kinds(tok: np.ndarray, doc: np.ndarray, n: int) -> dict[str, sp.csr_matrix]
     return out
 
 
+class TitleContext:
+    """A catalogue's titles, read once: token incidence matrices (words, codes, sizes,
+    numbers, code cores, units), the catalogue's idf and each title's counts, so that
+    any block of pairs is then featured by row gathers alone (:meth:`features`).
+    ``catalogue_df`` as for :func:`title_features`. Memory: O(tokens).
+
+    >>> ctx = TitleContext(["Panasonic KX-TS108W phone", "panasonic kxts108w",
+    ...                     "Panasonic KXTS600W"])
+    >>> ctx.features(np.array([0, 0]), np.array([1, 2]))["code_shared"].tolist()
+    [1.0, 0.0]
+    """
+
+    def __init__(self, titles: Sequence[str],
+                 catalogue_df: tuple[Mapping[str, int], int] | None = None) -> None:
+        n = len(titles)
+        tok, doc = _PREP.token_table(titles)
+        term, vocab = pd.factorize(tok)
+        self.words = _incidence(doc, term, n, len(vocab))
+        df = np.asarray(self.words.sum(axis=0)).ravel()
+        n_cat = n
+        if catalogue_df is not None:
+            counts, n_cat = catalogue_df[0], int(catalogue_df[1])
+            df = np.zeros_like(df)
+            df[:len(vocab)] = [counts.get(t, 1) for t in vocab]
+        # idf scaled by its largest possible value, so catalogues of any size compare
+        self.idf = (np.log((n_cat + 1) / (df + 1)) + 1) / (np.log(n_cat + 1) + 1)
+        self.size = np.asarray(self.words.sum(axis=1)).ravel().astype(np.float64)
+        self.lengths = np.fromiter(map(len, titles), dtype=np.float64, count=n)
+        self.kinds = {kind: (m, np.asarray(m.sum(axis=1)).ravel().astype(np.float64))
+                      for kind, m in _kinds(tok, doc, n).items()}
+
+    def features(self, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+        """The title features of pairs ``(rows[p], cols[p])`` (see :func:`title_features`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        idf = self.idf
+        a, b = self.words[rows], self.words[cols]
+        both = a.multiply(b).tocsr()
+        one = (a + b).tocsr()  # 2 where both titles have the token: dropped
+        one.data[one.data == 2] = 0
+        one.eliminate_zeros()
+        wi, wj = np.asarray(a @ idf).ravel(), np.asarray(b @ idf).ravel()
+        del a, b
+        ws = np.asarray(both @ idf).ravel()
+        # counts from the products above, not a second pass over the pairs
+        shared_n = np.asarray(both.sum(axis=1)).ravel().astype(np.float64)
+        ni, nj = self.size[rows], self.size[cols]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f: dict[str, np.ndarray] = {
+                "word_jaccard": np.where(ni + nj - shared_n > 0,
+                                         shared_n / (ni + nj - shared_n), np.nan),
+                "idf_jaccard": np.where(wi + wj - ws > 0, ws / (wi + wj - ws), np.nan),
+                "idf_cover_min": np.where(np.minimum(wi, wj) > 0, ws / np.minimum(wi, wj),
+                                          np.nan),
+            }
+        f["idf_shared_max"] = _row_max(both, idf)
+        f["idf_diff_max"] = _row_max(one, idf)
+        f["idf_diff_sum"] = np.asarray(one @ idf).ravel()
+        f["ntok_min"], f["ntok_max"] = np.minimum(ni, nj), np.maximum(ni, nj)
+        li, lj = self.lengths[rows], self.lengths[cols]
+        f["len_ratio"] = np.minimum(li, lj) / np.maximum(np.maximum(li, lj), 1.0)
+        for kind, (m, size) in self.kinds.items():
+            shared = np.asarray(m[rows].multiply(m[cols]).sum(axis=1)).ravel().astype(np.float64)
+            ci, cj = size[rows], size[cols]
+            f[f"{kind}_shared"] = shared
+            f[f"{kind}_conflict"] = ((ci > 0) & (cj > 0) & (shared == 0)).astype(np.float64)
+            f[f"{kind}_onesided"] = ((ci > 0) ^ (cj > 0)).astype(np.float64)
+            f[f"{kind}_missing"] = ci + cj - 2 * shared
+        # a unit both titles use, with no quantity of it in common: 64gb against 128gb
+        f["qty_unit_conflict"] = (f["unit_shared"] > f["qty_shared"]).astype(np.float64)
+        return {k: f[k] for k in TITLE_FEATURES}
+
+
 def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray,
                    catalogue_df: tuple[Mapping[str, int], int] | None = None,
                    ) -> dict[str, np.ndarray]:
@@ -113,61 +178,15 @@ def title_features(titles: Sequence[str], rows: np.ndarray, cols: np.ndarray,
     ``catalogue_df``: ``(titles containing each token, number of titles)`` of the whole
     catalogue when ``titles`` are part of it (distributed matching, from
     :func:`title_doc_freq`); a token it lacks is in one title. Rarity is then the
-    catalogue's, as if every title were given.
+    catalogue's, as if every title were given. The titles are read for each call: to
+    feature many blocks of pairs, build one :class:`TitleContext`.
 
     >>> f = title_features(["Panasonic KX-TS108W phone", "panasonic kxts108w",
     ...                     "Panasonic KXTS600W"], np.array([0, 0]), np.array([1, 2]))
     >>> f["code_shared"].tolist(), f["code_conflict"].tolist()
     ([1.0, 0.0], [0.0, 1.0])
     """
-    n = len(titles)
-    rows = np.asarray(rows, dtype=np.int64)
-    cols = np.asarray(cols, dtype=np.int64)
-    tok, doc = _PREP.token_table(titles)
-    term, vocab = pd.factorize(tok)
-    words = _incidence(doc, term, n, len(vocab))
-    df = np.asarray(words.sum(axis=0)).ravel()
-    n_cat = n
-    if catalogue_df is not None:
-        counts, n_cat = catalogue_df[0], int(catalogue_df[1])
-        df = np.zeros_like(df)
-        df[:len(vocab)] = [counts.get(t, 1) for t in vocab]
-    # idf scaled by its largest possible value, so catalogues of any size compare
-    idf = (np.log((n_cat + 1) / (df + 1)) + 1) / (np.log(n_cat + 1) + 1)
-    a, b = words[rows], words[cols]
-    both = a.multiply(b).tocsr()
-    one = (a + b).tocsr()  # 2 where both titles have the token: dropped
-    one.data[one.data == 2] = 0
-    one.eliminate_zeros()
-    wi, wj = np.asarray(a @ idf).ravel(), np.asarray(b @ idf).ravel()
-    ws = np.asarray(both @ idf).ravel()
-    # counts from the products above, not a second pass over the pairs
-    size = np.asarray(words.sum(axis=1)).ravel().astype(np.float64)
-    shared_n = np.asarray(both.sum(axis=1)).ravel().astype(np.float64)
-    ni, nj = size[rows], size[cols]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f: dict[str, np.ndarray] = {
-            "word_jaccard": np.where(ni + nj - shared_n > 0, shared_n / (ni + nj - shared_n),
-                                     np.nan),
-            "idf_jaccard": np.where(wi + wj - ws > 0, ws / (wi + wj - ws), np.nan),
-            "idf_cover_min": np.where(np.minimum(wi, wj) > 0, ws / np.minimum(wi, wj), np.nan),
-        }
-    f["idf_shared_max"] = _row_max(both, idf)
-    f["idf_diff_max"] = _row_max(one, idf)
-    f["idf_diff_sum"] = np.asarray(one @ idf).ravel()
-    f["ntok_min"], f["ntok_max"] = np.minimum(ni, nj), np.maximum(ni, nj)
-    lengths = np.fromiter(map(len, titles), dtype=np.float64, count=n)
-    li, lj = lengths[rows], lengths[cols]
-    f["len_ratio"] = np.minimum(li, lj) / np.maximum(np.maximum(li, lj), 1.0)
-    for kind, m in _kinds(tok, doc, n).items():
-        shared, ci, cj = _overlap(m, rows, cols)
-        f[f"{kind}_shared"] = shared
-        f[f"{kind}_conflict"] = ((ci > 0) & (cj > 0) & (shared == 0)).astype(np.float64)
-        f[f"{kind}_onesided"] = ((ci > 0) ^ (cj > 0)).astype(np.float64)
-        f[f"{kind}_missing"] = ci + cj - 2 * shared
-    # a unit both titles use, with no quantity of it in common: 64gb against 128gb
-    f["qty_unit_conflict"] = (f["unit_shared"] > f["qty_shared"]).astype(np.float64)
-    return {k: f[k] for k in TITLE_FEATURES}
+    return TitleContext(titles, catalogue_df).features(rows, cols)
 
 
 def title_doc_freq(titles: Sequence[str]) -> Counter[str]:

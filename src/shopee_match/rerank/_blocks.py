@@ -1,0 +1,153 @@
+"""Scoring candidate pairs a block of query postings at a time, in bounded memory.
+
+The unit of work is a block of rows (query postings): the candidate pairs whose first
+posting is in the block are featured (:class:`~shopee_match.rerank.pair_features.PairContext`,
+built once per catalogue), scored by a stage's trees and dropped. Between blocks only
+one float32 per candidate pair lives (the stage's probability), which the next stage's
+neighbourhood features read as a graph. Every block gives the values one block of the
+whole catalogue would: a pair's features depend on the two postings' rows of the
+candidate graphs, never on which other pairs share its block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .pair_features import GraphContext, PairContext
+
+__all__ = ["BYTES_PER_PAIR", "pair_pattern", "row_blocks", "score_blocks"]
+
+#: peak bytes one candidate pair of a block costs while it is featured and scored
+#: (measured on the shipped model's 95 features: the feature matrix, its columns and the
+#: sparse row gathers of the title features); sets a block's size from a memory budget
+BYTES_PER_PAIR = 4096
+
+
+def pair_pattern(cands: Mapping[str, sp.spmatrix]) -> sp.csr_matrix:
+    """Every off-diagonal pair stored in any candidate graph, in both directions, as
+    one canonical CSR pattern (row ``i``'s columns: ``i``'s candidate partners, sorted):
+    the pairs :func:`~shopee_match.rerank.pair_features.candidate_pairs` lists, in the
+    same order.
+
+    >>> g = sp.csr_matrix(np.array([[1, .9, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32))
+    >>> p = pair_pattern({"t": g})
+    >>> p.indptr.tolist(), p.indices.tolist()
+    ([0, 1, 2, 2], [1, 0])
+    """
+    n = next(iter(cands.values())).shape[0]
+    rows, cols = [], []
+    for g in cands.values():
+        coo = sp.coo_matrix(g)
+        off = coo.row != coo.col
+        rows += [coo.row[off], coo.col[off]]
+        cols += [coo.col[off], coo.row[off]]
+    r = np.concatenate(rows) if rows else np.empty(0, np.int32)
+    c = np.concatenate(cols) if cols else np.empty(0, np.int32)
+    out = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
+    out.sum_duplicates()
+    return out
+
+
+def row_blocks(indptr: np.ndarray, block_rows: int | None = None,
+               max_pairs: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``[lo, hi)`` of at most ``block_rows`` rows and (unless a
+    single row has more) ``max_pairs`` stored pairs; one range when both are ``None``.
+
+    >>> row_blocks(np.array([0, 3, 3, 8, 9]), max_pairs=4)
+    [(0, 2), (2, 3), (3, 4)]
+    >>> row_blocks(np.array([0, 3, 3, 8, 9]), block_rows=3)
+    [(0, 3), (3, 4)]
+    """
+    n = len(indptr) - 1
+    if n <= 0:
+        return []
+    step = n if block_rows is None else max(1, int(block_rows))
+    out = []
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + step)
+        if max_pairs is not None:
+            # the last row whose end stays within the block's pair allowance
+            fit = int(np.searchsorted(indptr, indptr[lo] + max(1, int(max_pairs)), side="right")) - 1
+            hi = max(lo + 1, min(hi, fit))
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _symmetric(p: np.ndarray, pattern: sp.csr_matrix) -> sp.csr_matrix:
+    """Graph of the mean of P(i, j) and P(j, i) over a symmetric pattern, as
+    :func:`~shopee_match.rerank._fit.symmetric_graph` makes it."""
+    g = sp.csr_matrix((p.astype(np.float64), pattern.indices, pattern.indptr), shape=pattern.shape)
+    g = (g + g.T) * 0.5
+    return sp.csr_matrix(g, dtype=np.float32)
+
+
+def score_blocks(
+    cands: Mapping[str, sp.spmatrix],
+    titles: Sequence[str] | None,
+    boosters: Sequence[Any],
+    proba: Callable[[Any, np.ndarray], np.ndarray],
+    feature_names: Sequence[str],
+    *,
+    block_rows: int | None = None,
+    max_pairs: int | None = None,
+    n_jobs: int | None = None,
+    verbose: bool = False,
+) -> sp.csr_matrix:
+    """The last stage's symmetric probability graph of every candidate pair, scored
+    block by block (see the module's docstring).
+
+    ``boosters``: one model per stage; ``proba(model, x)`` its P(match) of rows ``x``;
+    ``feature_names``: the features the models were fitted on (checked against the
+    features computed here). Memory: the candidate graphs' contexts (O(stored pairs))
+    plus one block's features (``max_pairs`` * :data:`BYTES_PER_PAIR`).
+    """
+    pattern = pair_pattern(cands)
+    n = pattern.shape[0]
+    indptr, indices = pattern.indptr, pattern.indices
+    blocks = row_blocks(indptr, block_rows, max_pairs)
+    ctx = PairContext(cands, titles, n_jobs)
+    stages: list[GraphContext] = []
+    # one block: its base features are kept for the later stages, not recomputed
+    cached: list[np.ndarray] | None = [] if len(blocks) == 1 else None
+    out = sp.csr_matrix((n, n), dtype=np.float32)
+    for stage, booster in enumerate(boosters):
+        p = np.empty(pattern.nnz, dtype=np.float64)
+        bar = tqdm(blocks, desc=f"pairs, stage {stage + 1}", unit="block",
+                   disable=not verbose or len(blocks) < 2)
+        for b, (lo, hi) in enumerate(bar):
+            a, z = int(indptr[lo]), int(indptr[hi])
+            rows = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(indptr[lo:hi + 1]))
+            cols = indices[a:z].astype(np.int64)
+            if cached is not None and stage:
+                base = cached[b]
+            else:
+                base, names = ctx.features(rows, cols)
+                if stage == 0 and b == 0:
+                    _check_names(names, feature_names)
+                if cached is not None:
+                    cached.append(base)
+            x = np.hstack([base, *(s.matrix(rows, cols, prefix=f"stage{t + 1}__")[0]
+                                   for t, s in enumerate(stages))]) if stages else base
+            del base
+            p[a:z] = proba(booster, x) if len(rows) else np.empty(0)
+            del x
+        out = _symmetric(p, pattern)
+        if stage < len(boosters) - 1:
+            stages.append(GraphContext(out))
+    return out
+
+
+def _check_names(names: Sequence[str], fitted: Sequence[str]) -> None:
+    if list(fitted[:len(names)]) != list(names):
+        raise ValueError(
+            "This PairReranker was fitted on other pair features than this shopee_match "
+            "computes (a model saved by another version); refit it with this version, "
+            "e.g. `shopee-match fit TRAIN.csv -o MODEL_DIR`."
+        )

@@ -1,0 +1,135 @@
+"""The block engine: candidate pairs scored a block of postings at a time give the
+answers of all at once, and memory budgets are read as a user writes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from shopee_match import Pipeline, make_catalog
+from shopee_match._memory import block_pairs, default_budget, parse_memory
+from shopee_match.data import train_test_split_groups
+from shopee_match.rerank import PairReranker
+from shopee_match.rerank._blocks import pair_pattern, row_blocks
+from shopee_match.rerank._fit import stage_features, symmetric_graph
+from shopee_match.rerank.pair_features import candidate_pairs, pair_features
+
+
+def _all_at_once(rr: PairReranker, cands: dict[str, sp.csr_matrix], titles: list[str]) -> sp.csr_matrix:
+    """The reranker's probabilities computed the straightforward way: every pair's
+    features in one matrix, each stage's graph features appended to it."""
+    r, c = candidate_pairs(cands)
+    n = next(iter(cands.values())).shape[0]
+    x, _ = pair_features(cands, r, c, titles, n_jobs=1)
+    proba = sp.csr_matrix((n, n), dtype=np.float32)
+    for stage, booster in enumerate(rr.boosters_):
+        if stage:
+            x = np.hstack([x, stage_features(proba, r, c, stage - 1)[0]])
+        proba = symmetric_graph(np.asarray(booster.predict(x), dtype=np.float64), r, c, n)
+    return proba
+
+
+@pytest.fixture(scope="module")
+def shipped_case() -> tuple[Pipeline, dict[str, sp.csr_matrix], list[str]]:
+    p = make_catalog(n_groups=60, per_group=(1, 6), images=False, seed=5)
+    pipe = Pipeline.pretrained()
+    return pipe, pipe.step_graphs(p), list(p.titles)
+
+
+@pytest.mark.parametrize("block", [1, 7, None])
+def test_shipped_model_blocks_equal_all_at_once(shipped_case, block: int | None) -> None:
+    pipe, cands, titles = shipped_case
+    rr = pipe.combiner_
+    want = _all_at_once(rr, cands, titles)
+    got = rr.predict_proba_graph(cands, titles, block_size=block)
+    assert got.nnz == want.nnz > 100
+    assert (got != want).nnz == 0  # bit for bit
+
+
+def test_pair_budget_blocks_equal_all_at_once(shipped_case) -> None:
+    pipe, cands, titles = shipped_case
+    rr = pipe.combiner_
+    want = rr.predict_proba_graph(cands, titles)
+    got = rr.predict_proba_graph(cands, titles, max_pairs=50)
+    assert (got != want).nnz == 0
+
+
+def test_three_stages_blocks_equal_all_at_once() -> None:
+    """A third stage reads both earlier stages' graphs: blocks (features recomputed
+    per stage) and one block (features kept) agree with the straightforward sum."""
+    p = make_catalog(n_groups=90, per_group=(2, 5), images=False, seed=3)
+    train, test = train_test_split_groups(p, test_size=0.4, random_state=0)
+    pipe = Pipeline.pretrained()
+    rr = PairReranker(n_stages=3, max_iter=15, n_jobs=1).fit(
+        pipe.step_graphs(train), train.groups(), list(train.titles))
+    cands = pipe.step_graphs(test)
+    want = _all_at_once(rr, cands, list(test.titles))
+    for block in (3, None):
+        got = rr.predict_proba_graph(cands, list(test.titles), block_size=block)
+        assert (got != want).nnz == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"block_size": 1}, {"block_size": 7}, {"memory": "64MB"}])
+def test_pipeline_predict_same_submission_any_block(kwargs: dict) -> None:
+    p = make_catalog(n_groups=40, per_group=(1, 5), images=False, seed=8)
+    pipe = Pipeline.pretrained()
+    want = pipe.predict(p)
+    with pytest.warns(UserWarning, match="memory budget") if "memory" in kwargs else _no_warn():
+        got = pipe.predict(p, **kwargs)
+    assert got.equals(want)
+    assert (got.matches.str.count(" ") > 0).any()  # some postings are matched to others
+
+
+class _no_warn:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_pair_pattern_lists_candidate_pairs_in_order(shipped_case) -> None:
+    _, cands, _ = shipped_case
+    pat = pair_pattern(cands)
+    r, c = candidate_pairs(cands)
+    rows = np.repeat(np.arange(pat.shape[0]), np.diff(pat.indptr))
+    assert np.array_equal(rows, r) and np.array_equal(pat.indices, c)
+
+
+def test_row_blocks_cover_every_row_once_within_limits() -> None:
+    indptr = np.concatenate([[0], np.cumsum(np.random.default_rng(0).integers(0, 9, 200))])
+    blocks = row_blocks(indptr, block_rows=13, max_pairs=20)
+    covered = np.concatenate([np.arange(lo, hi) for lo, hi in blocks])
+    assert np.array_equal(covered, np.arange(200))
+    for lo, hi in blocks:
+        assert hi - lo <= 13
+        assert indptr[hi] - indptr[lo] <= 20 or hi - lo == 1
+
+
+def test_parse_memory_reads_sizes_and_refuses_nonsense() -> None:
+    assert parse_memory("2GB") == 2 * 2**30
+    assert parse_memory("1.5g") == int(1.5 * 2**30)
+    assert parse_memory(None) == default_budget() > 0
+    with pytest.raises(ValueError, match="not a size"):
+        parse_memory("lots")
+    with pytest.raises(ValueError, match="below 64MB"):
+        parse_memory("1MB")
+    with pytest.raises(TypeError):
+        parse_memory(True)  # type: ignore[arg-type]
+
+
+def test_block_pairs_grows_with_the_budget() -> None:
+    small = block_pairs(parse_memory("64GB"), 4096)
+    large = block_pairs(parse_memory("128GB"), 4096)
+    assert large > small > 2**14
+
+
+def test_catalogue_beyond_the_machine_is_refused_up_front() -> None:
+    from shopee_match._memory import check_fits, total_memory
+
+    n = int(total_memory() // 1024) + 1  # at 1 KiB a posting, more than the machine holds
+    with pytest.raises(MemoryError, match=r"GiB.*Dask"):
+        check_fits(n, parse_memory("2GB"), per_posting=1024)
+    with pytest.warns(UserWarning, match="more than the memory budget"):
+        check_fits(n // 8, parse_memory("64MB"), per_posting=1024)
