@@ -90,7 +90,7 @@ def predict_dask(
     >>> from distributed import Client, LocalCluster              # doctest: +SKIP
     >>> pipe = Pipeline.default(images=False).fit(make_catalog(50, images=False))  # doctest: +SKIP
     >>> with Client(LocalCluster(n_workers=2)) as c:              # doctest: +SKIP
-    ...     sub = pipe.predict("postings-*.parquet", client=c)
+    ...     sub = predict_dask(pipe, "postings-*.parquet", client=c)
     """
     require_dask()
     from ._io import (
