@@ -204,6 +204,8 @@ class SparseBackend:
         """The pruned plan: ``2k`` candidates by the columns kept, ranked by exact
         similarity (every column), the top ``k`` of them at or above ``floor``."""
         n_q, n_ref = query.shape[0], self.n_ref_
+        ref = self.ref_
+        assert ref is not None  # a pruned fit keeps the whole rows
         wide = min(n_ref, _PRUNED_OVERSAMPLE * k)
         q_tail = query[:, self.tail_cols_].tocsr()
         tiny = float(np.finfo(np.float32).tiny)
@@ -220,13 +222,13 @@ class SparseBackend:
         # rows made only of frequent columns share nothing left: their candidates come
         # from every column (a few rows, in chunks that bound the product's size)
         bare = np.flatnonzero(np.diff(q_tail.indptr) == 0)
-        ref_t = self.ref_.T.tocsr() if len(bare) else None
+        ref_t = ref.T.tocsr() if len(bare) else None
         step = max(1, 2**22 // max(n_ref, 1))
         for start in range(0, len(bare), step):
             rows = bare[start:start + step]
             prod = (query[rows] @ ref_t).tocsr()
             cand_s[rows], cand_i[rows] = _topk_csr(prod, wide, tiny)
-        return _rescore(query, self.ref_, cand_i, k, floor)
+        return _rescore(query, ref, cand_i, k, floor)
 
     def _search_compiled(
         self,
