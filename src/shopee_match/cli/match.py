@@ -18,6 +18,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--model", metavar="MODEL_DIR",
                    help="a folder from `fit` (default: the shipped pretrained model)")
     p.add_argument("-o", "--output", required=True, metavar="submission.csv")
+    p.add_argument("--pairs-out", metavar="pairs.csv",
+                   help="also write the matched pairs: left_id,right_id,probability,evidence "
+                        "(evidence in words: shared code, sizes differ, ...)")
+    p.add_argument("--groups-out", metavar="groups.csv",
+                   help="also write each posting's match set: posting_id,group (connected "
+                        "match sets numbered from 0)")
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
                         "POSTINGS may then be a glob of CSV/Parquet files (no --model: the "
@@ -29,17 +35,45 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
+    import pandas as pd
+
     from .._persist import atomic_file
 
     if args.scheduler:
+        if args.pairs_out or args.groups_out:
+            raise ValueError("--pairs-out and --groups-out are not written with --scheduler "
+                             "yet; match on one machine for them.")
         return _match_dask(args)
     postings = read(args, args.postings)
     pipe = load_or_default(args, postings, verbose)
-    sub = pipe.predict(postings)
-    with atomic_file(args.output, "w", encoding="utf-8", newline="") as fh:
-        sub.to_csv(fh, index=False)
+    tables = {}
+    if (args.pairs_out or args.groups_out) and len(postings):
+        from ..review import score_pairs
+
+        scores = score_pairs(pipe, postings)
+        sub = scores.submission()
+        if args.pairs_out:
+            tables[args.pairs_out] = scores.table(kept=True)
+        if args.groups_out:
+            tables[args.groups_out] = pd.DataFrame({"posting_id": sub["posting_id"],
+                                                    "group": scores.groups()})
+    else:
+        sub = pipe.predict(postings)
+        empty = pd.Series([], dtype=str)
+        if args.pairs_out:
+            tables[args.pairs_out] = pd.DataFrame({"left_id": empty, "right_id": empty,
+                                                   "probability": empty, "evidence": empty})
+        if args.groups_out:
+            tables[args.groups_out] = pd.DataFrame({"posting_id": empty, "group": empty})
+    tables[args.output] = sub
+    for path, table in tables.items():  # every table made before any file is written
+        with atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+            table.to_csv(fh, index=False)
     mean = sub["matches"].str.count(" ").mean() + 1 if len(sub) else 0.0
     print(f"wrote {len(sub)} postings to {args.output} (mean {mean:.2f} matches each)")
+    for path, table in tables.items():
+        if path != args.output:
+            print(f"wrote {len(table)} rows to {path}")
     return 0
 
 

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from ..data import Postings
+from ..neighbors.graph import graph_to_sets
 from ..rerank.pair_features import candidate_pairs, graph_features, pair_features
 from ..rerank.title_features import title_doc_freq
 from ._phrases import feature_group, modality_label, phrase
@@ -85,6 +86,14 @@ class PairScores:
         """Match-set label of each posting: connected components of the match graph."""
         _, labels = connected_components(self.matches, directed=False)
         return labels.astype(np.int64)
+
+    def submission(self) -> pd.DataFrame:
+        """``posting_id, matches`` (space-separated ids, itself included) of the match
+        graph: what ``Pipeline.predict`` returns."""
+        ids = np.asarray(self.postings.posting_id, dtype=object)
+        sets = graph_to_sets(self.matches)
+        return pd.DataFrame({"posting_id": ids.astype(str),
+                             "matches": [" ".join(ids[s]) for s in sets]})
 
     def evidence(self, left: Sequence[int] | np.ndarray, right: Sequence[int] | np.ndarray,
                  top: int = 3) -> list[str]:
