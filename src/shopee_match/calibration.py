@@ -101,7 +101,7 @@ def best_point(curves: dict[int, np.ndarray]) -> tuple[float, int, float]:
     return best[0], best[1], best[2]
 
 
-def calibrate(pipe: Any, labelled: Postings, context: Postings | None = None) -> Any:
+def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = None) -> Any:
     """Re-choose ``pipe``'s pair-model threshold and min-matches on labelled groups.
 
     ``pipe`` is a fitted :class:`~shopee_match.Pipeline` whose combiner is a learned pair
@@ -279,7 +279,7 @@ def expected_f1(selected: sp.csr_matrix, q: sp.csr_matrix) -> float:
     return float(np.mean(2 * (1 + kept_q) / (size + 1 + all_q)))
 
 
-def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings) -> Any:
+def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings | None) -> Any:
     """Re-choose ``pipe``'s pair-model cut from reviewed pairs of ``catalogue``.
 
     ``labels``: ``left_id, right_id, same`` (a DataFrame or the review page's

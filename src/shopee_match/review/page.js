@@ -47,7 +47,7 @@ function show(which){document.getElementById("queue-view").style.display=which==
 document.getElementById("tab-queue").addEventListener("click",function(){show("queue");});
 document.getElementById("tab-sets").addEventListener("click",function(){show("sets");});
 renderQueue();search("");
-window.shopeeMatch={exportLabels:exportLabels,answers:function(){return JSON.parse(JSON.stringify(answers));},
+window.shopeeMatch={readyMs:performance.now(),exportLabels:exportLabels,answers:function(){return JSON.parse(JSON.stringify(answers));},
  clear:function(){answers={};save();renderQueue();},data:D,ready:true};
 document.body.setAttribute("data-ready","true");
 })();

@@ -96,10 +96,11 @@ def review_page(scores: PairScores, queue: int = 200, random_state: int | None =
     titles = scores.postings.titles if scores.postings.has_titles else [""] * len(ids)
     thumbs = _thumbs(scores.postings, Path(out_dir) if out_dir is not None else None)
     ev = scores.evidence(q["left"].to_numpy(), q["right"].to_numpy())
-    data = {
+    sets = _sets(scores)
+    data: dict[str, Any] = {
         "threshold": scores.threshold, "kind": scores.kind,
         "postings": [[i, t, th] for i, t, th in zip(ids, titles, thumbs)],
-        "sets": _sets(scores),
+        "sets": sets,
         "queue": [[int(a), int(b), round(float(p), 4), e, s, round(float(w), 3)]
                   for a, b, p, e, s, w in zip(q["left"], q["right"], q["probability"], ev,
                                               q["stratum"], q["weight"])],
@@ -107,7 +108,7 @@ def review_page(scores: PairScores, queue: int = 200, random_state: int | None =
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     data["page_id"] = hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
-    n_sets = len(data["sets"])
+    n_sets = len(sets)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
