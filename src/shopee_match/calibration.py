@@ -29,7 +29,7 @@ from .metrics import graph_f1_scores, match_nothing_f1
 from .rerank._fit import THRESHOLD_GRID
 
 __all__ = ["CALIBRATION_GRID", "STRATA", "best_point", "calibrate", "calibrate_pairs",
-           "calibration_curve", "expected_f1", "pair_strata", "read_pair_labels"]
+           "calibration_curve", "estimated_f1", "pair_strata", "read_pair_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,15 +268,23 @@ def _platt(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
     return float(res.x[0]), float(res.x[1])
 
 
-def expected_f1(selected: sp.csr_matrix, q: sp.csr_matrix) -> float:
-    """Mean expected F1 of the postings' match sets ``selected`` (diagonal included) when
-    each candidate pair is the same product with probability ``q`` (no diagonal):
-    ``2 (1 + sum of q kept) / (|kept| + 1 + sum of q)`` per posting."""
-    kept_q = np.asarray(selected.multiply(q).sum(axis=1)).ravel()
-    size = np.diff(sp.csr_matrix(selected).indptr).astype(np.float64)
-    size = np.maximum(size, 1.0)
-    all_q = np.asarray(q.sum(axis=1)).ravel()
-    return float(np.mean(2 * (1 + kept_q) / (size + 1 + all_q)))
+def estimated_f1(selected: sp.csr_matrix, q: sp.csr_matrix) -> float:
+    """F1 of match sets ``selected`` (diagonal included) estimated from ``q``, each
+    candidate pair's chance of being the same product (upper triangle, no diagonal):
+    the pooled posting F1 ``(n + 2 TP) / (n + 2 TP + FP + FN)``, every posting's match
+    with itself counted, with TP, FP, FN the expected pair counts.
+
+    >>> q = sp.csr_matrix(np.array([[0, .9, .1], [0, 0, 0], [0, 0, 0]]))
+    >>> round(estimated_f1(sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]])), q), 3)
+    0.96
+    """
+    n = selected.shape[0]
+    kept = sp.triu(sp.csr_matrix(selected), k=1).tocsr()
+    kept.data[:] = 1.0
+    tp = float(kept.multiply(q).sum())
+    fp = kept.nnz - tp
+    fn = float(q.sum()) - tp
+    return (n + 2 * tp) / max(n + 2 * tp + fp + fn, 1e-12)
 
 
 def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings | None) -> Any:
@@ -286,8 +294,8 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     ``labels.csv``). Each labelled pair stands for the candidate pairs of its stratum
     (:func:`pair_strata`: how the review queue samples), so the weights undo the queue's
     over-sampling near the cut; a weighted Platt map of the model's probabilities to
-    P(same) is fitted on them and the threshold and min-matches maximising the expected
-    F1 of every posting's match set under that map are kept (``pipe`` changed in place;
+    P(same) is fitted on them, and the threshold and min-matches that maximise the F1
+    that map predicts for the whole catalogue (:func:`estimated_f1`) are kept (``pipe`` changed in place;
     the details in ``pipe.tuning_["calibration"]``).
 
     >>> from shopee_match import Pipeline, make_catalog
@@ -337,16 +345,17 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     else:  # post-stratified: a labelled pair stands for its stratum's candidate pairs
         w = np.maximum(pop[lab_s], 1) / np.maximum(seen[lab_s], 1)
     a, b = _platt(p_lab, y.astype(np.float64), w.astype(np.float64))
-    q = proba.copy()
+    q = cands.copy()  # each candidate pair's chance, the labelled ones as answered
     z = np.log(np.clip(q.data, 1e-4, 1 - 1e-4) / (1 - np.clip(q.data, 1e-4, 1 - 1e-4)))
     q.data = 1 / (1 + np.exp(-(a * z + b)))
-    q.setdiag(0)
-    q.eliminate_zeros()
+    q = q.tolil()
+    q[lo, hi] = y.astype(np.float64)
+    q = q.tocsr()
     mms = tuple(sorted({1, int(ens.min_matches)}))
-    curves = {mm: np.array([expected_f1(ens._select(proba, float(t), mm), q)
+    curves = {mm: np.array([estimated_f1(ens._select(proba, float(t), mm), q)
                             for t in CALIBRATION_GRID]) for mm in mms}
     threshold, mm, f1 = best_point(curves)
-    before = expected_f1(ens._select(proba, before_t, before_mm), q)
+    before = estimated_f1(ens._select(proba, before_t, before_mm), q)
     ens.threshold_, ens.min_matches_ = threshold, mm
     pipe.tuning_ = dict(getattr(pipe, "tuning_", {}))
     pipe.tuning_["calibration"] = {
