@@ -163,7 +163,7 @@ def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = N
 
 # --- from reviewed pairs -----------------------------------------------------------------
 #: strata of candidate pairs by probability around the cut ``t``: what the review queue
-#: samples from and calibration re-weights by (each labelled pair stands for its stratum)
+#: samples from (calibration reports, per stratum, candidate pairs and answered ones)
 STRATA = ("unlikely", "below", "near", "above")
 #: half-width of the ``near`` stratum around the cut, and the ``unlikely`` ceiling
 NEAR_BAND, UNLIKELY = 0.15, 0.02
@@ -291,11 +291,14 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     """Re-choose ``pipe``'s pair-model cut from reviewed pairs of ``catalogue``.
 
     ``labels``: ``left_id, right_id, same`` (a DataFrame or the review page's
-    ``labels.csv``). Each labelled pair stands for the candidate pairs of its stratum
-    (:func:`pair_strata`: how the review queue samples), so the weights undo the queue's
-    over-sampling near the cut; a weighted Platt map of the model's probabilities to
-    P(same) is fitted on them, and the threshold and min-matches that maximise the F1
-    that map predicts for the whole catalogue (:func:`estimated_f1`) are kept (``pipe`` changed in place;
+    ``labels.csv``; an optional ``weight`` column weights the fit). The review queue
+    samples pairs by their probability alone (:func:`pair_strata`), so the answered
+    pairs estimate P(same | probability) as they are: a Platt map of the model's
+    probabilities, fitted on them. The F1 that map predicts is then summed over *every*
+    candidate pair of the catalogue (:func:`estimated_f1`; answered pairs as answered),
+    so the queue's over-sampling near the cut does not tilt the choice: each stratum
+    counts with its share of the catalogue. The threshold and min-matches maximising it
+    are kept (``pipe`` changed in place;
     the details in ``pipe.tuning_["calibration"]``).
 
     >>> from shopee_match import Pipeline, make_catalog
@@ -339,11 +342,11 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     pop = np.bincount(pair_strata(cands.data, before_t), minlength=len(STRATA))
     lab_s = pair_strata(p_lab, before_t)
     seen = np.bincount(lab_s, minlength=len(STRATA))
-    if "weight" in labels.columns:
+    if "weight" in labels.columns:  # the caller's own sampling weights
         w = pd.to_numeric(labels["weight"], errors="coerce").to_numpy()[keep]
         w = np.where(np.isfinite(w) & (w > 0), w, 1.0)
-    else:  # post-stratified: a labelled pair stands for its stratum's candidate pairs
-        w = np.maximum(pop[lab_s], 1) / np.maximum(seen[lab_s], 1)
+    else:  # the queue samples by probability alone: P(same | p) needs no weights
+        w = np.ones(len(y))
     a, b = _platt(p_lab, y.astype(np.float64), w.astype(np.float64))
     q = cands.copy()  # each candidate pair's chance, the labelled ones as answered
     z = np.log(np.clip(q.data, 1e-4, 1 - 1e-4) / (1 - np.clip(q.data, 1e-4, 1 - 1e-4)))

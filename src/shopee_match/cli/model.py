@@ -130,8 +130,8 @@ def cmd_calibrate(args: argparse.Namespace, verbose: bool) -> int:
         print(f"calibrated on {c['labelled_pairs']} reviewed pairs ({c['same_pairs']} same) "
               f"of {c['context_postings']} postings: threshold {c['threshold_before']:.3f} -> "
               f"{c['threshold']:.3f}, min matches {c['min_matches_before']} -> "
-              f"{c['min_matches']}; estimated pair F1 {c['f1_before']:.4f} -> {c['f1']:.4f} "
-              "(on the reviewed pairs, weighted by how the queue sampled them; in sample)")
+              f"{c['min_matches']}; F1 the answers predict for the catalogue {c['f1_before']:.4f} "
+              f"-> {c['f1']:.4f} (an estimate, in sample)")
         print(f"saved model to {args.output}")
         return 0
     assert labelled is not None

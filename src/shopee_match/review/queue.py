@@ -4,8 +4,9 @@ Half the queue is drawn near the cut (where an answer can move it), the rest acr
 other probability ranges (so the calibration sees the whole curve), each stratum spread
 over as many match sets as it holds before any set is drawn twice. Every queued pair
 records its stratum and its weight (candidate pairs of the stratum per queued pair): the
-inverse of how often the queue sampled its kind, which calibration uses to undo the
-over-sampling near the cut.
+inverse of how often the queue sampled its kind. The queue samples by probability alone,
+so calibration reads P(same | probability) from the answers as they are and sums the F1
+it predicts over every candidate pair (each stratum with its share of the catalogue).
 """
 
 from __future__ import annotations
