@@ -89,7 +89,7 @@ def _title_phrase(group: str, left: str, right: str, sign: float,
             return f"codes differ {_first(lc)} / {_first(rc)}"
         if lc or rc:
             return f"code {_first(lc or rc)} on one side only"
-        return "no model codes"
+        return "no model codes to disagree" if sign >= 0 else "no model codes to confirm"
     if group == "sizes":
         shared = lq & rq
         only_l, only_r = lq - shared, rq - shared
@@ -99,7 +99,7 @@ def _title_phrase(group: str, left: str, right: str, sign: float,
             return f"same size {_first(shared)}"
         if lq or rq:
             return f"size {_first(lq or rq)} on one side only"
-        return "no sizes"
+        return "no sizes to disagree" if sign >= 0 else "no sizes to confirm"
     if group == "numbers":
         shared = ln & rn
         if shared and sign >= 0:
@@ -108,7 +108,9 @@ def _title_phrase(group: str, left: str, right: str, sign: float,
             return f"numbers differ {_first(ln)} / {_first(rn)}"
         if ln ^ rn:
             return f"number {_first(ln ^ rn)} on one side only"
-        return "same numbers" if shared else "no numbers"
+        if shared:
+            return "same numbers"
+        return "no numbers to disagree" if sign >= 0 else "no numbers to confirm"
     if group == "length":
         return f"titles of {len(lt)} and {len(rt)} words"
     words_l, words_r = set(lt) - lk, set(rt) - rk
