@@ -3,6 +3,7 @@ column names and pair / group outputs (``shopee_match.review``, ``calibration``)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from shopee_match.calibration import (
 )
 from shopee_match.cli import main
 from shopee_match.data import Postings, PostingsError
-from shopee_match.review import review_queue, score_pairs
+from shopee_match.review import review_queue, score_pairs, write_review
 from shopee_match.review._phrases import feature_group, phrase
 
 
@@ -222,3 +223,20 @@ def test_no_import_circle_through_the_cli():
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not (node.module == "cli" or node.module.startswith("cli.")
                             or "shopee_match.cli" in node.module), f"{path} imports the CLI"
+
+
+def test_review_page_links_thumbnails_beside_it(tmp_path):
+    cat = make_catalog(n_groups=40, image_dir=tmp_path / "imgs", seed=2)
+    out = tmp_path / "pages" / "review.html"
+    page = write_review(Pipeline.pretrained(), cat, out, queue=15)
+    text = page.read_text(encoding="utf-8")
+    srcs = set(re.findall(r'"(\.\./imgs/[^"]+)"', text))
+    assert len(srcs) == len(cat)
+    assert all((out.parent / s).is_file() for s in srcs)
+    assert str(tmp_path) not in text  # relative links only: the folder can move
+
+
+def test_scheduler_refuses_what_it_cannot_do(tmp_path, capsys):
+    rc = main(["match", "x.csv", "--scheduler", "local:1", "--pairs-out", "p.csv", "-o",
+               str(tmp_path / "s.csv"), "-q"])
+    assert rc == 2 and "--scheduler" in capsys.readouterr().err

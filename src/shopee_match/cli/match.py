@@ -40,9 +40,10 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     from .._persist import atomic_file
 
     if args.scheduler:
-        if args.pairs_out or args.groups_out:
-            raise ValueError("--pairs-out and --groups-out are not written with --scheduler "
-                             "yet; match on one machine for them.")
+        if args.pairs_out or args.groups_out or args.id_column or args.title_column:
+            raise ValueError("--pairs-out, --groups-out, --id-column and --title-column are "
+                             "not supported with --scheduler yet; match on one machine, or "
+                             "name the files' columns posting_id and title.")
         return _match_dask(args)
     postings = read(args, args.postings)
     pipe = load_or_default(args, postings, verbose)
