@@ -96,7 +96,16 @@ def test_queue_draws_by_strata_with_their_weights(scores):
         assert np.allclose(part["weight"], sizes[name] / len(part))
     near = (q["stratum"] == "near").sum()
     assert near == min(30, sizes.get("near", 0)) or near == sizes.get("near", 0)
-    # spread over match sets: no set is queued twice before every set was queued once
+    # spread over match sets: the queue touches at least as many sets as its pairs allow
+    group = scores.groups()
+    near_q = q[q["stratum"] == "near"]
+    touched = set(group[near_q["left"]]) | set(group[near_q["right"]])
+    near_all = np.flatnonzero(strata == STRATA.index("near"))
+    rng = np.random.default_rng(0)
+    random_sets = [len(set(group[left[d]]) | set(group[right[d]])) for d in
+                   (rng.choice(near_all, len(near_q), replace=False) for _ in range(20))]
+    assert len(touched) >= np.mean(random_sets)
+    # a seed gives one queue
     assert q.equals(review_queue(scores, 60, random_state=3))
     assert not q.equals(review_queue(scores, 60, random_state=4))
 
