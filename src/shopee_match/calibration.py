@@ -28,7 +28,8 @@ from .data import Postings
 from .metrics import graph_f1_scores, match_nothing_f1
 from .rerank._fit import THRESHOLD_GRID
 
-__all__ = ["CALIBRATION_GRID", "best_point", "calibrate", "calibration_curve"]
+__all__ = ["CALIBRATION_GRID", "STRATA", "best_point", "calibrate", "calibrate_pairs",
+           "calibration_curve", "estimated_f1", "pair_strata", "read_pair_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def best_point(curves: dict[int, np.ndarray]) -> tuple[float, int, float]:
     return best[0], best[1], best[2]
 
 
-def calibrate(pipe: Any, labelled: Postings, context: Postings | None = None) -> Any:
+def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = None) -> Any:
     """Re-choose ``pipe``'s pair-model threshold and min-matches on labelled groups.
 
     ``pipe`` is a fitted :class:`~shopee_match.Pipeline` whose combiner is a learned pair
@@ -157,4 +158,217 @@ def calibrate(pipe: Any, labelled: Postings, context: Postings | None = None) ->
     }
     logger.info("calibrated on %d labelled postings: threshold %.3f -> %.3f, F1 %.4f -> %.4f "
                 "(in sample; match nothing %.4f)", n_scored, before_t, threshold, before, f1, floor)
+    return pipe
+
+
+# --- from reviewed pairs -----------------------------------------------------------------
+#: strata of candidate pairs by probability around the cut ``t``: what the review queue
+#: samples from (calibration reports, per stratum, candidate pairs and answered ones)
+STRATA = ("unlikely", "below", "near", "above")
+#: half-width of the ``near`` stratum around the cut, and the ``unlikely`` ceiling
+NEAR_BAND, UNLIKELY = 0.15, 0.02
+#: fewest labelled pairs, and of each answer, that can move the cut
+MIN_PAIRS, MIN_EACH = 20, 5
+
+
+def pair_strata(proba: np.ndarray, threshold: float) -> np.ndarray:
+    """The stratum (index into :data:`STRATA`) of pairs with probabilities ``proba``
+    when the cut is at ``threshold``.
+
+    >>> pair_strata(np.array([0.01, 0.2, 0.45, 0.9]), 0.5).tolist()
+    [0, 1, 2, 3]
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    out = np.where(p < UNLIKELY, 0, np.where(p < threshold - NEAR_BAND, 1, 3))
+    out[np.abs(p - threshold) <= NEAR_BAND] = 2
+    return out.astype(np.intp)
+
+
+def read_pair_labels(path: str | Any) -> pd.DataFrame:
+    """A ``labels.csv`` of reviewed pairs (``left_id,right_id,same`` with 1/0, as the
+    review page exports; an optional ``weight`` column overrides the stratum weights).
+
+    >>> import io
+    >>> read_pair_labels(io.StringIO("left_id,right_id,same\\na,b,1\\n")).same.tolist()
+    [1]
+    """
+    try:
+        df = pd.read_csv(path, dtype={"left_id": str, "right_id": str}, keep_default_na=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file; pass the labels.csv the review page "
+                                "exported.") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise ValueError(f"{path}: not a readable labels CSV ({exc}); expected a header "
+                         "`left_id,right_id,same`.") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in ("left_id", "right_id", "same") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; a labels CSV has "
+                         f"`left_id,right_id,same` (1 = same product, 0 = different).")
+    same = df["same"].astype(str).str.strip().str.lower().map(
+        {"1": 1, "0": 0, "true": 1, "false": 0, "same": 1, "different": 0, "1.0": 1, "0.0": 0})
+    if same.isna().any():
+        row = int(np.flatnonzero(same.isna().to_numpy())[0])
+        raise ValueError(f"{path}: row {row + 2}: `same` is {df['same'].iloc[row]!r}; "
+                         "write 1 (same product) or 0 (different).")
+    df["same"] = same.astype(np.int8)
+    df.attrs["source"] = str(path)
+    return df
+
+
+def _pair_rows(labels: pd.DataFrame, catalogue: Postings
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of each labelled pair in ``catalogue``, their answers and which
+    label rows were kept (a repeated pair once); one-line errors for unknown ids,
+    self-pairs and a pair labelled both ways."""
+    source = labels.attrs.get("source", "labels")
+    pos = pd.Series(np.arange(len(catalogue)), index=catalogue.df["posting_id"].astype(str))
+    left = labels["left_id"].astype(str).str.strip()
+    right = labels["right_id"].astype(str).str.strip()
+    for side in (left, right):
+        unknown = ~side.isin(pos.index)
+        if unknown.any():
+            row = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise ValueError(f"{source}: row {row + 2}: posting id {side.iloc[row]!r} is not "
+                             f"in the catalogue {catalogue.source} ({int(unknown.sum())} such "
+                             "row(s)); label pairs of the catalogue you calibrate with.")
+    a, b = pos[left].to_numpy(), pos[right].to_numpy()
+    if (a == b).any():
+        row = int(np.flatnonzero(a == b)[0])
+        raise ValueError(f"{source}: row {row + 2}: posting {left.iloc[row]!r} is paired "
+                         "with itself; a label is about two different postings.")
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    same = labels["same"].to_numpy().astype(np.int8)
+    frame = pd.DataFrame({"lo": lo, "hi": hi, "same": same})
+    answers = frame.groupby(["lo", "hi"])["same"].nunique()
+    if (answers > 1).any():
+        lo0, hi0 = answers[answers > 1].index[0]
+        ids = catalogue.posting_id
+        raise ValueError(f"{source}: the pair {ids[lo0]} / {ids[hi0]} is labelled both same "
+                         "and different; keep one answer per pair.")
+    keep = ~frame.duplicated(["lo", "hi"]).to_numpy()
+    return lo[keep], hi[keep], same[keep], keep
+
+
+def _platt(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of P(same) = sigmoid(a logit(p) + b), fitted by weighted log-loss with
+    a unit pull towards the model's own probabilities (a = 1, b = 0)."""
+    from scipy.optimize import minimize
+
+    z = np.log(np.clip(p, 1e-4, 1 - 1e-4) / (1 - np.clip(p, 1e-4, 1 - 1e-4)))
+    w = w * (len(w) / w.sum())
+
+    def loss(ab: np.ndarray) -> float:
+        s = ab[0] * z + ab[1]
+        ll = np.sum(w * (np.logaddexp(0, s) - y * s))
+        return float(ll + 0.5 * ((ab[0] - 1) ** 2 + ab[1] ** 2))
+
+    res = minimize(loss, np.array([1.0, 0.0]), method="Nelder-Mead",
+                   options={"xatol": 1e-5, "fatol": 1e-8, "maxiter": 2000})
+    return float(res.x[0]), float(res.x[1])
+
+
+def estimated_f1(selected: sp.csr_matrix, q: sp.csr_matrix) -> float:
+    """F1 of match sets ``selected`` (diagonal included) estimated from ``q``, each
+    candidate pair's chance of being the same product (upper triangle, no diagonal):
+    the pooled posting F1 ``(n + 2 TP) / (n + 2 TP + FP + FN)``, every posting's match
+    with itself counted, with TP, FP, FN the expected pair counts.
+
+    >>> q = sp.csr_matrix(np.array([[0, .9, .1], [0, 0, 0], [0, 0, 0]]))
+    >>> round(estimated_f1(sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1]])), q), 3)
+    0.96
+    """
+    n = selected.shape[0]
+    kept = sp.triu(sp.csr_matrix(selected), k=1).tocsr()
+    kept.data[:] = 1.0
+    tp = float(kept.multiply(q).sum())
+    fp = kept.nnz - tp
+    fn = float(q.sum()) - tp
+    return (n + 2 * tp) / max(n + 2 * tp + fp + fn, 1e-12)
+
+
+def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings | None) -> Any:
+    """Re-choose ``pipe``'s pair-model cut from reviewed pairs of ``catalogue``.
+
+    ``labels``: ``left_id, right_id, same`` (a DataFrame or the review page's
+    ``labels.csv``; an optional ``weight`` column weights the fit). The review queue
+    samples pairs by their probability alone (:func:`pair_strata`), so the answered
+    pairs estimate P(same | probability) as they are: a Platt map of the model's
+    probabilities, fitted on them. The F1 that map predicts is then summed over *every*
+    candidate pair of the catalogue (:func:`estimated_f1`; answered pairs as answered),
+    so the queue's over-sampling near the cut does not tilt the choice: each stratum
+    counts with its share of the catalogue. The threshold and min-matches maximising it
+    are kept (``pipe`` changed in place;
+    the details in ``pipe.tuning_["calibration"]``).
+
+    >>> from shopee_match import Pipeline, make_catalog
+    >>> cat = make_catalog(n_groups=60, per_group=(1, 3), images=False, seed=1)
+    >>> pipe = Pipeline.pretrained()
+    >>> g = cat.df.set_index("posting_id")["label_group"]
+    >>> ids = cat.df["posting_id"].tolist()
+    >>> pairs = pd.DataFrame([(a, b, int(g[a] == g[b])) for a, b in zip(ids[:-1], ids[1:])],
+    ...                      columns=["left_id", "right_id", "same"])
+    >>> pipe = calibrate_pairs(pipe, pairs, cat)
+    >>> pipe.tuning_["calibration"]["labelled_pairs"] == len(pairs)
+    True
+    """
+    pipe._check_fitted()
+    ens: Any = getattr(pipe, "combiner_", None)
+    if not hasattr(ens, "predict_proba_graph"):
+        raise ValueError(
+            "calibrate re-chooses a learned pair model's threshold, but this pipeline "
+            f"combines its steps with {type(ens).__name__}; fit it on labelled postings "
+            "instead (`Pipeline.fit`, `shopee-match fit`).")
+    if not isinstance(catalogue, Postings):
+        raise TypeError("calibrate with pairs needs the catalogue they were reviewed in as "
+                        f"Postings (`context`), got {type(catalogue).__name__}.")
+    if not isinstance(labels, pd.DataFrame):
+        labels = read_pair_labels(labels)
+    lo, hi, y, keep = _pair_rows(labels, catalogue)
+    source = labels.attrs.get("source", "labels")
+    n_same = int(y.sum())
+    if len(y) < MIN_PAIRS or n_same < MIN_EACH or len(y) - n_same < MIN_EACH:
+        raise ValueError(
+            f"{source}: too few labels to move the cut: {len(y)} pairs ({n_same} same, "
+            f"{len(y) - n_same} different); label at least {MIN_PAIRS}, with at least "
+            f"{MIN_EACH} of each answer (the review page's queue gives a good mix).")
+    graphs = pipe.step_graphs(catalogue)
+    proba = ens.predict_proba_graph(graphs, catalogue.titles if catalogue.has_titles else None)
+    proba = sp.csr_matrix(proba, dtype=np.float64)
+    before_t = float(getattr(ens, "threshold_", ens.threshold))
+    before_mm = int(getattr(ens, "min_matches_", ens.min_matches))
+    p_lab = np.asarray(proba[lo, hi]).ravel()
+    cands = sp.triu(proba, k=1).tocsr()
+    pop = np.bincount(pair_strata(cands.data, before_t), minlength=len(STRATA))
+    lab_s = pair_strata(p_lab, before_t)
+    seen = np.bincount(lab_s, minlength=len(STRATA))
+    if "weight" in labels.columns:  # the caller's own sampling weights
+        w = pd.to_numeric(labels["weight"], errors="coerce").to_numpy()[keep]
+        w = np.where(np.isfinite(w) & (w > 0), w, 1.0)
+    else:  # the queue samples by probability alone: P(same | p) needs no weights
+        w = np.ones(len(y))
+    a, b = _platt(p_lab, y.astype(np.float64), w.astype(np.float64))
+    q = cands.copy()  # each candidate pair's chance, the labelled ones as answered
+    z = np.log(np.clip(q.data, 1e-4, 1 - 1e-4) / (1 - np.clip(q.data, 1e-4, 1 - 1e-4)))
+    q.data = 1 / (1 + np.exp(-(a * z + b)))
+    q = q.tolil()
+    q[lo, hi] = y.astype(np.float64)
+    q = q.tocsr()
+    mms = tuple(sorted({1, int(ens.min_matches)}))
+    curves = {mm: np.array([estimated_f1(ens._select(proba, float(t), mm), q)
+                            for t in CALIBRATION_GRID]) for mm in mms}
+    threshold, mm, f1 = best_point(curves)
+    before = estimated_f1(ens._select(proba, before_t, before_mm), q)
+    ens.threshold_, ens.min_matches_ = threshold, mm
+    pipe.tuning_ = dict(getattr(pipe, "tuning_", {}))
+    pipe.tuning_["calibration"] = {
+        "method": "pairs", "labelled_pairs": len(y), "same_pairs": n_same,
+        "context_postings": len(catalogue), "threshold": threshold, "min_matches": mm,
+        "f1": f1, "threshold_before": before_t, "min_matches_before": before_mm,
+        "f1_before": before, "platt": [a, b],
+        "strata": {s: [int(pop[i]), int(seen[i])] for i, s in enumerate(STRATA)},
+    }
+    logger.info("calibrated on %d reviewed pairs: threshold %.3f -> %.3f, min matches %d -> "
+                "%d (expected F1 %.4f -> %.4f)", len(y), before_t, threshold, before_mm, mm,
+                before, f1)
     return pipe

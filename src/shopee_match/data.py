@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,8 @@ def _validate_frame(df: Any, source: str) -> pd.DataFrame:
         raise PostingsError(
             f"{source}: missing required column(s) {missing}; found {list(df.columns)}. "
             "A postings CSV needs at least `posting_id,title` (or `posting_id,image` for "
-            "an image-only catalogue)."
+            "an image-only catalogue); name yours with columns={...} (CLI: --id-column, "
+            "--title-column)."
         )
     if df["posting_id"].isna().any():
         row = int(np.flatnonzero(df["posting_id"].isna().to_numpy())[0])
@@ -236,12 +237,15 @@ def read_postings(
     image_dir: str | Path | None = None,
     *,
     encoding: str | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> Postings:
     """Read a postings CSV (``posting_id,title[,image,image_phash,label_group]``, or
     ``posting_id,image[,label_group]`` for an image-only catalogue).
 
     UTF-8 is tried first; a file that is not UTF-8 is read as latin-1 with a warning
-    (pass ``encoding`` to choose).
+    (pass ``encoding`` to choose). ``columns`` maps our column names to the file's, e.g.
+    ``{"posting_id": "id", "title": "name"}`` for an ``id,name,price`` CSV (other columns
+    are kept as they are).
 
     >>> import tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "p.csv")
@@ -252,7 +256,8 @@ def read_postings(
     path = Path(csv)
     if not path.is_file():
         raise PostingsError(f"{path}: no such file; check the path to the postings CSV.")
-    dtype = {"posting_id": str, "title": str, "image": str, "image_phash": str}
+    rename = _column_map(columns, path)
+    dtype = {rename.get(c, c): str for c in ("posting_id", "title", "image", "image_phash")}
     kwargs: dict[str, Any] = {"dtype": dtype, "keep_default_na": False, "na_values": [""]}
     used = encoding or "utf-8"
     try:
@@ -275,7 +280,34 @@ def read_postings(
     except pd.errors.ParserError as exc:
         raise PostingsError(f"{path}: not a readable CSV ({exc}).") from exc
     _check_unique_header(path, used)
+    if rename:
+        df = _renamed(df, rename, path)
     return Postings(df, image_dir=image_dir, source=str(path))
+
+
+def _column_map(columns: Mapping[str, str] | None, path: Path) -> dict[str, str]:
+    """``columns`` checked: our names (``posting_id``, ``title``...) to the file's."""
+    known = (*REQUIRED, *OPTIONAL)
+    out = dict(columns or {})
+    bad = [k for k in out if k not in known]
+    if bad:
+        raise PostingsError(f"{path}: columns={{...}} names {bad}, which are not postings "
+                            f"columns; map any of {list(known)} to the file's column names.")
+    return {k: str(v) for k, v in out.items() if str(v) != k}
+
+
+def _renamed(df: pd.DataFrame, rename: dict[str, str], path: Path) -> pd.DataFrame:
+    """The file's columns renamed to ours; a one-line error for a column not there."""
+    df.columns = [str(c).strip() for c in df.columns]
+    for ours, theirs in rename.items():
+        if theirs not in df.columns:
+            flag = {"posting_id": " (--id-column)", "title": " (--title-column)"}.get(ours, "")
+            raise PostingsError(f"{path}: no column `{theirs}` to read as `{ours}`{flag}; "
+                                f"the header has {list(map(str, df.columns))}.")
+        if ours in df.columns:
+            raise PostingsError(f"{path}: has a `{ours}` column and `{theirs}` is to be read "
+                                f"as `{ours}`; rename or drop one of them.")
+    return df.rename(columns={v: k for k, v in rename.items()})
 
 
 def _check_unique_header(path: Path, encoding: str) -> None:

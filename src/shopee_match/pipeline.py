@@ -409,11 +409,15 @@ class Pipeline(StepParams):
         rows.append(_scores("match_nothing", sp.identity(len(groups), format="csr"), groups))
         return pd.DataFrame(rows).set_index("step")
 
-    def calibrate(self, labelled: Postings, context: Postings | None = None) -> Pipeline:
+    def calibrate(self, labelled: Postings | None = None, context: Postings | None = None, *,
+                  pairs: Any = None) -> Pipeline:
         """Re-choose the pair model's threshold on a few labelled groups of the catalogue
-        to match (``context``: the rest of it, unlabelled); see :mod:`~shopee_match.calibration`."""
-        from .calibration import calibrate
+        to match (``context``: the rest of it, unlabelled), or on reviewed ``pairs``
+        (``left_id,right_id,same``; ``context``: their catalogue); see :mod:`~shopee_match.calibration`."""
+        from .calibration import calibrate, calibrate_pairs
 
+        if pairs is not None:
+            return calibrate_pairs(self, pairs, context)
         return calibrate(self, labelled, context)
 
     # --- persistence ----------------------------------------------------------------

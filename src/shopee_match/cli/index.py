@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["add_parsers", "cmd_index", "cmd_query"]
+from ._common import common, load_or_default, postings_args, read
 
-Adder = Callable[[argparse.ArgumentParser], None]
+__all__ = ["COMMANDS", "add_parsers", "cmd_index", "cmd_query"]
 
 
-def add_parsers(sub: Any, postings_args: Adder, common: Adder) -> None:
+def add_parsers(sub: Any) -> None:
     """Register ``index`` and ``query`` on the ``shopee-match`` sub-parsers."""
     p = sub.add_parser("index", help="index a catalogue for matching new postings against it")
     p.add_argument("catalogue", metavar="CATALOGUE.csv")
@@ -35,10 +34,8 @@ def add_parsers(sub: Any, postings_args: Adder, common: Adder) -> None:
 
 
 def cmd_index(args: argparse.Namespace, verbose: bool) -> int:
-    from ..cli import _load_or_default, _read
-
-    catalogue = _read(args, args.catalogue)
-    pipe = _load_or_default(args, catalogue, verbose)
+    catalogue = read(args, args.catalogue)
+    pipe = load_or_default(args, catalogue, verbose)
     index = pipe.index(catalogue, radius=args.radius)
     index.save(args.output)
     print(f"indexed {len(index)} postings to {args.output}")
@@ -47,9 +44,9 @@ def cmd_index(args: argparse.Namespace, verbose: bool) -> int:
 
 def cmd_query(args: argparse.Namespace, verbose: bool) -> int:
     from .._persist import atomic_file
-    from .matchindex import MatchIndex
+    from ..index import MatchIndex
 
-    new = _read_new(args)
+    new = read(args, args.postings)
     index = MatchIndex.load(args.index)
     sub = index.query(new, replace=args.replace)
     with atomic_file(args.output, "w", encoding="utf-8", newline="") as fh:
@@ -63,7 +60,4 @@ def cmd_query(args: argparse.Namespace, verbose: bool) -> int:
     return 0
 
 
-def _read_new(args: argparse.Namespace) -> Any:
-    from ..cli import _read
-
-    return _read(args, args.postings)
+COMMANDS = {"index": cmd_index, "query": cmd_query}
