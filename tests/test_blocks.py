@@ -133,3 +133,21 @@ def test_catalogue_beyond_the_machine_is_refused_up_front() -> None:
         check_fits(n, parse_memory("2GB"), per_posting=1024)
     with pytest.warns(UserWarning, match="more than the memory budget"):
         check_fits(n // 8, parse_memory("64MB"), per_posting=1024)
+
+
+def test_cli_match_memory_budget_same_submission(tmp_path, capsys) -> None:
+    from shopee_match.cli import main
+
+    csv = tmp_path / "catalogue.csv"
+    make_catalog(n_groups=45, per_group=(1, 5), images=False, seed=2).df.to_csv(csv, index=False)
+    default, small = tmp_path / "default.csv", tmp_path / "small.csv"
+    assert main(["match", str(csv), "-o", str(default), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["match", str(csv), "-o", str(small), "--memory", "64MB"]) == 0
+    assert "memory budget" in capsys.readouterr().err  # the budget is spent: said, and on
+    assert small.read_bytes() == default.read_bytes()
+    bad = tmp_path / "bad.csv"
+    assert main(["match", str(csv), "-o", str(bad), "--memory", "lots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "'lots' is not a size" in err and "\n" not in err
+    assert not bad.exists()

@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError,
-            PermissionError, IsADirectoryError) as exc:
+            PermissionError, IsADirectoryError, MemoryError) as exc:
         if args.debug:
             raise
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -36,7 +36,9 @@ def add_parsers(sub: Any) -> None:
 def cmd_index(args: argparse.Namespace, verbose: bool) -> int:
     catalogue = read(args, args.catalogue)
     pipe = load_or_default(args, catalogue, verbose)
-    index = pipe.index(catalogue, radius=args.radius)
+    from ..index.matchindex import MatchIndex
+
+    index = MatchIndex.build(pipe, catalogue, radius=args.radius)
     index.save(args.output)
     print(f"indexed {len(index)} postings to {args.output}")
     return 0

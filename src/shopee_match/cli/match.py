@@ -24,6 +24,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--groups-out", metavar="groups.csv",
                    help="also write each posting's match set: posting_id,group (connected "
                         "match sets numbered from 0)")
+    p.add_argument("--memory", metavar="SIZE",
+                   help="memory budget of the run, e.g. 4GB: candidate pairs are scored in "
+                        "blocks that fit it (default: a quarter of the machine, at most 2GB); "
+                        "the matches do not depend on it")
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
                         "POSTINGS may then be a glob of CSV/Parquet files (no --model: the "
@@ -40,11 +44,16 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     from .._persist import atomic_file
 
     if args.scheduler:
-        if args.pairs_out or args.groups_out or args.id_column or args.title_column:
-            raise ValueError("--pairs-out, --groups-out, --id-column and --title-column are "
+        if (args.pairs_out or args.groups_out or args.id_column or args.title_column
+                or args.memory):
+            raise ValueError("--pairs-out, --groups-out, --id-column, --title-column and "
+                             "--memory (workers size their partitions instead) are "
                              "not supported with --scheduler yet; match on one machine, or "
                              "name the files' columns posting_id and title.")
         return _match_dask(args)
+    from .._memory import parse_memory
+
+    memory = parse_memory(args.memory)  # a bad size fails before any work
     postings = read(args, args.postings)
     pipe = load_or_default(args, postings, verbose)
     tables = {}
@@ -59,7 +68,7 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
             tables[args.groups_out] = pd.DataFrame({"posting_id": sub["posting_id"],
                                                     "group": scores.groups()})
     else:
-        sub = pipe.predict(postings)
+        sub = pipe.predict(postings, memory=memory)
         empty = pd.Series([], dtype=str)
         if args.pairs_out:
             tables[args.pairs_out] = pd.DataFrame({"left_id": empty, "right_id": empty,
