@@ -129,7 +129,7 @@ def run_default(args: argparse.Namespace, st: Stages) -> None:
     del emb
     print("    candidate pairs: " + ", ".join(f"{k} {g.nnz:,}" for k, g in graphs.items()))
     with st("rerank (pair features, two stages of trees, selection)"):
-        final = pipe._combine(graphs, postings)
+        final = pipe.combine_graphs(graphs, postings)
     f1 = graph_precision_recall_f1(final, postings.groups())[2].mean()
     print(f"    F1 vs labels (all {len(postings):,} postings): {f1:.4f}")
 

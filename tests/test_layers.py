@@ -230,17 +230,6 @@ def _subpackages() -> set[str]:
     return {name for name, path in _modules().items() if path.name == "__init__.py"}
 
 
-#: private names still used across packages, to be made public (each is one edit away);
-#: the test fails on any new one, and on one of these once it is gone (shrink the list)
-KNOWN_PRIVATE = {
-    ("shopee_match.distributed", "_check_fitted"), ("shopee_match.distributed", "_validate_steps"),
-    ("shopee_match.index", "_check_fitted"), ("shopee_match.index", "_validate_steps"),
-    ("shopee_match.index", "_combine"), ("shopee_match.distributed", "_proba"),
-    ("shopee_match", "_select"), ("shopee_match.distributed", "shopee_match.rerank._fit"),
-    ("shopee_match", "shopee_match.rerank._fit"), ("shopee_match.rerank", "shopee_match.neighbors._numpy"),
-}
-
-
 def private_uses_across_packages(root: Path = ROOT) -> set[tuple[str, str]]:
     """``(package, name)``: a private attribute (``x._name``, ``x`` not ``self``/``cls``)
     defined only in other packages, or a private module of another package imported."""
@@ -271,5 +260,5 @@ def private_uses_across_packages(root: Path = ROOT) -> set[tuple[str, str]]:
     return found
 
 
-def test_no_new_private_name_across_packages():
-    assert private_uses_across_packages() == KNOWN_PRIVATE
+def test_no_private_name_across_packages():
+    assert private_uses_across_packages() == set()

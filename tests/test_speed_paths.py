@@ -186,7 +186,7 @@ def test_threshold_sweep_equals_scoring_each_setting() -> None:
     from shopee_match.tuning import collect_folds, tune_thresholds
 
     data = make_catalog(n_groups=60, images=False, seed=4)
-    steps = Pipeline.default(phash=False)._validate_steps()
+    steps = Pipeline.default(phash=False).validated_steps()
     folds = collect_folds(steps, data, 3, random_state=0)
     union = Ensemble()
     fast = tune_thresholds(steps, folds, union.combine)

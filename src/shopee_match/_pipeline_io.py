@@ -110,5 +110,5 @@ def load_pipeline(cls: type[P], path: Path) -> P:
         pipe.tuning_ = spec.get("tuning", {})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{path}/config.json is damaged or incomplete ({exc!r}).") from exc
-    pipe._validate_steps()
+    pipe.validated_steps()
     return pipe

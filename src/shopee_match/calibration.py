@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from .data import Postings
 from .metrics import graph_f1_scores, match_nothing_f1
-from .rerank._fit import THRESHOLD_GRID
+from .rerank import THRESHOLD_GRID
 
 __all__ = ["CALIBRATION_GRID", "STRATA", "best_point", "calibrate", "calibrate_pairs",
            "calibration_curve", "estimated_f1", "pair_strata", "read_pair_labels"]
@@ -83,7 +83,7 @@ def calibration_curve(ens: Any, proba: sp.csr_matrix, groups: np.ndarray, rows: 
     gives every unlabelled row a group of its own."""
     if not min_matches:
         raise ValueError("`min_matches` must name at least one value, e.g. (1, 2).")
-    return {int(mm): np.array([graph_f1_scores(ens._select(proba, float(t), int(mm)), groups)[rows]
+    return {int(mm): np.array([graph_f1_scores(ens.cut(proba, float(t), int(mm)), groups)[rows]
                                .mean() for t in CALIBRATION_GRID])
             for mm in min_matches}
 
@@ -117,8 +117,8 @@ def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = N
     >>> sorted(pipe.tuning_["calibration"])[:3]
     ['context_postings', 'f1', 'f1_before']
     """
-    pipe._check_fitted()
-    ens = pipe._combiner()
+    pipe.check_is_fitted()
+    ens = pipe.combiner_
     if not hasattr(ens, "predict_proba_graph"):
         raise ValueError(
             "calibrate re-chooses a learned pair model's threshold, but this pipeline "
@@ -144,7 +144,7 @@ def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = N
     scored = _scored_groups(labelled, len(whole))
     before_t = float(getattr(ens, "threshold_", ens.threshold))
     before_mm = int(getattr(ens, "min_matches_", ens.min_matches))
-    before = float(graph_f1_scores(ens._select(proba, before_t), scored)[:n_scored].mean())
+    before = float(graph_f1_scores(ens.cut(proba, before_t), scored)[:n_scored].mean())
     mms = tuple(sorted({1, int(ens.min_matches)}))
     threshold, mm, f1 = best_point(calibration_curve(ens, proba, scored, np.arange(n_scored), mms))
     ens.threshold_, ens.min_matches_ = threshold, mm
@@ -312,7 +312,7 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     >>> pipe.tuning_["calibration"]["labelled_pairs"] == len(pairs)
     True
     """
-    pipe._check_fitted()
+    pipe.check_is_fitted()
     ens: Any = getattr(pipe, "combiner_", None)
     if not hasattr(ens, "predict_proba_graph"):
         raise ValueError(
@@ -355,10 +355,10 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     q[lo, hi] = y.astype(np.float64)
     q = q.tocsr()
     mms = tuple(sorted({1, int(ens.min_matches)}))
-    curves = {mm: np.array([estimated_f1(ens._select(proba, float(t), mm), q)
+    curves = {mm: np.array([estimated_f1(ens.cut(proba, float(t), mm), q)
                             for t in CALIBRATION_GRID]) for mm in mms}
     threshold, mm, f1 = best_point(curves)
-    before = estimated_f1(ens._select(proba, before_t, before_mm), q)
+    before = estimated_f1(ens.cut(proba, before_t, before_mm), q)
     ens.threshold_, ens.min_matches_ = threshold, mm
     pipe.tuning_ = dict(getattr(pipe, "tuning_", {}))
     pipe.tuning_["calibration"] = {

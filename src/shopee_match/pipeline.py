@@ -143,7 +143,13 @@ class Pipeline(StepParams):
         pipe.set_params(verbose=verbose)
         return pipe
 
-    def _validate_steps(self) -> list[Step]:
+    def validated_steps(self) -> list[Step]:
+        """The steps as a list of ``(name, embedder, matcher)``, each checked (a clear
+        error for a bad name, a repeated name, or a part that breaks its protocol).
+
+        >>> [name for name, _, _ in Pipeline.default(rerank=False).validated_steps()]
+        ['tfidf', 'phash']
+        """
         if not isinstance(self.steps, (list, tuple)) or not self.steps:
             raise ValueError("`steps` must be a non-empty list of (name, embedder, matcher).")
         seen: set[str] = set()
@@ -187,7 +193,7 @@ class Pipeline(StepParams):
         product types): candidates are built inside each one, never across, and one
         model is learnt from all of them, so what it learns is what they share.
         """
-        steps = self._validate_steps()
+        steps = self.validated_steps()
         cats = _catalogues(postings)
         whole = concat_postings(cats)
         tuned_cats = []
@@ -267,7 +273,9 @@ class Pipeline(StepParams):
                 emb.fit(postings)
                 done.add(id(emb))
 
-    def _check_fitted(self) -> None:
+    def check_is_fitted(self) -> None:
+        """Raise :class:`~shopee_match.NotFittedError` unless :meth:`fit` or
+        :meth:`load` made this pipeline."""
         if not hasattr(self, "n_postings_fit_"):
             raise NotFittedError(
                 "This Pipeline instance is not fitted yet. Call 'fit' with labelled postings "
@@ -286,10 +294,10 @@ class Pipeline(StepParams):
         >>> sorted(pipe.embed_steps(data))
         ['phash', 'tfidf']
         """
-        self._check_fitted()
+        self.check_is_fitted()
         embedded: dict[int, Any] = {}
         out = {}
-        for name, emb, _ in self._validate_steps():
+        for name, emb, _ in self.validated_steps():
             if id(emb) not in embedded:
                 embedded[id(emb)] = emb.embed(postings)
             out[name] = embedded[id(emb)]
@@ -318,10 +326,10 @@ class Pipeline(StepParams):
     ) -> dict[str, sp.csr_matrix]:
         """Each step's match graph over ``postings`` (candidates if the ensemble wants
         them); ``embeddings`` from :meth:`embed_steps` skips embedding."""
-        self._check_fitted()
+        self.check_is_fitted()
         use_cands = getattr(self._combiner(), "uses_candidates", False)
         out = {}
-        steps = self._validate_steps()
+        steps = self.validated_steps()
         given = self._embeddings_for(postings, embeddings, steps)
         embedded: dict[int, Any] = {}  # steps sharing one embedder embed once
         bar = tqdm(steps, desc="embed + search", unit="step", disable=not self.verbose)
@@ -345,10 +353,14 @@ class Pipeline(StepParams):
         """The final match graph (row i's entries: the postings i matches, itself
         included); ``embeddings``, ``memory`` and ``block_size`` as for :meth:`predict`."""
         graphs = self.step_graphs(postings, embeddings)
-        return self._combine(graphs, postings, memory=memory, block_size=block_size)
+        return self.combine_graphs(graphs, postings, memory=memory, block_size=block_size)
 
-    def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings, *,
-                 memory: str | int | None = None, block_size: int | None = None) -> sp.csr_matrix:
+    def combine_graphs(self, graphs: dict[str, sp.csr_matrix], postings: Postings, *,
+                       memory: str | int | None = None, block_size: int | None = None
+                       ) -> sp.csr_matrix:
+        """The final match graph from each step's graph over ``postings`` (from
+        :meth:`step_graphs`); a learned combiner scores the candidate pairs in blocks
+        (``memory`` and ``block_size`` as for :meth:`predict`)."""
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
             return ens.combine(graphs, titles=postings.titles if postings.has_titles else None,
@@ -396,15 +408,15 @@ class Pipeline(StepParams):
         (``final``) and of matching nothing (``match_nothing``: each posting only itself,
         F1 = 2/(|group|+1), the floor to read the others against); ``embeddings`` as for
         :meth:`step_graphs`."""
-        self._check_fitted()
+        self.check_is_fitted()
         groups = postings.groups()
         graphs = self.step_graphs(postings, embeddings)
         rows = []
         ens = self._combiner()
-        for name, (_, _, matcher) in zip(graphs, self._validate_steps()):
+        for name, (_, _, matcher) in zip(graphs, self.validated_steps()):
             g = matcher.select(graphs[name]) if getattr(ens, "uses_candidates", False) else graphs[name]
             rows.append(_scores(name, g, groups))
-        rows.append(_scores("final", self._combine(graphs, postings), groups))
+        rows.append(_scores("final", self.combine_graphs(graphs, postings), groups))
         # the floor every figure is read against: each posting matched only to itself
         rows.append(_scores("match_nothing", sp.identity(len(groups), format="csr"), groups))
         return pd.DataFrame(rows).set_index("step")
@@ -423,8 +435,8 @@ class Pipeline(StepParams):
     # --- persistence ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the pipeline to folder ``path`` (JSON + arrays + .keras, no pickle)."""
-        self._check_fitted()
-        steps = self._validate_steps()
+        self.check_is_fitted()
+        steps = self.validated_steps()
         path = Path(path)
         save_pipeline(self, steps, path)
         logger.info("saved pipeline to %s", path)

@@ -42,8 +42,8 @@ _METHODS = ("exact", "ivf", "cuml")
 def _check(pipeline: Any, method: str) -> tuple[list[Any], list[str], bool]:
     """``(steps, hash steps, reranked)`` of a pipeline that can run on Dask, or a clear
     error saying what cannot (what runs per class: :mod:`._kinds`' registries)."""
-    pipeline._check_fitted()
-    steps = pipeline._validate_steps()
+    pipeline.check_is_fitted()
+    steps = pipeline.validated_steps()
     if method not in _METHODS:
         raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
     reranked = combiner_check(pipeline.combiner_, method)

@@ -112,7 +112,7 @@ def build_local(table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarra
 
 def _features(rr: Any, loc: Local, cat: Any, present: dict[str, bool]) -> np.ndarray:
     """The reranker's feature rows of the local pairs (as ``predict_proba_graph``)."""
-    from ..rerank._fit import stage_features
+    from ..rerank import stage_features
     from ..rerank.pair_features import pair_features
     from ..rerank.title_features import TITLE_FEATURES, title_features
 
@@ -153,11 +153,11 @@ def _own_rows(g: sp.csr_matrix, space: np.ndarray, own: tuple[int, int],
 def stage_proba(pipe: Any, loc: Local, cat: Any, present: dict[str, bool], stage: int,
                 n_total: int) -> sp.csr_matrix:
     """Own rows ``(n_own x N)`` of stage ``stage``'s symmetric probability graph."""
-    from ..rerank._fit import symmetric_graph
+    from ..rerank import symmetric_graph
 
     rr = pipe.combiner_
     x = _features(rr, loc, cat, present)
-    p = rr._proba(rr.boosters_[stage], x)
+    p = rr.stage_proba(stage, x)
     g = symmetric_graph(p, loc.r, loc.c, len(loc.space))
     return _own_rows(g, loc.space, loc.own, n_total)
 

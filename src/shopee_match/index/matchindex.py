@@ -120,11 +120,11 @@ class MatchIndex:
             raise ValueError(f"`vocabulary` must be 'open' or 'frozen', got {vocabulary!r}.")
         from ..tuning import MAX_TUNED_RADIUS
 
-        pipeline._check_fitted()
+        pipeline.check_is_fitted()
         if not isinstance(catalogue, Postings):
             raise TypeError(f"index expects Postings (see read_postings), got "
                             f"{type(catalogue).__name__}.")
-        steps = pipeline._validate_steps()
+        steps = pipeline.validated_steps()
         r = default_radius(pipeline) if radius is None else int(radius)
         uses_cands = getattr(pipeline.combiner_, "uses_candidates", False)
         keys: dict[int, str] = {}
@@ -218,7 +218,7 @@ class MatchIndex:
             graphs, titles = self._witnesses(st, graphs, titles)
             local = Postings(pd.DataFrame({"posting_id": [str(i) for i in range(len(titles))],
                                            "title": titles}), source="index query")
-            combined = pipe._combine(dict(zip(names, graphs)), local)
+            combined = pipe.combine_graphs(dict(zip(names, graphs)), local)
         else:  # thresholded step graphs, combined as Pipeline.predict_graph combines them
             combined = ens.combine({name: m.select(g) for name, g, (_, _, m)
                                     in zip(names, graphs, pipe.steps)})

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from ._fit import THRESHOLD_GRID, stage_features, symmetric_graph
 from .reranker import PairReranker
 
-__all__ = ["PairReranker"]
+__all__ = ["THRESHOLD_GRID", "PairReranker", "stage_features", "symmetric_graph"]

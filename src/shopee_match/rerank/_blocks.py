@@ -82,7 +82,7 @@ def row_blocks(indptr: np.ndarray, block_rows: int | None = None,
 
 def _symmetric(p: np.ndarray, pattern: sp.csr_matrix) -> sp.csr_matrix:
     """Graph of the mean of P(i, j) and P(j, i) over a symmetric pattern, as
-    :func:`~shopee_match.rerank._fit.symmetric_graph` makes it."""
+    :func:`~shopee_match.rerank.symmetric_graph` makes it."""
     g = sp.csr_matrix((p.astype(np.float64), pattern.indices, pattern.indptr), shape=pattern.shape)
     g = (g + g.T) * 0.5
     return sp.csr_matrix(g, dtype=np.float32)

@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from ..neighbors._numpy import effective_n_jobs
+from ..neighbors import effective_n_jobs
 from .title_features import TitleContext, title_features
 
 T = TypeVar("T")

@@ -187,6 +187,11 @@ class PairReranker(BaseEstimator):
     def _proba(self, booster: Any, x: np.ndarray) -> np.ndarray:
         return _gbm.proba(self, booster, x)
 
+    def stage_proba(self, stage: int, x: np.ndarray) -> np.ndarray:
+        """P(match) of pair feature rows ``x`` by stage ``stage``'s trees (columns: the
+        pair features, then each earlier stage's graph features, as fitted)."""
+        return self._proba(self.boosters_[stage], x)
+
     def _titles_for(self, titles: Sequence[str] | None, n: int, fitting: bool) -> list[str] | None:
         if not self.use_titles:
             return None
@@ -302,7 +307,7 @@ class PairReranker(BaseEstimator):
             oof = [self._adapted(g) for g in oof]
         best = None
         for mm in sorted({1, int(self.min_matches)}):
-            t, f1, value = _tune_threshold(oof, sets, partial(self._select, min_matches=mm),
+            t, f1, value = _tune_threshold(oof, sets, partial(self.cut, min_matches=mm),
                                            self.tune_for)
             if best is None or value > best[2] + 1e-9:
                 best = (t, f1, value, mm)
@@ -373,9 +378,11 @@ class PairReranker(BaseEstimator):
         return self.select(self.predict_proba_graph(cands, titles, block_size=block_size,
                                                     max_pairs=max_pairs, verbose=verbose))
 
-    def _select(self, proba: sp.csr_matrix, threshold: float,
-                min_matches: int | None = None) -> sp.csr_matrix:
-        """The cut at ``threshold`` (and ``min_matches``, default the fitted one)."""
+    def cut(self, proba: sp.csr_matrix, threshold: float,
+            min_matches: int | None = None) -> sp.csr_matrix:
+        """Kept pairs of a probability graph at ``threshold`` and ``min_matches`` (default:
+        the fitted ``min_matches_``), then grown where ``grow`` says so: what
+        :meth:`select` does at a given cut, for tuning and calibration to try cuts."""
         mm = int(getattr(self, "min_matches_", self.min_matches)
                  if min_matches is None else min_matches)
         g = select_graph(proba, threshold, mm, float(self.min_proba))
@@ -386,7 +393,7 @@ class PairReranker(BaseEstimator):
         fallbacks. ``threshold`` defaults to the fitted ``threshold_``."""
         self._validate()
         t = getattr(self, "threshold_", self.threshold) if threshold is None else threshold
-        return self._select(sp.csr_matrix(proba_graph), float(t))
+        return self.cut(sp.csr_matrix(proba_graph), float(t))
 
     # --- persistence (JSON + LightGBM text models, no pickle) -------------------------
     def save_state(self, path: Path) -> None:
