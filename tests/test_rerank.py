@@ -262,3 +262,19 @@ def test_lightgbm_import_leaves_environment_as_found() -> None:
         if env_policy:
             env["OMP_WAIT_POLICY"] = env_policy
         assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0
+
+
+def test_fold_without_pairs_falls_back_to_the_union_with_a_warning():
+    """Found by hypothesis: titles sharing no words leave a tuning fold without candidate
+    pairs; the pipeline says so and uses the union instead of crashing in LightGBM."""
+    import pandas as pd
+
+    from shopee_match import Pipeline
+
+    df = pd.DataFrame({"posting_id": [f"p{i}" for i in range(6)],
+                       "title": [" b", "b b", "1", "", "b ", "b  "],
+                       "label_group": [1, 0, 2, 0, 3, 3]})
+    with pytest.warns(UserWarning, match="no candidate pairs"):
+        pipe = Pipeline.default(phash=False).fit(Postings(df))
+    sub = pipe.predict(Postings(df))
+    assert all(pid in m.split() for pid, m in zip(sub.posting_id, sub.matches))

@@ -28,6 +28,11 @@ def params(rr: Any) -> dict[str, Any]:
 def fit(rr: Any, xs: list[np.ndarray], ys: list[np.ndarray]) -> Any:
     """A booster fitted on the blocks' rows ``xs`` (float, NaN = missing) and labels
     ``ys``; the blocks are read as they are, never stacked into one copy."""
+    if sum(len(y) for y in ys) == 0:
+        raise ValueError(
+            "a tuning fold has no candidate pairs to learn from (too few postings, or titles "
+            "with no words in common); give more labelled postings, or use fewer folds."
+        )
     lgb = lightgbm()
     p = params(rr)
     data = lgb.Dataset(xs, label=np.concatenate(ys),

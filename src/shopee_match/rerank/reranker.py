@@ -365,7 +365,8 @@ class PairReranker(BaseEstimator):
 
     @property
     def is_fitted_(self) -> bool:
-        return getattr(self, "boosters_", None) is not None
+        # a fit that failed part way leaves no trees of the last stage
+        return bool(getattr(self, "boosters_", None)) and hasattr(self, "feature_names_")
 
     def combine(self, cands: Cands, titles: Sequence[str] | None = None, *,
                 memory: str | int | None = None, block_size: int | None = None,
