@@ -96,7 +96,7 @@ def score_blocks(
     feature_names: Sequence[str],
     *,
     block_rows: int | None = None,
-    max_pairs: int | None = None,
+    max_pairs: int | Callable[[], int] | None = None,
     n_jobs: int | None = None,
     verbose: bool = False,
 ) -> sp.csr_matrix:
@@ -106,13 +106,14 @@ def score_blocks(
     ``boosters``: one model per stage; ``proba(model, x)`` its P(match) of rows ``x``;
     ``feature_names``: the features the models were fitted on (checked against the
     features computed here). Memory: the candidate graphs' contexts (O(stored pairs))
-    plus one block's features (``max_pairs`` * :data:`BYTES_PER_PAIR`).
+    plus one block's features (``max_pairs`` * :data:`BYTES_PER_PAIR`). ``max_pairs`` may
+    be a function, asked once the contexts are built (what a memory budget leaves then).
     """
     pattern = pair_pattern(cands)
     n = pattern.shape[0]
     indptr, indices = pattern.indptr, pattern.indices
-    blocks = row_blocks(indptr, block_rows, max_pairs)
     ctx = PairContext(cands, titles, n_jobs)
+    blocks = row_blocks(indptr, block_rows, max_pairs() if callable(max_pairs) else max_pairs)
     stages: list[GraphContext] = []
     # one block: its base features are kept for the later stages, not recomputed
     cached: list[np.ndarray] | None = [] if len(blocks) == 1 else None

@@ -134,7 +134,10 @@ class GraphContext:
             out[has] = s[starts[has] + k - 1]
             self.kth[k] = out
         self.deg = deg
-        self.rank_data = rank_g.data.astype(np.float64)
+        # float32 as searched (float64 copies of float32 values hold nothing more); every
+        # read widens them exactly
+        self.rank_data = rank_g.data
+        off_g.data = off_g.data.astype(np.float32)
         self.off_g = off_g
         # both graphs are canonical with the same stored pairs: one index finds pairs in both
         self.stored = _Stored(off_g)
@@ -222,7 +225,7 @@ class _SharedNeighbours:
         sim2 = np.empty(len(rows))
         for s in range(0, len(rows), chunk):
             r, c = rows[s:s + chunk], cols[s:s + chunk]
-            prod = sp.csr_matrix(g[r].multiply(g[c]))
+            prod = sp.csr_matrix(g[r].astype(np.float64).multiply(g[c].astype(np.float64)))
             sim2[s:s + chunk] = np.asarray(prod.sum(axis=1)).ravel()
             if b is None:
                 prod.sum_duplicates()

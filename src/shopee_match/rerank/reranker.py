@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -319,7 +319,8 @@ class PairReranker(BaseEstimator):
 
     # --- prediction -----------------------------------------------------------------
     def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None, *,
-                            block_size: int | None = None, max_pairs: int | None = None,
+                            block_size: int | None = None,
+                            max_pairs: int | Callable[[], int] | None = None,
                             verbose: bool = False) -> sp.csr_matrix:
         """P(same product) of every candidate pair (symmetric), as an n x n graph with
         the same sparsity as the union of the candidate graphs (diagonal excluded).
@@ -375,7 +376,11 @@ class PairReranker(BaseEstimator):
         block of postings at a time (at most ``block_size``), each block sized to what
         ``memory`` (``"4GB"``, bytes; ``None``: the default budget,
         :func:`~shopee_match._memory.default_budget`) leaves above the process's memory."""
-        max_pairs = block_pairs(parse_memory(memory), BYTES_PER_PAIR, what="candidate pairs")
+        budget = parse_memory(memory)
+
+        def max_pairs() -> int:  # asked once the candidate graphs' contexts are in memory
+            return block_pairs(budget, BYTES_PER_PAIR, what="candidate pairs")
+
         return self.select(self.predict_proba_graph(cands, titles, block_size=block_size,
                                                     max_pairs=max_pairs, verbose=verbose))
 
