@@ -333,6 +333,10 @@ class Pipeline(StepParams):
         return self._combine(graphs, postings)
 
     def _combine(self, graphs: dict[str, sp.csr_matrix], postings: Postings) -> sp.csr_matrix:
+        if postings.has_sources and postings.df["source"].nunique() > 1:  # pooled shops
+            from .sources import combine_by_source
+
+            return combine_by_source(self, graphs, postings)
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
             return ens.combine(graphs, titles=postings.titles if postings.has_titles else None)

@@ -1,0 +1,87 @@
+"""Catalogues pooled from several shops: each shop's pairs judged among its own postings.
+
+A learned matcher reads a pair against its neighbourhoods (ranks, places between the best
+and the tenth neighbour, shared neighbours) and against word rarity in the catalogue. Pool
+shops of other sizes, languages and product types into one table, as an aggregator does,
+and those neighbourhoods change for every shop: on the pooled Shopee + PriceRunner +
+Amazon-Google catalogue the shipped model lost 0.06 F1 on Amazon-Google's postings
+without a single wrong pair across shops (``benchmarks/RESULTS.md``, "Pooled
+catalogues"). With a ``source`` column (the shop of each posting), the pipeline scores
+pairs of one shop in that shop alone and pairs across shops in the pooled catalogue, then
+makes one cut over all of them: a shop's own matches are those it gets alone, and offers
+of one product in several shops still meet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data import Postings
+
+__all__ = ["MIN_SOURCE_POSTINGS", "combine_by_source"]
+
+#: A source with fewer postings is scored in the pool only: too few neighbourhoods alone
+#: (the size below which ``shopee-match match`` does not use the shipped model either).
+MIN_SOURCE_POSTINGS = 100
+
+
+def _scores(pipe: Any, postings: Postings,
+            graphs: dict[str, sp.csr_matrix] | None = None) -> tuple[sp.csr_matrix, bool]:
+    """Pair probabilities when the pipeline has a pair reranker (``True``), else its
+    final match graph (``False``)."""
+    ens = pipe._combiner()
+    graphs = pipe.step_graphs(postings) if graphs is None else graphs
+    if not getattr(ens, "uses_candidates", False):
+        return sp.csr_matrix(ens.combine(graphs)), False
+    titles = postings.titles if postings.has_titles else None
+    if hasattr(ens, "predict_proba_graph"):
+        return sp.csr_matrix(ens.predict_proba_graph(graphs, titles)), True
+    return sp.csr_matrix(ens.combine(graphs, titles=titles)), False
+
+
+def _within(g: sp.csr_matrix, codes: np.ndarray, alone: np.ndarray) -> sp.csr_matrix:
+    """``g`` without its entries inside a source scored alone (``alone[code]``)."""
+    c = g.tocoo()
+    drop = (codes[c.row] == codes[c.col]) & alone[codes[c.row]]
+    return sp.csr_matrix((c.data[~drop], (c.row[~drop], c.col[~drop])), shape=g.shape)
+
+
+def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
+                      min_postings: int = MIN_SOURCE_POSTINGS) -> sp.csr_matrix:
+    """The match graph of a fitted pipeline over a catalogue with a ``source`` column,
+    from its steps' graphs over the whole catalogue (``graphs``).
+
+    Pairs inside a source of at least ``min_postings`` postings are scored with that
+    source alone; pairs across sources (and inside smaller sources) in the whole
+    catalogue. With a pair reranker the probabilities are merged and cut once (the
+    fitted threshold, min-matches fallback and growth); otherwise the match graphs are.
+
+    >>> import pandas as pd
+    >>> from shopee_match import Pipeline, make_catalog
+    >>> cat = make_catalog(n_groups=30, images=False, seed=1)
+    >>> cat.df["source"] = ["a", "b"] * (len(cat) // 2) + ["a"] * (len(cat) % 2)
+    >>> pipe = Pipeline.default(images=False, rerank=False).fit(cat)
+    >>> g = combine_by_source(pipe, pipe.step_graphs(cat), cat, min_postings=10)
+    >>> g.shape == (len(cat), len(cat))
+    True
+    """
+    codes = postings.sources()
+    sizes = np.bincount(codes)
+    alone = sizes >= min_postings
+    pooled, is_proba = _scores(pipe, postings, graphs)
+    if len(sizes) < 2:
+        return pipe._combiner().select(pooled) if is_proba else pooled
+    parts = [_within(pooled, codes, alone)]
+    for s in np.flatnonzero(alone):
+        rows = np.flatnonzero(codes == s)
+        g, _ = _scores(pipe, postings.subset(rows))
+        c = g.tocoo()
+        parts.append(sp.csr_matrix((c.data, (rows[c.row], rows[c.col])), shape=pooled.shape))
+    merged = sp.csr_matrix(sum(parts[1:], parts[0]))
+    if is_proba:
+        return pipe._combiner().select(merged)
+    merged.setdiag(1)
+    return merged
