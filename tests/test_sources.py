@@ -88,3 +88,22 @@ def test_without_a_reranker_match_graphs_merge() -> None:
     g = combine_by_source(pipe, pipe.step_graphs(p), p, min_postings=10)
     assert (g.diagonal() > 0).all()
     assert (g != g.T).nnz == 0
+
+
+def test_exclusive_sources_keep_no_pair_inside_a_shop() -> None:
+    """Shop feeds list a product once: with ``exclusive=True`` no pair inside a shop is
+    kept, pairs across shops are, and F1 rises where the labels agree."""
+    cat = make_catalog(n_groups=120, per_group=(2, 4), images=False, seed=6)
+    df = cat.df.copy()
+    # two offers of one product never come from one shop: deal each group's offers out
+    df["source"] = "s" + (df.groupby("label_group").cumcount() % 4).astype(str)
+    shops = Postings(df, source="feeds")
+    pipe = Pipeline.pretrained()
+    g = combine_by_source(pipe, pipe.step_graphs(shops), shops, exclusive=True).tocoo()
+    src = shops.sources()
+    inside = (src[g.row] == src[g.col]) & (g.row != g.col)
+    assert inside.sum() == 0
+    assert len(g.row) - len(shops) > len(shops) / 2  # plenty of pairs across shops
+    plain = pipe.predict_graph(cat)
+    f_ex = graph_f1_scores(g.tocsr(), shops.groups()).mean()
+    assert f_ex >= graph_f1_scores(plain, cat.groups()).mean() - 1e-9

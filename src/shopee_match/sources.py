@@ -50,7 +50,8 @@ def _within(g: sp.csr_matrix, codes: np.ndarray, alone: np.ndarray) -> sp.csr_ma
 
 
 def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
-                      min_postings: int = MIN_SOURCE_POSTINGS) -> sp.csr_matrix:
+                      min_postings: int = MIN_SOURCE_POSTINGS,
+                      exclusive: bool = False) -> sp.csr_matrix:
     """The match graph of a fitted pipeline over a catalogue with a ``source`` column,
     from its steps' graphs over the whole catalogue (``graphs``).
 
@@ -58,6 +59,12 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
     source alone; pairs across sources (and inside smaller sources) in the whole
     catalogue. With a pair reranker the probabilities are merged and cut once (the
     fitted threshold, min-matches fallback and growth); otherwise the match graphs are.
+
+    ``exclusive=True`` says each source lists a product at most once (shop feeds on a
+    price-comparison site): pairs inside a source are then never kept, and only the
+    pooled catalogue is scored. PriceRunner is such a catalogue (no two offers of one
+    product from one merchant): +0.012 F1 for the shipped model with its
+    ``merchant_id`` as the source (``benchmarks/RESULTS.md``, "Pooled catalogues").
 
     >>> import pandas as pd
     >>> from shopee_match import Pipeline, make_catalog
@@ -67,6 +74,10 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
     >>> g = combine_by_source(pipe, pipe.step_graphs(cat), cat, min_postings=10)
     >>> g.shape == (len(cat), len(cat))
     True
+    >>> g = combine_by_source(pipe, pipe.step_graphs(cat), cat, exclusive=True)
+    >>> src = cat.sources()
+    >>> bool((src[g.tocoo().row] == src[g.tocoo().col]).sum() == len(cat))  # itself only
+    True
     """
     codes = postings.sources()
     sizes = np.bincount(codes)
@@ -74,14 +85,18 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
     pooled, is_proba = _scores(pipe, postings, graphs)
     if len(sizes) < 2:
         return pipe._combiner().select(pooled) if is_proba else pooled
+    if exclusive:
+        alone = np.ones(len(sizes), dtype=bool)
     parts = [_within(pooled, codes, alone)]
-    for s in np.flatnonzero(alone):
+    for s in np.flatnonzero(alone) if not exclusive else []:
         rows = np.flatnonzero(codes == s)
         g, _ = _scores(pipe, postings.subset(rows))
         c = g.tocoo()
         parts.append(sp.csr_matrix((c.data, (rows[c.row], rows[c.col])), shape=pooled.shape))
     merged = sp.csr_matrix(sum(parts[1:], parts[0]))
     if is_proba:
-        return pipe._combiner().select(merged)
+        merged = sp.csr_matrix(pipe._combiner().select(merged))
+    if exclusive:  # growth by shared matches may have joined two offers of one shop
+        merged = _within(merged, codes, alone)
     merged.setdiag(1)
     return merged
