@@ -14,7 +14,11 @@ EM without labels, clusters at match probability 0.5 / 0.9 / 0.99: the best of t
 in hindsight), pyJedAI (token blocking, block purging and filtering, string matching,
 connected components), a TF-IDF cosine threshold (scikit-learn's vectorizer, match sets
 = neighbours at cosine >= 0.5 or >= 0.7: the better in hindsight) and ours (the shipped
-``Pipeline.pretrained()``, no choice made on the scored groups). The peers are optional
+``Pipeline.pretrained()``, no choice made on the scored groups; on the pool it reads the
+``source`` column, ``ours_nosource`` is the same model with that column dropped and
+``ours_exclusive`` the same with no pair kept inside a source). ``pricerunner_merchants``
+is the PriceRunner third with each offer's merchant as its source: an aggregator's feeds,
+where offers of one product meet across shops (and never inside one). The peers are optional
 benchmark dependencies (``benchmarks/requirements-peers.txt``); they run as a subprocess
 in ``--peers-python`` (default: this interpreter), so they may live in another
 environment. A peer that cannot be imported is reported as such. Every cell: mean
@@ -41,12 +45,14 @@ import scipy.sparse as sp
 from shopee_match import Pipeline, read_postings
 from shopee_match.data import Postings
 from shopee_match.metrics import graph_f1_scores, match_nothing_f1
+from shopee_match.sources import combine_by_source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from transfer import catalogues as transfer_catalogues
 
-CATALOGUES = ("amazon_google", "shopee_titles", "pricerunner", "pooled")
-METHODS = ("nothing", "splink", "pyjedai", "tfidf", "ours")
+CATALOGUES = ("amazon_google", "shopee_titles", "pricerunner", "pooled", "pricerunner_merchants")
+METHODS = ("nothing", "splink", "pyjedai", "tfidf", "ours", "ours_nosource", "ours_exclusive")
+SOURCE_METHODS = ("ours_nosource", "ours_exclusive")
 SHOPS = {"shopee": "shopee/train_dev.csv", "pricerunner": "pricerunner/postings.csv",
          "amazon_google": "amazon_google/postings.csv"}
 RUNNER = Path(__file__).with_name("_peers_run.py")
@@ -65,11 +71,21 @@ def pooled(data: Path) -> Postings:
     return Postings(pd.concat(frames, ignore_index=True), source="pooled")
 
 
+def merchants(data: Path, third: Postings) -> Postings:
+    """The PriceRunner third with each offer's merchant as its ``source``."""
+    full = pd.read_csv(data / SHOPS["pricerunner"], dtype=str, keep_default_na=False)
+    df = third.df.copy()
+    df["source"] = df["posting_id"].map(dict(zip(full["posting_id"], full["merchant_id"])))
+    return Postings(df, source="pricerunner third by merchant")
+
+
 def load(data: Path, names: list[str]) -> dict[str, Postings]:
     cats = transfer_catalogues(data)
-    out = {n: cats[n] for n in names if n != "pooled"}
+    out = {n: cats[n] for n in names if n in cats}
     if "pooled" in names:
         out["pooled"] = pooled(data)
+    if "pricerunner_merchants" in names:
+        out["pricerunner_merchants"] = merchants(data, cats["pricerunner"])
     return out
 
 
@@ -145,9 +161,14 @@ def evaluate(method: str, cat: Postings, score: Scorer, python: str) -> dict[str
     t0 = time.perf_counter()
     if method == "nothing":
         return {**score(sp.identity(len(cat), format="csr")), "setting": "-", "seconds": 0.0}
-    if method == "ours":
+    if method in ("ours", "ours_nosource", "ours_exclusive"):
         pipe = Pipeline.pretrained()
-        graph = pipe.predict_graph(cat)
+        if method == "ours_nosource":  # the pool as one shop: its `source` column dropped
+            cat = Postings(cat.df.drop(columns="source"), source=cat.source)
+        if method == "ours_exclusive":  # no two offers of one product from one source
+            graph = combine_by_source(pipe, pipe.step_graphs(cat), cat, exclusive=True)
+        else:
+            graph = pipe.predict_graph(cat)
         return {**score(graph), "setting": "shipped", "seconds": time.perf_counter() - t0}
     if method == "tfidf":
         cells = [(score(tfidf_graph(cat.titles, t)), f"cos >= {t}") for t in (0.5, 0.7)]
@@ -193,6 +214,8 @@ def main() -> None:
               f"match nothing {nothing:.4f}", flush=True)
         results[name] = {}
         for method in args.methods:
+            if method in SOURCE_METHODS and not cat.has_sources:
+                continue
             r = evaluate(method, cat, scorer(cat, alone), args.peers_python)
             results[name][method] = r
             shops = "".join(f", {s} {r[s]:.4f}" for s in (alone or {}) if s in r)
@@ -211,7 +234,10 @@ def pooled_alone(cat: Postings, alone: dict[str, np.ndarray], args: argparse.Nam
     for shop, rows in alone.items():
         part = cat.subset(rows)
         out[shop] = {m: evaluate(m, part, scorer(part, None), args.peers_python)["f1"]
-                     for m in args.methods}
+                     for m in args.methods if m not in SOURCE_METHODS}
+        for m in SOURCE_METHODS:
+            if m in args.methods:
+                out[shop][m] = out[shop].get("ours", float("nan"))
         print(f"  {shop} alone: " + ", ".join(f"{m} {v:.4f}" for m, v in out[shop].items()),
               flush=True)
     return out
@@ -220,7 +246,8 @@ def pooled_alone(cat: Postings, alone: dict[str, np.ndarray], args: argparse.Nam
 def table(results: dict[str, dict[str, Any]], methods: list[str]) -> str:
     lines = ["| catalogue | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for name, cells in results.items():
-        vals = [f"{cells[m]['f1']:.3f} ({cells[m]['seconds']:.0f} s)" for m in methods]
+        vals = [f"{cells[m]['f1']:.3f} ({cells[m]['seconds']:.0f} s)" if m in cells else "-"
+                for m in methods]
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
         if "alone" in cells:
             for shop, alone in cells["alone"].items():
