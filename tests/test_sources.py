@@ -107,3 +107,22 @@ def test_exclusive_sources_keep_no_pair_inside_a_shop() -> None:
     plain = pipe.predict_graph(cat)
     f_ex = graph_f1_scores(g.tocsr(), shops.groups()).mean()
     assert f_ex >= graph_f1_scores(plain, cat.groups()).mean() - 1e-9
+
+
+@pytest.mark.data
+def test_amazon_google_pooled_with_pricerunner_keeps_its_f1_alone(shopee_dir) -> None:
+    """Real shops: Amazon-Google's names pooled with PriceRunner offers lose F1 when
+    read as one shop, and keep their F1 alone (within 0.02) with a ``source`` column."""
+    data = shopee_dir.parent
+    ag = read_postings(data / "amazon_google" / "postings.csv")
+    pr = read_postings(data / "pricerunner" / "postings.csv")
+    keep = np.isin(pr.groups(), np.random.default_rng(0).permutation(pr.groups().max() + 1)[:3000])
+    pool = _pool(amazon_google=ag, pricerunner=pr.subset(np.flatnonzero(keep)))
+    rows = np.flatnonzero(pool.df["source"].to_numpy() == "amazon_google")
+    pipe = Pipeline.pretrained()
+    alone = graph_f1_scores(pipe.predict_graph(ag), ag.groups()).mean()
+    inside = graph_f1_scores(pipe.predict_graph(pool), pool.groups())[rows].mean()
+    one_shop = Postings(pool.df.drop(columns="source"))
+    blind = graph_f1_scores(pipe.predict_graph(one_shop), pool.groups())[rows].mean()
+    assert inside == pytest.approx(alone, abs=0.02)
+    assert inside > blind + 0.01
