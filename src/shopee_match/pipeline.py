@@ -242,6 +242,10 @@ class Pipeline(StepParams):
                 )
             self.combiner_ = Ensemble()
         self.n_postings_fit_ = len(whole)
+        if all(c.has_titles for c in cats):  # what check_shift compares new catalogues to
+            from .shift import catalogue_profile
+
+            self.tuning_["profile"] = [catalogue_profile(c) for c in cats]
         return self
 
     @staticmethod
