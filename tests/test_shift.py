@@ -60,3 +60,10 @@ def test_a_fitted_model_warns_on_an_unlike_catalogue(tmp_path) -> None:
         check_shift(loaded, _coded(150, 4))
     # a model without a profile (the shipped one learnt from several kinds of shop)
     assert np.isnan(check_shift(Pipeline.pretrained(), make_catalog(n_groups=5, images=False)))
+
+
+def test_a_catalogue_without_words_has_an_unknown_profile() -> None:
+    p = Postings(pd.DataFrame({"posting_id": list("abc"), "title": ["!!", "??", ".."]}))
+    prof = catalogue_profile(p)
+    assert prof["near_pairs"] == 0 and np.isnan(prof["conflict_share"])
+    assert np.isnan(shift_factor([prof], catalogue_profile(_coded(60, 0))))

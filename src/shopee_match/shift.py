@@ -58,9 +58,13 @@ def catalogue_profile(postings: Postings, k: int = 10, min_cosine: float = 0.5,
         postings = postings.subset(np.sort(rows))
     titles = postings.titles
     n = len(titles)
+    unknown = {"near_pairs": 0.0, "conflict_share": float("nan"), "code_share": float("nan")}
     if n < 2:
-        return {"near_pairs": 0.0, "conflict_share": float("nan"), "code_share": float("nan")}
-    x = TfidfEmbedder().fit(postings).embed(postings)
+        return unknown
+    try:
+        x = TfidfEmbedder().fit(postings).embed(postings)
+    except ValueError:  # no word in any title: nothing to read
+        return unknown
     idx, sim = NeighborMatcher(threshold=min_cosine, k=min(k + 1, n)).neighbors(x)
     rows = np.repeat(np.arange(n), idx.shape[1])
     cols, s = idx.ravel(), sim.ravel()
@@ -68,7 +72,7 @@ def catalogue_profile(postings: Postings, k: int = 10, min_cosine: float = 0.5,
     lo, hi = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
     pairs = np.unique(lo.astype(np.int64) * n + hi)
     if len(pairs) == 0:
-        return {"near_pairs": 0.0, "conflict_share": float("nan"), "code_share": float("nan")}
+        return unknown
     f = title_features(titles, pairs // n, pairs % n)
     conflict = (f["code_conflict"] + f["core_conflict"] + f["qty_conflict"] + f["num_conflict"]) > 0
     code = (f["code_shared"] + f["code_conflict"] + f["code_onesided"]) > 0
