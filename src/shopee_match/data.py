@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 REQUIRED = ("posting_id",)
 #: ``title`` is required unless the postings have an ``image`` column (an image-only catalogue).
-OPTIONAL = ("title", "image", "image_phash", "label_group")
+OPTIONAL = ("title", "image", "image_phash", "label_group", "source")
 #: Titles longer than this are cut (with a warning): no real product title is longer,
 #: and a pathological one would dominate tokenising time.
 MAX_TITLE_CHARS = 1000
@@ -38,7 +38,10 @@ class Postings:
     """A validated table of product postings.
 
     Columns: ``posting_id`` (unique), ``title``; optional ``image`` (file name under
-    ``image_dir``), ``image_phash`` (16 hex digits) and ``label_group`` (ground truth).
+    ``image_dir``), ``image_phash`` (16 hex digits), ``label_group`` (ground truth) and
+    ``source`` (the shop or feed a posting came from, in a catalogue pooled from several:
+    each source's postings are then judged among their own shop's neighbourhoods, see
+    :mod:`~shopee_match.sources`). The attribute :attr:`source` is the file's name.
     ``title`` may be left out when there is an ``image`` column: an image-only catalogue,
     matched by image steps only (text steps then raise, naming the missing column).
 
@@ -103,6 +106,17 @@ class Postings:
     @property
     def has_phash(self) -> bool:
         return "image_phash" in self.df.columns
+
+    @property
+    def has_sources(self) -> bool:
+        return "source" in self.df.columns
+
+    def sources(self) -> np.ndarray:
+        """Integer codes of the ``source`` column (0..n_sources-1), one per posting."""
+        if not self.has_sources:
+            raise PostingsError(f"{self.source}: no `source` column (the shop of each posting).")
+        codes, _ = pd.factorize(self.df["source"])
+        return codes.astype(np.intp)
 
     def image_paths(self) -> list[Path | None]:
         """Full path of each posting's image (``None`` where it has none)."""
@@ -186,12 +200,12 @@ def _validate_frame(df: Any, source: str) -> pd.DataFrame:
         _check_titles(df, source)
     if "image_phash" in df.columns:
         _check_phash(df, source)
-    if "label_group" in df.columns and df["label_group"].isna().any():
-        row = int(np.flatnonzero(df["label_group"].isna().to_numpy())[0])
-        raise PostingsError(
-            f"{source}: row {row + 1}: empty `label_group`; label every posting or drop "
-            "the column to match without ground truth."
-        )
+    for col, what in (("label_group", "label every posting or drop the column to match "
+                                      "without ground truth"),
+                      ("source", "name every posting's shop or drop the column")):
+        if col in df.columns and df[col].isna().any():
+            row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
+            raise PostingsError(f"{source}: row {row + 1}: empty `{col}`; {what}.")
     return df.reset_index(drop=True)
 
 
@@ -239,7 +253,7 @@ def read_postings(
     encoding: str | None = None,
     columns: Mapping[str, str] | None = None,
 ) -> Postings:
-    """Read a postings CSV (``posting_id,title[,image,image_phash,label_group]``, or
+    """Read a postings CSV (``posting_id,title[,image,image_phash,label_group,source]``, or
     ``posting_id,image[,label_group]`` for an image-only catalogue).
 
     UTF-8 is tried first; a file that is not UTF-8 is read as latin-1 with a warning
@@ -257,7 +271,8 @@ def read_postings(
     if not path.is_file():
         raise PostingsError(f"{path}: no such file; check the path to the postings CSV.")
     rename = _column_map(columns, path)
-    dtype = {rename.get(c, c): str for c in ("posting_id", "title", "image", "image_phash")}
+    dtype = {rename.get(c, c): str for c in ("posting_id", "title", "image", "image_phash",
+                                             "source")}
     kwargs: dict[str, Any] = {"dtype": dtype, "keep_default_na": False, "na_values": [""]}
     used = encoding or "utf-8"
     try:

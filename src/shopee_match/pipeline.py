@@ -262,6 +262,10 @@ class Pipeline(StepParams):
                 )
             self.combiner_ = Ensemble()
         self.n_postings_fit_ = len(whole)
+        if all(c.has_titles for c in cats):  # what check_shift compares new catalogues to
+            from .shift import catalogue_profile
+
+            self.tuning_["profile"] = [catalogue_profile(c) for c in cats]
         return self
 
     @staticmethod
@@ -361,6 +365,10 @@ class Pipeline(StepParams):
         """The final match graph from each step's graph over ``postings`` (from
         :meth:`step_graphs`); a learned combiner scores the candidate pairs in blocks
         (``memory`` and ``block_size`` as for :meth:`predict`)."""
+        if postings.has_sources and postings.df["source"].nunique() > 1:  # pooled shops
+            from .sources import combine_by_source
+
+            return combine_by_source(self, graphs, postings, memory=memory, block_size=block_size)
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
             return ens.combine(graphs, titles=postings.titles if postings.has_titles else None,

@@ -321,13 +321,15 @@ class PairReranker(BaseEstimator):
     def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None, *,
                             block_size: int | None = None,
                             max_pairs: int | Callable[[], int] | None = None,
+                            memory: str | int | None = None,
                             verbose: bool = False) -> sp.csr_matrix:
         """P(same product) of every candidate pair (symmetric), as an n x n graph with
         the same sparsity as the union of the candidate graphs (diagonal excluded).
 
         Pairs are scored a block of rows at a time (at most ``block_size`` rows and
-        ``max_pairs`` pairs; ``None``: all at once), so memory holds one block's features
-        rather than every pair's; the result does not depend on the blocks.
+        ``max_pairs`` pairs; ``None``: all at once, unless ``memory``, a budget as for
+        :meth:`combine`, sizes the blocks), so memory holds one block's features rather
+        than every pair's; the result does not depend on the blocks.
         """
         if not self.is_fitted_:
             raise NotFittedError(
@@ -343,6 +345,8 @@ class PairReranker(BaseEstimator):
             )
         n = next(iter(cands.values())).shape[0]
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
+        if max_pairs is None and memory is not None:
+            max_pairs = _pair_budget(memory)
         proba = score_blocks(cands, tt, self.boosters_, self._proba, self.feature_names_,
                              block_rows=block_size, max_pairs=max_pairs, n_jobs=self.n_jobs,
                              verbose=verbose)
@@ -376,11 +380,7 @@ class PairReranker(BaseEstimator):
         block of postings at a time (at most ``block_size``), each block sized to what
         ``memory`` (``"4GB"``, bytes; ``None``: the default budget,
         :func:`~shopee_match._memory.default_budget`) leaves above the process's memory."""
-        budget = parse_memory(memory)
-
-        def max_pairs() -> int:  # asked once the candidate graphs' contexts are in memory
-            return block_pairs(budget, BYTES_PER_PAIR, what="candidate pairs")
-
+        max_pairs = _pair_budget(memory)
         return self.select(self.predict_proba_graph(cands, titles, block_size=block_size,
                                                     max_pairs=max_pairs, verbose=verbose))
 
@@ -412,3 +412,10 @@ class PairReranker(BaseEstimator):
     def load_state(self, path: Path) -> None:
         """Restore what :meth:`save_state` wrote (LightGBM parses its own text format)."""
         read_state(self, Path(path))
+
+
+def _pair_budget(memory: str | int | None) -> Callable[[], int]:
+    """Pairs a block may hold under budget ``memory`` (read now, so a bad size fails at
+    once), asked once the candidate graphs' contexts are in memory."""
+    budget = parse_memory(memory)
+    return lambda: block_pairs(budget, BYTES_PER_PAIR, what="candidate pairs")

@@ -1,0 +1,110 @@
+"""Catalogues pooled from several shops: each shop's pairs judged among its own postings.
+
+A learned matcher reads a pair against its neighbourhoods (ranks, places between the best
+and the tenth neighbour, shared neighbours) and against word rarity in the catalogue. Pool
+shops of other sizes, languages and product types into one table, as an aggregator does,
+and those neighbourhoods change for every shop: on the pooled Shopee + PriceRunner +
+Amazon-Google catalogue the shipped model lost 0.06 F1 on Amazon-Google's postings
+without a single wrong pair across shops (``benchmarks/RESULTS.md``, "Pooled
+catalogues"). With a ``source`` column (the shop of each posting), the pipeline scores
+pairs of one shop in that shop alone and pairs across shops in the pooled catalogue, then
+makes one cut over all of them: a shop's own matches are those it gets alone, and offers
+of one product in several shops still meet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._memory import parse_memory
+from .data import Postings
+
+__all__ = ["MIN_SOURCE_POSTINGS", "combine_by_source"]
+
+#: A source with fewer postings is scored in the pool only: too few neighbourhoods alone
+#: (the size below which ``shopee-match match`` does not use the shipped model either).
+MIN_SOURCE_POSTINGS = 100
+
+
+def _scores(pipe: Any, postings: Postings, graphs: dict[str, sp.csr_matrix] | None = None,
+            memory: str | int | None = None, block_size: int | None = None,
+            ) -> tuple[sp.csr_matrix, bool]:
+    """Pair probabilities when the pipeline has a pair reranker (``True``), else its
+    final match graph (``False``); pairs scored in blocks within ``memory``."""
+    ens = pipe.combiner_
+    graphs = pipe.step_graphs(postings) if graphs is None else graphs
+    if not getattr(ens, "uses_candidates", False):
+        return sp.csr_matrix(ens.combine(graphs)), False
+    titles = postings.titles if postings.has_titles else None
+    if hasattr(ens, "predict_proba_graph"):
+        return sp.csr_matrix(ens.predict_proba_graph(graphs, titles, block_size=block_size,
+                                                     memory=memory)), True
+    return sp.csr_matrix(ens.combine(graphs, titles=titles, memory=memory,
+                                     block_size=block_size)), False
+
+
+def _within(g: sp.csr_matrix, codes: np.ndarray, alone: np.ndarray) -> sp.csr_matrix:
+    """``g`` without its entries inside a source scored alone (``alone[code]``)."""
+    c = g.tocoo()
+    drop = (codes[c.row] == codes[c.col]) & alone[codes[c.row]]
+    return sp.csr_matrix((c.data[~drop], (c.row[~drop], c.col[~drop])), shape=g.shape)
+
+
+def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
+                      min_postings: int = MIN_SOURCE_POSTINGS,
+                      exclusive: bool = False, *, memory: str | int | None = None,
+                      block_size: int | None = None) -> sp.csr_matrix:
+    """The match graph of a fitted pipeline over a catalogue with a ``source`` column,
+    from its steps' graphs over the whole catalogue (``graphs``).
+
+    Pairs inside a source of at least ``min_postings`` postings are scored with that
+    source alone; pairs across sources (and inside smaller sources) in the whole
+    catalogue. With a pair reranker the probabilities are merged and cut once (the
+    fitted threshold, min-matches fallback and growth); otherwise the match graphs are.
+    ``memory`` and ``block_size`` as for :meth:`~shopee_match.Pipeline.predict`.
+
+    ``exclusive=True`` says each source lists a product at most once (shop feeds on a
+    price-comparison site): pairs inside a source are then never kept, and only the
+    pooled catalogue is scored. PriceRunner is such a catalogue (no two offers of one
+    product from one merchant): 0.819 -> 0.832 F1 for the shipped model on its held-out
+    third with ``merchant_id`` as the source (``benchmarks/RESULTS.md``, "Pooled
+    catalogues").
+
+    >>> import pandas as pd
+    >>> from shopee_match import Pipeline, make_catalog
+    >>> cat = make_catalog(n_groups=30, images=False, seed=1)
+    >>> cat.df["source"] = ["a", "b"] * (len(cat) // 2) + ["a"] * (len(cat) % 2)
+    >>> pipe = Pipeline.default(images=False, rerank=False).fit(cat)
+    >>> g = combine_by_source(pipe, pipe.step_graphs(cat), cat, min_postings=10)
+    >>> g.shape == (len(cat), len(cat))
+    True
+    >>> g = combine_by_source(pipe, pipe.step_graphs(cat), cat, exclusive=True)
+    >>> src = cat.sources()
+    >>> bool((src[g.tocoo().row] == src[g.tocoo().col]).sum() == len(cat))  # itself only
+    True
+    """
+    memory = parse_memory(memory)  # None: the default budget, as predict reads it
+    codes = postings.sources()
+    sizes = np.bincount(codes)
+    alone = sizes >= min_postings
+    pooled, is_proba = _scores(pipe, postings, graphs, memory, block_size)
+    if len(sizes) < 2:
+        return pipe.combiner_.select(pooled) if is_proba else pooled
+    if exclusive:
+        alone = np.ones(len(sizes), dtype=bool)
+    parts = [_within(pooled, codes, alone)]
+    for s in np.flatnonzero(alone) if not exclusive else []:
+        rows = np.flatnonzero(codes == s)
+        g, _ = _scores(pipe, postings.subset(rows), None, memory, block_size)
+        c = g.tocoo()
+        parts.append(sp.csr_matrix((c.data, (rows[c.row], rows[c.col])), shape=pooled.shape))
+    merged = sp.csr_matrix(sum(parts[1:], parts[0]))
+    if is_proba:
+        merged = sp.csr_matrix(pipe.combiner_.select(merged))
+    if exclusive:  # growth by shared matches may have joined two offers of one shop
+        merged = _within(merged, codes, alone)
+    merged.setdiag(1)
+    return merged
