@@ -53,8 +53,11 @@ def test_pruned_search_recalls_most_exact_neighbours(emb) -> None:
                                np.sort(exact_s, axis=1), rtol=1e-5)
 
 
-def test_pruned_search_applies_the_floor(emb) -> None:
-    sims, idx = SparseBackend(approx=True, pruned_s=1e-4, n_jobs=1).fit(emb).search(emb, K, threshold=0.6)
+@pytest.mark.parametrize("kernel", ["auto", "numpy"])
+def test_pruned_search_applies_the_floor(emb, kernel: str) -> None:
+    sims, idx = SparseBackend(approx=True, pruned_s=1e-4, n_jobs=1, kernel=kernel).fit(emb).search(
+        emb, K, threshold=0.6)
+    assert all(i in row for i, row in enumerate(idx))  # bare rows too find themselves
     assert np.all(sims[idx >= 0] >= 0.6 - 1e-6)
     assert np.all(np.isneginf(sims[idx < 0]))
 

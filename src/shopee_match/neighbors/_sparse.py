@@ -150,7 +150,16 @@ class SparseBackend:
         # rank its candidates exactly
         self.ref_head_ = ref[:, self.head_cols_].toarray() if n_head and not pruned else None
         self.ref_ = ref if pruned else None
-        self.ref_tail_t_ = ref[:, self.tail_cols_].T.tocsr()
+        if pruned:  # one copy: the reference without its frequent columns, transposed; its
+            # rows keep the input's column numbers, so queries are searched as they are
+            masked = ref.copy()
+            masked.data[is_head[masked.indices]] = 0
+            masked.eliminate_zeros()
+            self.is_head_ = is_head
+            self.ref_tail_t_ = masked.T.tocsr()
+            del masked
+        else:
+            self.ref_tail_t_ = ref[:, self.tail_cols_].T.tocsr()
         self.n_ref_ = n
         if pruned:
             logger.info("sparse search pruned: %d of %d columns (df >= %d) left out of the "
@@ -207,21 +216,23 @@ class SparseBackend:
         ref = self.ref_
         assert ref is not None  # a pruned fit keeps the whole rows
         wide = min(n_ref, _PRUNED_OVERSAMPLE * k)
-        q_tail = query[:, self.tail_cols_].tocsr()
         tiny = float(np.finfo(np.float32).tiny)
         cand_s, cand_i = empty_result(n_q, wide)
         compiled = compiled_kernels(self.kernel, n_q * n_ref)
+        # the query as it is: its frequent columns meet empty rows of ref_tail_t_
         if compiled is not None:
-            self._search_compiled(compiled, q_tail, None, wide, tiny, cand_s, cand_i)
+            self._search_compiled(compiled, query, None, wide, tiny, cand_s, cand_i)
         else:
             step = 4096
             for start in range(0, n_q, step):
                 stop = min(start + step, n_q)
-                prod = (q_tail[start:stop] @ self.ref_tail_t_).tocsr()
+                prod = (query[start:stop] @ self.ref_tail_t_).tocsr()
                 cand_s[start:stop], cand_i[start:stop] = _topk_csr(prod, wide, tiny)
         # rows made only of frequent columns share nothing left: their candidates come
         # from every column (a few rows, in chunks that bound the product's size)
-        bare = np.flatnonzero(np.diff(q_tail.indptr) == 0)
+        kept = np.concatenate([[0], np.cumsum(~self.is_head_[query.indices], dtype=np.int64)])
+        bare = np.flatnonzero(kept[query.indptr[1:]] == kept[query.indptr[:-1]])
+        del kept
         ref_t = ref.T.tocsr() if len(bare) else None
         step = max(1, 2**22 // max(n_ref, 1))
         for start in range(0, len(bare), step):
