@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shopee_match import Postings, make_catalog
+from shopee_match import Postings, make_catalog, train_test_split_groups
 
 DATA_DIR = Path(
     os.environ.get("SHOPEE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "shopee")
@@ -18,6 +18,12 @@ DATA_DIR = Path(
 def titles_catalog() -> Postings:
     """~350 labelled postings, titles only."""
     return make_catalog(n_groups=100, images=False, seed=3)
+
+
+@pytest.fixture(scope="module")
+def split(titles_catalog: Postings) -> tuple[Postings, Postings]:
+    """``titles_catalog`` cut into group-disjoint train (2/3) and test (1/3) parts."""
+    return train_test_split_groups(titles_catalog, test_size=1 / 3, random_state=0)
 
 
 @pytest.fixture(scope="session")

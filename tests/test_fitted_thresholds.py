@@ -18,15 +18,9 @@ from shopee_match import (
     PhashEmbedder,
     Pipeline,
     TfidfEmbedder,
-    train_test_split_groups,
 )
 from shopee_match.ensemble import Ensemble
 from shopee_match.index._fingerprint import fingerprint
-
-
-@pytest.fixture(scope="module")
-def split(titles_catalog):
-    return train_test_split_groups(titles_catalog, test_size=1 / 3, random_state=0)
 
 
 @pytest.fixture(scope="module")

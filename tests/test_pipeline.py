@@ -18,16 +18,10 @@ from shopee_match import (
     TfidfEmbedder,
     f1_score,
     register,
-    train_test_split_groups,
 )
 from shopee_match._validation import NotFittedError
 from shopee_match.ensemble import Ensemble
 from shopee_match.pipeline import FORMAT_VERSION
-
-
-@pytest.fixture(scope="module")
-def split(titles_catalog):
-    return train_test_split_groups(titles_catalog, test_size=1 / 3, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from shopee_match import (
     Pipeline,
     TfidfEmbedder,
     register,
-    train_test_split_groups,
 )
 from shopee_match.ensemble import Ensemble
 from shopee_match.neighbors import BlendMatcher
@@ -66,10 +65,6 @@ class DotMatcher:
     def match_graph(self, emb):
         return self.select(self.candidates(emb))
 
-
-@pytest.fixture(scope="module")
-def split(titles_catalog):
-    return train_test_split_groups(titles_catalog, test_size=1 / 3, random_state=0)
 
 
 def test_the_library_classes_follow_the_protocols():
