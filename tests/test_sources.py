@@ -126,3 +126,24 @@ def test_amazon_google_pooled_with_pricerunner_keeps_its_f1_alone(shopee_dir) ->
     blind = graph_f1_scores(pipe.predict_graph(one_shop), pool.groups())[rows].mean()
     assert inside == pytest.approx(alone, abs=0.02)
     assert inside > blind + 0.01
+
+
+def test_cli_source_column_reads_another_name(tmp_path, capsys):
+    """``--source-column shop`` reads a file's ``shop`` column as the source: the same
+    matches as the file with that column named ``source``; a missing one is one line."""
+    from shopee_match.cli import main
+
+    cat = make_catalog(n_groups=70, per_group=(1, 4), images=False, seed=9)
+    df = cat.df[["posting_id", "title"]].copy()
+    df["shop"] = np.where(np.arange(len(df)) % 3 == 0, "a", "b")
+    named, renamed = tmp_path / "named.csv", tmp_path / "renamed.csv"
+    df.to_csv(named, index=False)
+    df.rename(columns={"shop": "source"}).to_csv(renamed, index=False)
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["match", str(named), "--source-column", "shop", "-o", str(a), "-q"]) == 0
+    assert main(["match", str(renamed), "-o", str(b), "-q"]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    capsys.readouterr()
+    assert main(["match", str(named), "--source-column", "merchant", "-o", str(a)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "merchant" in err and "--source-column" in err and "\n" not in err

@@ -316,7 +316,8 @@ def _renamed(df: pd.DataFrame, rename: dict[str, str], path: Path) -> pd.DataFra
     df.columns = [str(c).strip() for c in df.columns]
     for ours, theirs in rename.items():
         if theirs not in df.columns:
-            flag = {"posting_id": " (--id-column)", "title": " (--title-column)"}.get(ours, "")
+            flag = {"posting_id": " (--id-column)", "title": " (--title-column)",
+                    "source": " (--source-column)"}.get(ours, "")
             raise PostingsError(f"{path}: no column `{theirs}` to read as `{ours}`{flag}; "
                                 f"the header has {list(map(str, df.columns))}.")
         if ours in df.columns:

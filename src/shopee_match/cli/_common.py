@@ -28,15 +28,22 @@ def postings_args(p: argparse.ArgumentParser) -> None:
                    help="the CSV's column holding posting ids (default: posting_id)")
     p.add_argument("--title-column", metavar="NAME",
                    help="the CSV's column holding titles (default: title)")
+    p.add_argument("--source-column", metavar="NAME",
+                   help="the CSV's column naming each posting's shop in a pooled catalogue "
+                        "(default: source, when there is one): each shop's pairs are judged "
+                        "among its own postings")
 
 
 def columns(args: argparse.Namespace) -> dict[str, str] | None:
-    """``read_postings``' ``columns`` mapping from ``--id-column`` / ``--title-column``."""
+    """``read_postings``' ``columns`` mapping from ``--id-column`` / ``--title-column`` /
+    ``--source-column``."""
     out = {}
     if getattr(args, "id_column", None):
         out["posting_id"] = args.id_column
     if getattr(args, "title_column", None):
         out["title"] = args.title_column
+    if getattr(args, "source_column", None):
+        out["source"] = args.source_column
     return out or None
 
 

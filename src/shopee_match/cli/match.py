@@ -45,9 +45,10 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
 
     if args.scheduler:
         if (args.pairs_out or args.groups_out or args.id_column or args.title_column
-                or args.memory):
-            raise ValueError("--pairs-out, --groups-out, --id-column, --title-column and "
-                             "--memory (workers size their partitions instead) are "
+                or args.source_column or args.memory):
+            raise ValueError("--pairs-out, --groups-out, --id-column, --title-column, "
+                             "--source-column and --memory (workers size their partitions "
+                             "instead) are "
                              "not supported with --scheduler yet; match on one machine, or "
                              "name the files' columns posting_id and title.")
         return _match_dask(args)
