@@ -38,6 +38,12 @@ def blend(emb: Any, cand: sp.csr_matrix, n_blend: int = 5) -> Any:
     keep = rank < n_blend
     w = sp.csr_matrix((np.maximum(s[keep], 0).astype(np.float32), (r[keep], c[keep])), shape=(n, n))
     out = w @ emb
+    if sp.issparse(out):  # our own product: normalised in place (a blended matrix holds
+        # about n_blend rows' nonzeros each: a second copy was a million titles' peak)
+        from sklearn.preprocessing import normalize
+
+        return sp.csr_matrix(normalize(sp.csr_matrix(out, dtype=np.float32), norm="l2",
+                                       copy=False), dtype=np.float32)
     return l2_normalize(out)
 
 
