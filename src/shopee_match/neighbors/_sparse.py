@@ -233,11 +233,10 @@ class SparseBackend:
         kept = np.concatenate([[0], np.cumsum(~self.is_head_[query.indices], dtype=np.int64)])
         bare = np.flatnonzero(kept[query.indptr[1:]] == kept[query.indptr[:-1]])
         del kept
-        ref_t = ref.T.tocsr() if len(bare) else None
-        step = max(1, 2**22 // max(n_ref, 1))
+        step = max(1, 2**24 // max(n_ref, 1))  # the reference is never transposed whole
         for start in range(0, len(bare), step):
             rows = bare[start:start + step]
-            prod = (query[rows] @ ref_t).tocsr()
+            prod = (ref @ query[rows].T).T.tocsr()
             cand_s[rows], cand_i[rows] = _topk_csr(prod, wide, tiny)
         return _rescore(query, ref, cand_i, k, floor)
 
