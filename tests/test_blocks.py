@@ -11,9 +11,9 @@ from shopee_match import Pipeline, make_catalog
 from shopee_match._memory import block_pairs, default_budget, parse_memory
 from shopee_match.data import train_test_split_groups
 from shopee_match.rerank import PairReranker
-from shopee_match.rerank._blocks import pair_pattern, row_blocks
+from shopee_match.rerank._blocks import row_blocks
 from shopee_match.rerank._fit import stage_features, symmetric_graph
-from shopee_match.rerank.pair_features import candidate_pairs, pair_features
+from shopee_match.rerank.pair_features import candidate_pairs, pair_features, pair_pattern
 
 
 def _all_at_once(rr: PairReranker, cands: dict[str, sp.csr_matrix], titles: list[str]) -> sp.csr_matrix:

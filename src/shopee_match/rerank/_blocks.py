@@ -18,39 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from .pair_features import GraphContext, PairContext
+from .pair_features import GraphContext, PairContext, pair_pattern
 
-__all__ = ["BYTES_PER_PAIR", "pair_pattern", "row_blocks", "score_blocks"]
+__all__ = ["BYTES_PER_PAIR", "row_blocks", "score_blocks"]
 
 #: peak bytes one candidate pair of a block costs while it is featured and scored
 #: (measured on the shipped model's 95 features: the feature matrix, its columns and the
 #: sparse row gathers of the title features); sets a block's size from a memory budget
 BYTES_PER_PAIR = 4096
-
-
-def pair_pattern(cands: Mapping[str, sp.spmatrix]) -> sp.csr_matrix:
-    """Every off-diagonal pair stored in any candidate graph, in both directions, as
-    one canonical CSR pattern (row ``i``'s columns: ``i``'s candidate partners, sorted):
-    the pairs :func:`~shopee_match.rerank.pair_features.candidate_pairs` lists, in the
-    same order.
-
-    >>> g = sp.csr_matrix(np.array([[1, .9, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32))
-    >>> p = pair_pattern({"t": g})
-    >>> p.indptr.tolist(), p.indices.tolist()
-    ([0, 1, 2, 2], [1, 0])
-    """
-    n = next(iter(cands.values())).shape[0]
-    rows, cols = [], []
-    for g in cands.values():
-        coo = sp.coo_matrix(g)
-        off = coo.row != coo.col
-        rows += [coo.row[off], coo.col[off]]
-        cols += [coo.col[off], coo.row[off]]
-    r = np.concatenate(rows) if rows else np.empty(0, np.int32)
-    c = np.concatenate(cols) if cols else np.empty(0, np.int32)
-    out = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
-    out.sum_duplicates()
-    return out
 
 
 def row_blocks(indptr: np.ndarray, block_rows: int | None = None,

@@ -31,6 +31,7 @@ __all__ = [
     "candidate_pairs",
     "graph_features",
     "pair_features",
+    "pair_pattern",
     "title_features",
 ]
 
@@ -39,24 +40,38 @@ DENSITY_RANKS = (2, 5, 10)
 
 
 def candidate_pairs(cands: Mapping[str, sp.spmatrix]) -> tuple[np.ndarray, np.ndarray]:
-    """Off-diagonal pairs stored in any candidate graph, in both directions, sorted.
+    """Off-diagonal pairs stored in any candidate graph, in both directions, sorted
+    (the stored entries of :func:`pair_pattern`, row by row).
 
     >>> g = sp.csr_matrix(np.array([[1, .9, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32))
     >>> [a.tolist() for a in candidate_pairs({"t": g})]
     [[0, 1], [1, 0]]
     """
+    pat = pair_pattern(cands)
+    rows = np.repeat(np.arange(pat.shape[0], dtype=np.int64), np.diff(pat.indptr))
+    return rows, pat.indices.astype(np.int64)
+
+
+def pair_pattern(cands: Mapping[str, sp.spmatrix]) -> sp.csr_matrix:
+    """Every off-diagonal pair stored in any candidate graph, in both directions, as
+    one canonical CSR pattern (row ``i``'s columns: ``i``'s candidate partners, sorted).
+
+    >>> g = sp.csr_matrix(np.array([[1, .9, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32))
+    >>> p = pair_pattern({"t": g})
+    >>> p.indptr.tolist(), p.indices.tolist()
+    ([0, 1, 2, 2], [1, 0])
+    """
     n = _shape(cands)
-    keys = []
+    rows, cols = [], []
     for g in cands.values():
         coo = sp.coo_matrix(g)
         off = coo.row != coo.col
-        r, c = coo.row[off].astype(np.int64), coo.col[off].astype(np.int64)
-        keys.append(r * n + c)
-        keys.append(c * n + r)
-    if not keys:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    k = np.unique(np.concatenate(keys))
-    return k // n, k % n
+        rows += [coo.row[off], coo.col[off]]
+        cols += [coo.col[off], coo.row[off]]
+    out = sp.csr_matrix((np.ones(sum(len(r) for r in rows), dtype=np.float32),
+                         (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    out.sum_duplicates()
+    return out
 
 
 def _shape(cands: Mapping[str, sp.spmatrix]) -> int:
