@@ -55,12 +55,32 @@ def row_blocks(indptr: np.ndarray, block_rows: int | None = None,
     return out
 
 
-def _symmetric(p: np.ndarray, pattern: sp.csr_matrix) -> sp.csr_matrix:
-    """Graph of the mean of P(i, j) and P(j, i) over a symmetric pattern, as
-    :func:`~shopee_match.rerank.symmetric_graph` makes it."""
-    g = sp.csr_matrix((p.astype(np.float64), pattern.indices, pattern.indptr), shape=pattern.shape)
-    g = (g + g.T) * 0.5
-    return sp.csr_matrix(g, dtype=np.float32)
+def _transposed(pattern: sp.csr_matrix) -> np.ndarray:
+    """For each stored pair ``(i, j)`` of a symmetric canonical pattern, the position of
+    ``(j, i)``: column ``j`` of the pattern's CSC form lists the pairs ``(i, j)`` in the
+    order row ``j`` lists ``(j, i)``."""
+    nnz = pattern.nnz
+    pos = np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.int64)
+    return sp.csr_matrix((pos, pattern.indices, pattern.indptr), shape=pattern.shape).tocsc().data
+
+
+def _symmetric(p: np.ndarray, pattern: sp.csr_matrix, back: np.ndarray,
+               chunk: int = 1 << 22) -> sp.csr_matrix:
+    """Graph of the mean of P(i, j) and P(j, i) over a symmetric pattern (``back``:
+    :func:`_transposed`), as :func:`~shopee_match.rerank.symmetric_graph` makes it
+    (float64 sums, float32 means, pairs whose sum is 0 left out), ``chunk`` pairs at a time."""
+    out = np.empty(len(p), dtype=np.float32)
+    zero = False
+    for s in range(0, len(p), chunk):
+        total = p[s:s + chunk] + p[back[s:s + chunk]]
+        zero = zero or not total.all()
+        out[s:s + chunk] = total * 0.5
+    g = sp.csr_matrix((out, pattern.indices, pattern.indptr), shape=pattern.shape)
+    if zero:  # as a sparse sum drops them (on copies: the pattern's arrays are shared)
+        g = sp.csr_matrix((out, pattern.indices.copy(), pattern.indptr.copy()), shape=pattern.shape)
+        g.eliminate_zeros()
+    g.has_canonical_format = True
+    return g
 
 
 def score_blocks(
@@ -88,6 +108,7 @@ def score_blocks(
     n = pattern.shape[0]
     indptr, indices = pattern.indptr, pattern.indices
     ctx = PairContext(cands, titles, n_jobs)
+    back = _transposed(pattern) if len(boosters) else np.empty(0, dtype=np.int64)
     blocks = row_blocks(indptr, block_rows, max_pairs() if callable(max_pairs) else max_pairs)
     stages: list[GraphContext] = []
     # one block: its base features are kept for the later stages, not recomputed
@@ -114,7 +135,7 @@ def score_blocks(
             del base
             p[a:z] = proba(booster, x) if len(rows) else np.empty(0)
             del x
-        out = _symmetric(p, pattern)
+        out = _symmetric(p, pattern, back)
         if stage < len(boosters) - 1:
             stages.append(GraphContext(out))
     return out

@@ -52,9 +52,11 @@ def candidate_pairs(cands: Mapping[str, sp.spmatrix]) -> tuple[np.ndarray, np.nd
     return rows, pat.indices.astype(np.int64)
 
 
-def pair_pattern(cands: Mapping[str, sp.spmatrix]) -> sp.csr_matrix:
+def pair_pattern(cands: Mapping[str, sp.spmatrix], chunk: int = 1 << 22) -> sp.csr_matrix:
     """Every off-diagonal pair stored in any candidate graph, in both directions, as
-    one canonical CSR pattern (row ``i``'s columns: ``i``'s candidate partners, sorted).
+    one canonical CSR pattern (row ``i``'s columns: ``i``'s candidate partners, sorted;
+    boolean data). Built about ``chunk`` stored entries of rows at a time: besides the
+    pattern, one transposed copy of each graph's structure.
 
     >>> g = sp.csr_matrix(np.array([[1, .9, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32))
     >>> p = pair_pattern({"t": g})
@@ -62,15 +64,33 @@ def pair_pattern(cands: Mapping[str, sp.spmatrix]) -> sp.csr_matrix:
     ([0, 1, 2, 2], [1, 0])
     """
     n = _shape(cands)
-    rows, cols = [], []
+    parts = []
     for g in cands.values():
-        coo = sp.coo_matrix(g)
-        off = coo.row != coo.col
-        rows += [coo.row[off], coo.col[off]]
-        cols += [coo.col[off], coo.row[off]]
-    out = sp.csr_matrix((np.ones(sum(len(r) for r in rows), dtype=np.float32),
-                         (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    out.sum_duplicates()
+        g = sp.csr_matrix(g)
+        if not g.has_canonical_format:
+            g = g.copy()
+            g.sum_duplicates()
+        b = sp.csr_matrix((np.ones(g.nnz, dtype=bool), g.indices, g.indptr), shape=(n, n))
+        parts += [b, b.T.tocsr()]
+    total = sum(part.indptr.astype(np.int64) for part in parts)
+    counts = np.zeros(n + 1, dtype=np.int64)
+    indices = []
+    for lo, hi in _row_chunks(total, chunk):
+        union = parts[0][lo:hi]
+        for part in parts[1:]:
+            union = union + part[lo:hi]
+        union = sp.csr_matrix(union)
+        union.sum_duplicates()
+        rows = np.repeat(np.arange(lo, hi), np.diff(union.indptr))
+        keep = union.indices != rows
+        counts[lo + 1:hi + 1] = np.bincount(rows[keep] - lo, minlength=hi - lo)
+        indices.append(union.indices[keep].astype(np.int32 if n < 2**31 else np.int64))
+    indptr = np.cumsum(counts)
+    idx_type = np.int32 if indptr[-1] < 2**31 and n < 2**31 else np.int64
+    out = sp.csr_matrix((np.ones(int(indptr[-1]), dtype=bool),
+                         np.concatenate(indices) if indices else np.empty(0, idx_type),
+                         indptr.astype(idx_type)), shape=(n, n))
+    out.has_canonical_format = True
     return out
 
 
@@ -89,35 +109,98 @@ def _shape(cands: Mapping[str, sp.spmatrix]) -> int:
 
 
 class _Stored:
-    """Where pairs sit among a canonical CSR graph's stored entries, found once and
+    """Where pairs sit among a canonical CSR graph's stored entries, found by a
+    binary search of each pair's row (no index of the graph's own: O(1) memory), and
     read from any graph of the same sparsity (similarities, ranks)."""
 
     def __init__(self, g: sp.csr_matrix) -> None:
-        self.n = g.shape[1]
-        self.keys = np.repeat(np.arange(g.shape[0], dtype=np.int64) * self.n,
-                              np.diff(g.indptr)) + g.indices
+        self.indptr = g.indptr.astype(np.int64)
+        self.indices = g.indices
 
     def at(self, rows: np.ndarray, cols: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """A reader of the pairs' values (float64, NaN where not stored)."""
-        keys = self.keys
-        q = np.asarray(rows).astype(np.int64) * self.n + cols
-        pos = np.clip(np.searchsorted(keys, q), 0, max(len(keys) - 1, 0))
-        hit = keys[pos] == q if len(keys) else np.zeros(len(q), dtype=bool)
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols)
+        pos = _find(self.indptr, self.indices, rows, cols)
+        hit = pos >= 0
         pos = pos[hit]
 
         def read(data: np.ndarray) -> np.ndarray:
-            out = np.full(len(q), np.nan)
+            out = np.full(len(rows), np.nan)
             out[hit] = data[pos]
             return out
 
         return read
 
 
+def _find(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
+          cols: np.ndarray) -> np.ndarray:
+    """Position of each ``(rows[p], cols[p])`` among a canonical CSR graph's stored
+    entries (-1 where not stored): every row's binary search at once, the pairs still
+    searching narrowed each round."""
+    lo, end = indptr[rows], indptr[rows + 1]
+    hi = end.copy()
+    left = np.flatnonzero(lo < hi)
+    while len(left):
+        a, b = lo[left], hi[left]
+        mid = (a + b) >> 1
+        right = indices[mid] < cols[left]
+        lo[left] = np.where(right, mid + 1, a)
+        hi[left] = np.where(right, b, mid)
+        left = left[lo[left] < hi[left]]
+    out = np.full(len(rows), -1, dtype=np.int64)
+    inside = np.flatnonzero(lo < end)
+    found = inside[indices[lo[inside]] == cols[inside]]
+    out[found] = lo[found]
+    return out
+
+
+def _off_diagonal(g: sp.spmatrix, chunk: int) -> sp.csr_matrix:
+    """``g`` as a canonical float32 CSR graph without its diagonal: ``g`` itself
+    (no copy) where it is one already."""
+    g = sp.csr_matrix(g, dtype=np.float32)
+    if not g.has_canonical_format:
+        g = g.copy()
+        g.sum_duplicates()
+    n = g.shape[0]
+    indptr, indices = g.indptr, g.indices
+    on_diag = np.zeros(n, dtype=np.int64)
+    for lo, hi in _row_chunks(indptr, chunk):
+        a, z = int(indptr[lo]), int(indptr[hi])
+        rows = np.repeat(np.arange(lo, hi, dtype=indices.dtype), np.diff(indptr[lo:hi + 1]))
+        on_diag[lo:hi] = np.bincount(rows[indices[a:z] == rows] - lo, minlength=hi - lo)
+    if not on_diag.any():
+        return g
+    keep = np.ones(g.nnz, dtype=bool)
+    for lo, hi in _row_chunks(indptr, chunk):
+        a, z = int(indptr[lo]), int(indptr[hi])
+        rows = np.repeat(np.arange(lo, hi, dtype=indices.dtype), np.diff(indptr[lo:hi + 1]))
+        keep[a:z] = indices[a:z] != rows
+    new_ptr = indptr - np.concatenate([[0], np.cumsum(on_diag)])
+    out = sp.csr_matrix((g.data[keep], indices[keep], new_ptr.astype(indptr.dtype)),
+                        shape=g.shape)
+    out.has_sorted_indices = True
+    return out
+
+
+def _row_chunks(indptr: np.ndarray, chunk: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges holding about ``chunk`` stored entries each."""
+    n = len(indptr) - 1
+    out, lo = [], 0
+    while lo < n:
+        hi = int(np.searchsorted(indptr, indptr[lo] + chunk, side="right")) - 1
+        hi = min(n, max(lo + 1, hi))
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
 class GraphContext:
     """One modality's candidate graph, read once: what :func:`graph_features` needs of
     every posting (canonical similarities, each candidate's rank, the best and k-th
     similarity, the candidate count), so that any block of pairs is then featured
-    without another pass over the graph. Memory: O(stored entries).
+    without another pass over the graph. Memory: the graph (shared, not copied, when it
+    is a canonical float32 CSR graph without diagonal) and one float32 rank per stored
+    pair; the ranks are found ``chunk`` stored pairs at a time.
 
     >>> g = sp.csr_matrix(np.array([[1, .9, .2], [.9, 1, 0], [.2, 0, 1]], dtype=np.float32))
     >>> ctx = GraphContext(g)
@@ -125,36 +208,28 @@ class GraphContext:
     [1.0]
     """
 
-    def __init__(self, g: sp.spmatrix) -> None:
-        g = sp.csr_matrix(g, dtype=np.float32)
-        n = g.shape[0]
-        coo = g.tocoo()
-        off = coo.row != coo.col
-        self.present = bool(off.any())
-        r, c, s = coo.row[off], coo.col[off], coo.data[off].astype(np.float64)
-        del coo, off
-        order = np.lexsort((c, -s, r))
-        r, c, s = r[order], c[order], s[order]
-        deg = np.bincount(r, minlength=n)
-        starts = np.concatenate([[0], np.cumsum(deg)[:-1]])
-        rank = np.arange(len(r)) - starts[r] + 1
-        rank_g = sp.csr_matrix((rank.astype(np.float32), (r, c)), shape=(n, n))
-        off_g = sp.csr_matrix((s, (r, c)), shape=(n, n))
-        rank_g.sum_duplicates()  # canonical (a no-op where construction made them so)
-        off_g.sum_duplicates()
-        self.kth: dict[int, np.ndarray] = {}
-        for k in (1, *DENSITY_RANKS):
-            out = np.full(n, np.nan)
-            has = deg >= k
-            out[has] = s[starts[has] + k - 1]
-            self.kth[k] = out
+    def __init__(self, g: sp.spmatrix, chunk: int = 1 << 22) -> None:
+        off_g = _off_diagonal(g, chunk)
+        n = off_g.shape[0]
+        indptr, indices, s = off_g.indptr, off_g.indices, off_g.data
+        self.present = bool(off_g.nnz)
+        deg = np.diff(indptr).astype(np.int64)
+        rank = np.empty(off_g.nnz, dtype=np.float32)
+        self.kth: dict[int, np.ndarray] = {k: np.full(n, np.nan) for k in (1, *DENSITY_RANKS)}
+        for lo, hi in _row_chunks(indptr, chunk):
+            a, z = int(indptr[lo]), int(indptr[hi])
+            r = np.repeat(np.arange(lo, hi, dtype=np.int64), deg[lo:hi])
+            # each row's candidates by similarity, ties by column (as stored)
+            order = np.lexsort((indices[a:z], -s[a:z], r))
+            rank[a + order] = np.arange(a, z) - indptr[r] + 1
+            s_sorted = s[a:z][order]
+            for k, out in self.kth.items():
+                has = np.flatnonzero(deg[lo:hi] >= k) + lo
+                out[has] = s_sorted[indptr[has] - a + k - 1]
         self.deg = deg
-        # float32 as searched (float64 copies of float32 values hold nothing more); every
-        # read widens them exactly
-        self.rank_data = rank_g.data
-        off_g.data = off_g.data.astype(np.float32)
+        # float32 as searched; every read widens them exactly
+        self.rank_data = rank
         self.off_g = off_g
-        # both graphs are canonical with the same stored pairs: one index finds pairs in both
         self.stored = _Stored(off_g)
         self.shared = _SharedNeighbours(off_g)
 
