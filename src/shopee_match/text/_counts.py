@@ -109,11 +109,14 @@ def count_matrix(vec: Any, docs: list[str], vocabulary: dict[str, int] | None = 
     keep = gcol >= 0
     v = max(len(vocabulary), 1)
     keys, counts = np.unique(wrow[keep] * v + gcol[keep], return_counts=True)
-    word_grams = _csr(keys // v, keys % v, counts, (len(grams), len(vocabulary)), np.float64)
+    # counted in the output's own type (exact: small integer counts), so no float64
+    # copy of the whole matrix is made on the way
+    exact = vec.dtype if np.dtype(vec.dtype) in (np.float32, np.float64) else np.float64
+    word_grams = _csr(keys // v, keys % v, counts, (len(grams), len(vocabulary)), exact)
     nw = max(len(grams), 1)
     keys, counts = np.unique(doc * nw + wcodes, return_counts=True)
-    doc_words = _csr(keys // nw, keys % nw, counts, (n, len(grams)), np.float64)
-    x = sp.csr_matrix(doc_words @ word_grams)  # exact: small integer counts
+    doc_words = _csr(keys // nw, keys % nw, counts, (n, len(grams)), exact)
+    x = sp.csr_matrix(doc_words @ word_grams)
     x.sort_indices()
     x.eliminate_zeros()
     return sp.csr_matrix(x, dtype=vec.dtype), vocabulary

@@ -153,10 +153,11 @@ class TfidfEmbedder(BaseEmbedder):
 
     def _tfidf(self, vec: TfidfVectorizer, docs: list[str],
                counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
-        """``vec.transform(docs)``: from ``counts``, or counted here."""
+        """``vec.transform(docs)``: from ``counts`` (weighed in place: the caller's
+        counts are spent), or counted here."""
         if counts is None:
             counts = self.counts(vec, docs)
-        return tfidf_block(counts, vec.idf_, bool(vec.sublinear_tf))
+        return tfidf_block(counts, vec.idf_, bool(vec.sublinear_tf), copy=False)
 
     def fit(self, postings: Postings) -> TfidfEmbedder:
         """Learn the vocabulary and idf weights from the postings' titles.
@@ -186,9 +187,15 @@ class TfidfEmbedder(BaseEmbedder):
         else:
             vecs = [(kind, vec, None) for kind, vec in self.vectorizers_]
         weights = block_weights([kind for kind, _, _ in vecs], self.word_weight)
-        blocks = [self._tfidf(vec, docs, counts) if w != 0 else None
-                  for (_, vec, counts), w in zip(vecs, weights)]
-        return join_blocks(blocks, weights)
+        # one matrix per block in memory: each count matrix becomes its TF-IDF block in
+        # place, the blocks are normalised and weighed in place, then joined
+        blocks = []
+        for i, w in enumerate(weights):
+            _, vec, counts = vecs[i]
+            vecs[i] = (vecs[i][0], vec, None)
+            blocks.append(self._tfidf(vec, docs, counts) if w != 0 else None)
+            del counts
+        return join_blocks(blocks, weights, copy=False)
 
     # --- persistence (JSON + npy, no pickle) -----------------------------------------
     def save_state(self, path: Path) -> None:

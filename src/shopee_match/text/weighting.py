@@ -60,8 +60,10 @@ def df_from_idf(idf: np.ndarray, n_docs: int) -> np.ndarray:
     return np.rint((1.0 + n_docs) / np.exp(idf - 1.0) - 1.0).astype(np.int64)
 
 
-def tfidf_block(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool) -> sp.csr_matrix:
-    """TF-IDF rows from a count matrix, each L2-normalised (``TfidfTransformer.transform``).
+def tfidf_block(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool,
+                copy: bool = True) -> sp.csr_matrix:
+    """TF-IDF rows from a count matrix, each L2-normalised (``TfidfTransformer.transform``);
+    ``copy=False`` weighs a ``float32`` CSR ``counts`` in place (one matrix in memory).
 
     >>> c = sp.csr_matrix(np.array([[1, 0], [1, 1]], dtype=np.float32))
     >>> tfidf_block(c, smooth_idf(np.array([2, 1]), 2), False).toarray().astype(float).round(3).tolist()
@@ -69,7 +71,7 @@ def tfidf_block(counts: sp.spmatrix, idf: np.ndarray, sublinear_tf: bool) -> sp.
     """
     from sklearn.preprocessing import normalize
 
-    x = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    x = sp.csr_matrix(counts, dtype=np.float32, copy=copy)
     if sublinear_tf:
         np.log(x.data, x.data)
         x.data += 1.0
@@ -90,19 +92,43 @@ def block_weights(kinds: Sequence[str], word_weight: float) -> list[float]:
 
 
 def join_blocks(blocks: Sequence[sp.csr_matrix | None], weights: Sequence[float],
-                shared_columns: bool = False) -> sp.csr_matrix:
+                shared_columns: bool = False, copy: bool = True) -> sp.csr_matrix:
     """One L2-normalised row per posting from the weighted blocks (blocks of weight 0
     left out): side by side, or summed where ``shared_columns`` (blocks already placed
-    in one column space, as the index's open vocabulary places them).
+    in one column space, as the index's open vocabulary places them). ``copy=False``
+    normalises and weighs ``float32`` CSR blocks in place: the blocks and the joined
+    matrix are then the only copies in memory (the same values).
 
     >>> a = sp.csr_matrix(np.array([[1.0]], dtype=np.float32))
     >>> join_blocks([a, a], [0.5, 0.5]).toarray().astype(float).round(4).tolist()
     [[0.7071, 0.7071]]
     """
-    parts = [l2_normalize(x) * np.float32(np.sqrt(w)) for x, w in zip(blocks, weights) if w != 0]
+    if copy:
+        parts = [l2_normalize(x) * np.float32(np.sqrt(w))
+                 for x, w in zip(blocks, weights) if w != 0]
+    else:
+        parts = [_scaled_in_place(x, np.float32(np.sqrt(w)))
+                 for x, w in zip(blocks, weights) if w != 0]
     if shared_columns:
         out = parts[0]
         for p in parts[1:]:
             out = out + p
         return sp.csr_matrix(l2_normalize(sp.csr_matrix(out)), dtype=np.float32)
-    return sp.csr_matrix(l2_normalize(sp.hstack(parts, format="csr")))
+    if copy:
+        return sp.csr_matrix(l2_normalize(sp.hstack(parts, format="csr")))
+    from sklearn.preprocessing import normalize
+
+    joined = sp.hstack(parts, format="csr")
+    del parts
+    return sp.csr_matrix(normalize(joined, norm="l2", copy=False), dtype=np.float32)
+
+
+def _scaled_in_place(x: sp.csr_matrix, w: np.float32) -> sp.csr_matrix:
+    """``l2_normalize(x) * w`` written over ``x``'s own data (``x``: float32 CSR)."""
+    from sklearn.preprocessing import normalize
+
+    if not (sp.isspmatrix_csr(x) and x.dtype == np.float32):
+        return l2_normalize(x) * w
+    x = normalize(x, norm="l2", copy=False)
+    x.data *= w
+    return x
