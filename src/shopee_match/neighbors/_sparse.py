@@ -152,12 +152,8 @@ class SparseBackend:
         self.ref_ = ref if pruned else None
         if pruned:  # one copy: the reference without its frequent columns, transposed; its
             # rows keep the input's column numbers, so queries are searched as they are
-            masked = ref.copy()
-            masked.data[is_head[masked.indices]] = 0
-            masked.eliminate_zeros()
             self.is_head_ = is_head
-            self.ref_tail_t_ = masked.T.tocsr()
-            del masked
+            self.ref_tail_t_ = _without_columns(ref, is_head).T.tocsr()
         else:
             self.ref_tail_t_ = ref[:, self.tail_cols_].T.tocsr()
         self.n_ref_ = n
@@ -277,6 +273,17 @@ class SparseBackend:
             )
 
         _map_blocks(block, range(0, n_q, step), n_jobs)
+
+
+def _without_columns(x: sp.csr_matrix, drop: np.ndarray) -> sp.csr_matrix:
+    """``x`` without the entries in columns ``drop`` (a boolean mask) nor any stored
+    zero: built at its own size, never as a whole copy of ``x`` first."""
+    keep = ~drop[x.indices]
+    keep &= x.data != 0
+    kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    indptr = kept[x.indptr].astype(x.indptr.dtype)
+    del kept
+    return sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
 
 
 def _rescore(query: sp.csr_matrix, ref: sp.csr_matrix, cand: np.ndarray, k: int,
