@@ -65,3 +65,16 @@ def test_pruned_search_applies_the_floor(emb, kernel: str) -> None:
 def test_approx_must_be_known(emb) -> None:
     with pytest.raises(ValueError, match="approx"):
         SparseBackend(approx="sometimes").fit(emb)
+
+
+def test_pruned_search_gives_the_same_answer_in_query_chunks(emb) -> None:
+    # the pruned plan holds 2k candidates for a chunk of query rows at a time: the
+    # answer of every row is its own, whatever the chunks
+    b = SparseBackend(approx=True, pruned_s=1e-4, n_jobs=1).fit(emb)
+    whole_s, whole_i = b.search(emb, K)
+    q = emb.tocsr().astype(np.float32)
+    tiny = float(np.finfo(np.float32).tiny)
+    for chunk in (1, 7, 100):
+        s, i = b._search_pruned(q, K, tiny, chunk=chunk)
+        np.testing.assert_array_equal(i, whole_i)
+        np.testing.assert_array_equal(s, whole_s)

@@ -204,17 +204,30 @@ class SparseBackend:
             sims[start:stop], idx[start:stop] = s, i
         return sims, idx
 
-    def _search_pruned(self, query: sp.csr_matrix, k: int, floor: float
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def _search_pruned(self, query: sp.csr_matrix, k: int, floor: float,
+                       chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """The pruned plan: ``2k`` candidates by the columns kept, ranked by exact
-        similarity (every column), the top ``k`` of them at or above ``floor``."""
+        similarity (every column), the top ``k`` of them at or above ``floor``; ``chunk``
+        query rows at a time (each row's answer is its own: only the chunk's ``2k``
+        candidates are held)."""
+        n_q = query.shape[0]
+        sims, idx = empty_result(n_q, k)
+        # the kernel is chosen for the whole query (kernels may keep other tied neighbours)
+        compiled = compiled_kernels(self.kernel, n_q * self.n_ref_)
+        for start in range(0, n_q, chunk):
+            stop = min(start + chunk, n_q)
+            sims[start:stop], idx[start:stop] = self._pruned_rows(
+                query[start:stop], k, floor, compiled)
+        return sims, idx
+
+    def _pruned_rows(self, query: sp.csr_matrix, k: int, floor: float, compiled: object
+                     ) -> tuple[np.ndarray, np.ndarray]:
         n_q, n_ref = query.shape[0], self.n_ref_
         ref = self.ref_
         assert ref is not None  # a pruned fit keeps the whole rows
         wide = min(n_ref, _PRUNED_OVERSAMPLE * k)
         tiny = float(np.finfo(np.float32).tiny)
         cand_s, cand_i = empty_result(n_q, wide)
-        compiled = compiled_kernels(self.kernel, n_q * n_ref)
         # the query as it is: its frequent columns meet empty rows of ref_tail_t_
         if compiled is not None:
             self._search_compiled(compiled, query, None, wide, tiny, cand_s, cand_i)
@@ -234,6 +247,7 @@ class SparseBackend:
             rows = bare[start:start + step]
             prod = (ref @ query[rows].T).T.tocsr()
             cand_s[rows], cand_i[rows] = _topk_csr(prod, wide, tiny)
+        del cand_s
         return _rescore(query, ref, cand_i, k, floor)
 
     def _search_compiled(
@@ -323,8 +337,8 @@ def _gemm_add(ref_head: np.ndarray, q_head: np.ndarray, dense: np.ndarray) -> No
 
 
 def _topk_csr(prod: sp.csr_matrix, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each CSR row's top-k stored entries at or above ``threshold``, sorted; entries
-    below it are dropped *before* the sort (threshold-aware)."""
+    """Each CSR row's top-k stored entries at or above ``threshold``, sorted (ties:
+    smaller column first); entries below it are dropped *before* the sort."""
     n_rows = prod.shape[0]
     sims, idx = empty_result(n_rows, k)
     counts = np.diff(prod.indptr)
@@ -333,9 +347,9 @@ def _topk_csr(prod: sp.csr_matrix, k: int, threshold: float) -> tuple[np.ndarray
     rows, data, cols = rows[keep], prod.data[keep], prod.indices[keep]
     if len(data) == 0:
         return sims, idx
-    # one float64 sort key: row ascending, then similarity descending within the row
-    span = 2.0 * float(np.abs(data).max()) + 1.0
-    order = np.argsort(rows * span - data.astype(np.float64))
+    # row ascending, then similarity descending, equal similarities smaller column first
+    # (as the compiled kernel keeps them: the answer never depends on the row blocks)
+    order = np.lexsort((cols, -data, rows))
     rows, data, cols = rows[order], data[order], cols[order]
     starts = np.searchsorted(rows, rows, side="left")
     rank = np.arange(len(rows)) - starts
