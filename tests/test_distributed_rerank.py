@@ -3,6 +3,7 @@ the two-stage pair reranker) on a 2-process ``LocalCluster``: the single-machine
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -94,6 +95,70 @@ def test_default_fitted_equals_single_machine(client, fitted, test_frame):
     assert set(stats["ties_at_k"]) == {"tfidf", "tfidf_qe"}
     # the pairs touching each partition, both directions: at least every candidate pair
     assert stats["pairs_scored"] >= 2 * len(test_frame)
+
+
+def _numba_kernels(pipe: Pipeline) -> Pipeline:
+    """``pipe`` with its k-NN searches on the compiled kernel (equal similarities: the
+    smaller id first, as the Dask merge keeps them; the NumPy kernel keeps either)."""
+    for _, _, matcher in pipe.steps:
+        if hasattr(matcher, "backend_kwargs"):
+            matcher.backend_kwargs = {**(matcher.backend_kwargs or {}), "kernel": "numba"}
+    return pipe
+
+
+def test_block_searches_planned_as_the_catalogue(test_frame):
+    """A TF-IDF search cut into block pairs (the Dask exact search) gives the whole
+    search's candidate similarities bit for bit when every block is planned with the
+    catalogue's column counts; each block's own plan (dense head) differs."""
+    pytest.importorskip("numba")
+    from shopee_match import NeighborMatcher
+    from shopee_match.distributed._search import _add_counts, _counts, merge_topk, pair_topk
+    from shopee_match.neighbors._sparse import SparseBackend
+    from shopee_match.neighbors.graph import graph_from_knn
+
+    x = sp.csr_matrix(TfidfEmbedder().fit_embed(Postings(test_frame)))
+    matcher = NeighborMatcher(k=20, backend="sparse", backend_kwargs={"kernel": "numba"})
+    want = matcher.candidates(x)
+    bounds = [0, 200, 500, x.shape[0]]
+    blocks = list(itertools.pairwise(bounds))
+    whole_head = SparseBackend().fit(x).head_cols_
+    assert any(not np.array_equal(SparseBackend().fit(x[a:b]).head_cols_, whole_head)
+               for a, b in blocks)
+    counts = None
+    for a, b in blocks:
+        part = Part(ids=np.arange(a, b), offset=a, embs={"t": x[a:b]})
+        counts = _counts(part, "t") if counts is None else _add_counts(counts, _counts(part, "t"))
+    assert counts is not None and counts[1] == x.shape[0]
+    tops = []
+    for a, b in blocks:
+        top = None
+        for c, d in blocks:
+            t = pair_topk(x[a:b], x[c:d], matcher, c, floor=False, catalogue=counts)
+            top = t if top is None else merge_topk(top, t, 20)
+        tops.append(top)
+    got = graph_from_knn(np.vstack([t[0] for t in tops]), np.vstack([t[1] for t in tops]),
+                         n=x.shape[0])
+    assert want.nnz > 10 * x.shape[0]
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    assert np.array_equal(got.data, want.data)  # bit for bit
+
+
+def test_partitions_score_each_pair_once_and_give_one_machines_submission(client, fitted,
+                                                                          test_frame):
+    """Four partitions: the submission of ``Pipeline.predict``, each candidate pair
+    scored once (by its first posting's owner), as the block engine scores them."""
+    pytest.importorskip("numba")
+    from shopee_match.rerank.pair_features import pair_pattern
+
+    pipe = _numba_kernels(copy.deepcopy(fitted))
+    postings = Postings(test_frame)
+    expected = pipe.predict(postings)
+    out = predict_dask(pipe, dd.from_pandas(test_frame, npartitions=4), client=client,
+                       partition_rows=250)
+    _same(out, expected)
+    stats = out.attrs["shopee_match"]
+    assert stats["n_partitions"] == 4
+    assert stats["pairs_scored"] == pair_pattern(pipe.step_graphs(postings)).nnz
 
 
 @pytest.mark.parametrize("explicit", [True, False])
