@@ -88,6 +88,29 @@ def hash_edges(
 
 
 # --- candidates at a radius, as HashMatcher.candidates finds them -----------------------
+def _codes(part: Part, step: str) -> tuple[np.ndarray, np.ndarray, int]:
+    return part.embs[step]
+
+
+def _every_pair(matcher: Any, radius: int, offsets: np.ndarray,
+                *codes: tuple[np.ndarray, np.ndarray, int]) -> list[sp.csr_matrix]:
+    """Each partition's rows of ``matcher.candidates(emb, max_distance=radius)`` over
+    every posting's hash: the single-machine call itself, where it compares every pair
+    of distinct hashes (then its cost is one machine's; the chunk buckets would compare
+    each pair once per chunk)."""
+    n_bits = int(codes[0][2])
+    code = np.concatenate([c[0] for c in codes])
+    valid = np.concatenate([c[1] for c in codes])
+    emb = np.zeros((len(code), n_bits), dtype=np.float32)
+    one = np.float32(1.0 / np.sqrt(n_bits))
+    for b in range(n_bits):  # the ±1/sqrt(n_bits) vectors pack_bits reads back
+        bit = (code >> np.uint64(n_bits - 1 - b)) & np.uint64(1)
+        emb[:, b] = np.where(bit == 1, one, -one)
+    emb[~valid] = 0.0
+    g = sp.csr_matrix(matcher.candidates(emb, max_distance=radius))
+    return [g[int(offsets[a]):int(offsets[a + 1])] for a in range(len(offsets) - 1)]
+
+
 def _live_codes(matcher: Any, pieces: tuple[tuple[np.ndarray, np.ndarray], ...]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(distinct hashes, their postings grouped, group starts, group sizes)`` of a
@@ -202,6 +225,10 @@ def hash_candidates(
         for q, p in enumerate(pieces)])
     n_codes = sum(u for _, u in loads)
     every_pair = n_codes > 1 and compare_all(sum(x for x, _ in loads), n_codes)
+    if every_pair:  # one machine compares every pair: so does one task, on 8 bytes a posting
+        codes = [client.submit(_codes, p, step, pure=False) for p in parts]
+        whole = client.submit(_every_pair, matcher, radius, offsets, *codes, pure=False)
+        return [client.submit(operator.getitem, whole, a, pure=False) for a in range(n_parts)]
     buckets = [client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits, offsets,
                              every_pair, *p, pure=False) for q, p in enumerate(pieces)]
     return [
