@@ -1,7 +1,7 @@
 """One machine against Dask on the same file: the same submission, and the CPU each costs.
 
     python benchmarks/dask_same.py --model M --postings HOLDOUT.csv --parts 4 \\
-        --work /tmp/dask_same --repeat 2
+        --work /tmp/dask_same --repeat 2 [--baseline-src /tmp/before/src]
 
 Writes ``HOLDOUT.csv`` again as ``--parts`` files (so Dask gets that many partitions),
 then, side by side in one run (one after the other, ``--repeat`` times, best kept):
@@ -35,11 +35,15 @@ import numpy as np
 import pandas as pd
 
 
-def _child(cmd: list[str]) -> tuple[float, float]:
-    """``(wall, cpu)`` of a child process (CPU: its own and its reaped children's)."""
+def _child(cmd: list[str], src: str | None = None) -> tuple[float, float]:
+    """``(wall, cpu)`` of a child process (CPU: its own and its reaped children's);
+    ``src``: the ``PYTHONPATH`` it imports shopee_match from."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -106,6 +110,8 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=4)
     ap.add_argument("--work", default="/tmp/dask_same")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--baseline-src", help="another version's src/ folder: its Dask run too "
+                    "(e.g. `git archive COMMIT src | tar -x -C /tmp/before`)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -117,10 +123,15 @@ def main() -> None:
     one_cmd = [*py, "match", args.postings, "--model", args.model, "-o", str(work / "one.csv"), "-q"]
     dask_cmd = [*py, "match", glob, "--model", args.model, "-o", str(work / "dask.csv"), "-q",
                 "--scheduler", "local:2"]
+    runs = [("one machine", one_cmd, None), ("dask local:2", dask_cmd, None)]
+    if args.baseline_src:
+        base_cmd = [*dask_cmd[:dask_cmd.index("-o") + 1], str(work / "dask_base.csv"),
+                    *dask_cmd[dask_cmd.index("-o") + 2:]]
+        runs.append(("dask local:2, baseline", base_cmd, args.baseline_src))
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.repeat):
-        for name, cmd in (("one machine", one_cmd), ("dask local:2", dask_cmd)):
-            wall, cpu = _child(cmd)
+        for name, cmd, src in runs:
+            wall, cpu = _child(cmd, src)
             print(f"{name}: wall {wall:.1f} s, CPU {cpu:.1f} s", flush=True)
             if name not in best or cpu < best[name][1]:
                 best[name] = (wall, cpu)
@@ -141,6 +152,13 @@ def main() -> None:
     (w1, c1), (w2, c2) = best["one machine"], best["dask local:2"]
     print(f"CPU per posting, CLI: one machine {c1 / n * 1e3:.2f} ms, Dask (process + workers) "
           f"{c2 / n * 1e3:.2f} ms ({c2 / c1:.2f}x); wall {w1:.1f} s vs {w2:.1f} s")
+    if args.baseline_src:
+        base = pd.read_csv(work / "dask_base.csv", dtype=str, keep_default_na=False)
+        wb, cb = best["dask local:2, baseline"]
+        print(f"baseline Dask: {int((one['matches'].to_numpy() == base['matches'].to_numpy()).sum())}"
+              f" / {n} match sets identical to one machine's, CPU {cb / n * 1e3:.2f} ms a posting "
+              f"({cb / c1:.2f}x one machine), wall {wb:.1f} s"
+              + (f", F1 {_f1(base, df):.5f}" if "label_group" in df.columns else ""))
     print(f"CPU per posting, warm, in process: one machine {one_cpu / n * 1e3:.2f} ms, Dask "
           f"{task_cpu / n * 1e3:.2f} ms ({task_cpu / one_cpu:.2f}x)")
     top = sorted(kinds.items(), key=lambda kv: -kv[1])[:10]
