@@ -180,11 +180,13 @@ def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path, expl
     _same(pd.read_csv(out, dtype=str, keep_default_na=False), expected)
 
 
+@pytest.mark.parametrize("one_task_max", [0, 10**9])
 @pytest.mark.parametrize("spread", [False, True])
-def test_hash_candidates_keep_the_bucket_rules(client, spread):
+def test_hash_candidates_keep_the_bucket_rules(client, spread, one_task_max):
     """Pairs within radius 10 as HashMatcher.candidates finds them, with its rules for
     placeholder hashes and, for hashes spread over the space, for skipped chunk
-    buckets of more than max_bucket hashes."""
+    buckets of more than max_bucket hashes; through the chunk buckets
+    (``one_task_max=0``) or one task comparing every pair."""
     from shopee_match.image.phash import hashes_to_vectors
     from shopee_match.neighbors.hamming import pack_bits
 
@@ -208,7 +210,7 @@ def test_hash_candidates_keep_the_bucket_rules(client, spread):
         parts.append(client.scatter(Part(ids=np.arange(lo, hi), offset=lo,
                                          embs={"phash": (c, v, 64)})))
     rows = client.gather(hash_candidates(client, parts, np.array(bounds), "phash",
-                                         matcher, radius=10))
+                                         matcher, radius=10, one_task_max=one_task_max))
     got = sp.vstack(rows, format="csr")
     assert want.nnz > 0
     assert (got != want).nnz == 0 and np.array_equal(got.indices, want.indices)

@@ -23,6 +23,9 @@ from ._io import Part, home_of
 __all__ = ["hash_candidates", "hash_edges"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads chunk values
+#: most distinct hashes whose every pair one task compares (about 2e10 comparisons);
+#: beyond, the chunk buckets share the comparisons among tasks
+ONE_TASK_MAX = 200_000
 
 
 def _hash_split(
@@ -207,11 +210,14 @@ def _add_rows(*graphs: sp.csr_matrix) -> sp.csr_matrix:
 
 def hash_candidates(
     client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any,
-    radius: int, n_bits: int = 64,
+    radius: int, n_bits: int = 64, one_task_max: int = ONE_TASK_MAX,
 ) -> list[Any]:
     """For each partition, a future of its rows ``(n_p x N)`` of the candidate graph
     that ``matcher.candidates(emb, max_distance=radius)`` gives on one machine: a
-    shuffle on chunk values, each chunk bucket searched once, in its own bucket."""
+    shuffle on chunk values, each chunk bucket searched once, in its own bucket; or,
+    where one machine compares every pair of distinct hashes and there are at most
+    ``one_task_max`` of them, that call itself in one task (each pair compared once, not
+    once per chunk bucket)."""
     matcher.validate()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
@@ -225,7 +231,8 @@ def hash_candidates(
         for q, p in enumerate(pieces)])
     n_codes = sum(u for _, u in loads)
     every_pair = n_codes > 1 and compare_all(sum(x for x, _ in loads), n_codes)
-    if every_pair:  # one machine compares every pair: so does one task, on 8 bytes a posting
+    if every_pair and n_codes <= one_task_max:  # one machine compares every pair: so does
+        # one task, on 8 bytes a posting
         codes = [client.submit(_codes, p, step, pure=False) for p in parts]
         whole = client.submit(_every_pair, matcher, radius, offsets, *codes, pure=False)
         return [client.submit(operator.getitem, whole, a, pure=False) for a in range(n_parts)]
