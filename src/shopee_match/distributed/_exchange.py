@@ -76,7 +76,7 @@ def _split_cols(g: sp.csr_matrix, offset: int, offsets: np.ndarray) -> list[tupl
 def _gather_cols(n: int, n_total: int, *pieces: tuple[Any, ...]) -> sp.csr_matrix:
     r = np.concatenate([p[0] for p in pieces]).astype(np.int64)
     c = np.concatenate([p[1] for p in pieces])
-    v = np.concatenate([p[2] for p in pieces]).astype(np.float32)
+    v = np.concatenate([p[2] for p in pieces])  # the values' own type (float64 stays)
     g = sp.csr_matrix((v, (r, c)), shape=(n, n_total))
     g.sort_indices()
     return g

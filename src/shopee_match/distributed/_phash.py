@@ -23,6 +23,9 @@ from ._io import Part, home_of
 __all__ = ["hash_candidates", "hash_edges"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads chunk values
+#: most distinct hashes whose every pair one task compares (about 2e10 comparisons);
+#: beyond, the chunk buckets share the comparisons among tasks
+ONE_TASK_MAX = 200_000
 
 
 def _hash_split(
@@ -88,6 +91,29 @@ def hash_edges(
 
 
 # --- candidates at a radius, as HashMatcher.candidates finds them -----------------------
+def _codes(part: Part, step: str) -> tuple[np.ndarray, np.ndarray, int]:
+    return part.embs[step]
+
+
+def _every_pair(matcher: Any, radius: int, offsets: np.ndarray,
+                *codes: tuple[np.ndarray, np.ndarray, int]) -> list[sp.csr_matrix]:
+    """Each partition's rows of ``matcher.candidates(emb, max_distance=radius)`` over
+    every posting's hash: the single-machine call itself, where it compares every pair
+    of distinct hashes (then its cost is one machine's; the chunk buckets would compare
+    each pair once per chunk)."""
+    n_bits = int(codes[0][2])
+    code = np.concatenate([c[0] for c in codes])
+    valid = np.concatenate([c[1] for c in codes])
+    emb = np.zeros((len(code), n_bits), dtype=np.float32)
+    one = np.float32(1.0 / np.sqrt(n_bits))
+    for b in range(n_bits):  # the ±1/sqrt(n_bits) vectors pack_bits reads back
+        bit = (code >> np.uint64(n_bits - 1 - b)) & np.uint64(1)
+        emb[:, b] = np.where(bit == 1, one, -one)
+    emb[~valid] = 0.0
+    g = sp.csr_matrix(matcher.candidates(emb, max_distance=radius))
+    return [g[int(offsets[a]):int(offsets[a + 1])] for a in range(len(offsets) - 1)]
+
+
 def _live_codes(matcher: Any, pieces: tuple[tuple[np.ndarray, np.ndarray], ...]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(distinct hashes, their postings grouped, group starts, group sizes)`` of a
@@ -184,11 +210,14 @@ def _add_rows(*graphs: sp.csr_matrix) -> sp.csr_matrix:
 
 def hash_candidates(
     client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any,
-    radius: int, n_bits: int = 64,
+    radius: int, n_bits: int = 64, one_task_max: int = ONE_TASK_MAX,
 ) -> list[Any]:
     """For each partition, a future of its rows ``(n_p x N)`` of the candidate graph
     that ``matcher.candidates(emb, max_distance=radius)`` gives on one machine: a
-    shuffle on chunk values, each chunk bucket searched once, in its own bucket."""
+    shuffle on chunk values, each chunk bucket searched once, in its own bucket; or,
+    where one machine compares every pair of distinct hashes and there are at most
+    ``one_task_max`` of them, that call itself in one task (each pair compared once, not
+    once per chunk bucket)."""
     matcher.validate()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
@@ -202,6 +231,11 @@ def hash_candidates(
         for q, p in enumerate(pieces)])
     n_codes = sum(u for _, u in loads)
     every_pair = n_codes > 1 and compare_all(sum(x for x, _ in loads), n_codes)
+    if every_pair and n_codes <= one_task_max:  # one machine compares every pair: so does
+        # one task, on 8 bytes a posting
+        codes = [client.submit(_codes, p, step, pure=False) for p in parts]
+        whole = client.submit(_every_pair, matcher, radius, offsets, *codes, pure=False)
+        return [client.submit(operator.getitem, whole, a, pure=False) for a in range(n_parts)]
     buckets = [client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits, offsets,
                              every_pair, *p, pure=False) for q, p in enumerate(pieces)]
     return [

@@ -1,28 +1,32 @@
-"""The pair reranker on Dask: a shuffle by posting, so each pair sees both neighbourhoods.
+"""The pair reranker on Dask: the single-machine block engine, one block per partition.
 
 A pair's features compare it with *both* postings' candidate lists (ranks both ways,
 each side's best and k-th similarity, shared neighbours, each side's title) and, in a
 stacked model, with both postings' rows of the previous stage's probability graph. So
 each partition gathers the rows of its *halo*: every posting paired with one of its own,
 whichever side proposed the pair (its own rows' columns, and the postings whose rows
-name its own: the transposed graph). Then, in a local index space that keeps the
-global order (ties break as on one machine), it runs the single-machine code on that
-subgraph: :func:`~shopee_match.rerank.pair_features.pair_features` for the pairs
-touching its own postings, in both directions, the reranker's trees, the symmetric
-probability graph; each further stage first fetches the halo's rows of the previous
-stage's graph. The kept pairs are the reranker's own selection of its own rows, and
-``grow`` (shared-match closure) fetches the match sets it compares.
+name its own: the transposed graph). In a local index space that keeps the global order
+(ties break as on one machine) it builds the engine's
+:class:`~shopee_match.rerank.pair_features.PairContext` over those whole rows and
+features the pairs of its own rows, ``(i, j)`` for ``i`` its own: the block
+:func:`~shopee_match.rerank._blocks.score_blocks` would score for those rows, every pair
+once across the partitions. Those features are kept for the later stages. A stage's
+probabilities ``P(i, j)`` go to ``j``'s owner (a transpose), which makes its own rows of
+the symmetric graph ``(P + P.T) / 2`` as one machine does; each further stage fetches the
+halo's rows of that graph and appends its graph features. The kept pairs are the
+reranker's own selection of its own rows, and ``grow`` (shared-match closure) fetches
+the match sets it compares.
 
 Two facts are catalogue-wide and are given to every partition: whether each modality
 proposed any pair (a feature), and the title tokens' document counts (rarity).
-Memory per partition: its rows and its halo's (about ``k`` times its own rows), and the
-features of its pairs (recomputed at each stage rather than held between stages).
+Memory per partition: its rows and its halo's (about ``k`` times its own rows, at most
+the catalogue), and the features of its own pairs.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,16 +40,14 @@ __all__ = ["Local", "rerank_edges"]
 
 @dataclass
 class Local:
-    """A partition's subgraph: its own rows, its halo's rows, in a local index space."""
+    """A partition's block: the features of its own rows' pairs, in a local index space."""
 
     space: np.ndarray  # sorted global ids; local id = position
     own: tuple[int, int]  # the partition's own global ids [lo, hi)
     rows: np.ndarray  # sorted global ids whose rows are held (own and halo)
-    cands: dict[str, sp.csr_matrix]  # square over ``space``
-    titles: list[str] | None  # titles of ``rows``
-    r: np.ndarray  # pairs touching own rows, local ids
+    r: np.ndarray  # pairs (i, j) of own rows i, local ids
     c: np.ndarray
-    stages: list[tuple[np.ndarray, sp.csr_matrix]] = field(default_factory=list)
+    x: np.ndarray  # their features: the pair features, then each earlier stage's
 
 
 def _table(titles: np.ndarray | None, names: list[str], *graphs: sp.csr_matrix) -> dict[str, Any]:
@@ -85,59 +87,78 @@ def _ordered(own: Any, halo: Any, lo: int, halo_ids: np.ndarray) -> Any:
     return np.concatenate([halo[:cut], own, halo[cut:]])
 
 
-def build_local(table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarray,
-                lo: int, names: list[str]) -> Local:
-    """A partition's :class:`Local` subgraph and the pairs touching its own rows."""
-    from ..rerank.pair_features import candidate_pairs
+def build_local(pipe: Any, table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarray,
+                lo: int, names: list[str], cat: Any, present: dict[str, bool]) -> Local:
+    """A partition's :class:`Local` block: its own rows' pairs and their pair features,
+    from a :class:`~shopee_match.rerank.pair_features.PairContext` of its own and halo
+    rows (whole rows: the single-machine values), built once and dropped."""
+    from ..rerank.pair_features import PairContext, pair_pattern
 
+    rr = pipe.combiner_
     n_own = table[names[0]].shape[0]
     rows = np.union1d(np.arange(lo, lo + n_own, dtype=np.int64), halo_ids)
     stacked = {n: _ordered(table[n], halo[n], lo, halo_ids) for n in names}
     space = local_space(rows, *[g.indices for g in stacked.values()])
     cands = {n: square(g, rows, space) for n, g in stacked.items()}
+    del stacked
     titles = None
-    if "_titles" in table:
-        titles = [str(t) for t in _ordered(table["_titles"], halo["_titles"], lo, halo_ids)]
-    # the pairs touching own rows: own rows' entries and the halo's entries naming them
-    a, b = np.searchsorted(space, [lo, lo + n_own])
-    touching = {}
-    for n, g in cands.items():
-        coo = g.tocoo()
-        keep = ((coo.row >= a) & (coo.row < b)) | ((coo.col >= a) & (coo.col < b))
-        touching[n] = sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])),
-                                    shape=g.shape)
-    r, c = candidate_pairs(touching)
-    return Local(space, (lo, lo + n_own), rows, cands, titles, r, c)
-
-
-def _features(rr: Any, loc: Local, cat: Any, present: dict[str, bool]) -> np.ndarray:
-    """The reranker's feature rows of the local pairs (as ``predict_proba_graph``)."""
-    from ..rerank import stage_features
-    from ..rerank.pair_features import pair_features
-    from ..rerank.title_features import TITLE_FEATURES, title_features
-
-    x, names = pair_features(loc.cands, loc.r, loc.c, None, n_jobs=1)  # one task, one thread
-    for n, flag in present.items():  # catalogue-wide, not this subgraph's
-        x[:, names.index(f"{n}__present")] = float(flag)
-    cols = [x]
     if getattr(rr, "uses_titles_", False) and rr.use_titles:
-        if loc.titles is None:
+        if "_titles" not in table:
             raise ValueError("This PairReranker was fitted with titles; the postings "
                              "have none.")
-        ri = np.searchsorted(loc.rows, loc.space[loc.r])
-        ci = np.searchsorted(loc.rows, loc.space[loc.c])
-        tf = title_features(loc.titles, ri, ci, catalogue_df=cat)
-        cols.append(np.column_stack([tf[k] for k in TITLE_FEATURES]))
-        names = names + list(TITLE_FEATURES)
-    if list(rr.feature_names_[:len(names)]) != names:
+        # a posting named only as a halo row's column is never featured: no title needed
+        titles = [""] * len(space)
+        held = _ordered(table["_titles"], halo["_titles"], lo, halo_ids)
+        for at, t in zip(np.searchsorted(space, rows), held):
+            titles[at] = str(t)
+    # own rows of the pair pattern (both directions: the halo's rows that name them too)
+    pattern = pair_pattern(cands)
+    a, b = (int(v) for v in np.searchsorted(space, [lo, lo + n_own]))
+    r = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(pattern.indptr[a:b + 1]))
+    c = pattern.indices[pattern.indptr[a]:pattern.indptr[b]].astype(np.int64)
+    ctx = PairContext(cands, titles, n_jobs=1, catalogue_df=cat)  # one task, one thread
+    x, feat_names = ctx.features(r, c)
+    for n, flag in present.items():  # catalogue-wide, not this subgraph's
+        x[:, feat_names.index(f"{n}__present")] = float(flag)
+    if list(rr.feature_names_[:len(feat_names)]) != feat_names:
         raise ValueError(
             "This PairReranker was fitted on other pair features than this shopee_match "
             "computes (a model saved by another version); refit it with this version.")
-    for t, (space_t, g_t) in enumerate(loc.stages):
-        rt = np.searchsorted(space_t, loc.space[loc.r])
-        ct = np.searchsorted(space_t, loc.space[loc.c])
-        cols.append(stage_features(g_t, rt, ct, t)[0])
-    return np.hstack(cols) if len(cols) > 1 else x
+    return Local(space, (lo, lo + n_own), rows, r, c, x)
+
+
+def stage_rows(pipe: Any, loc: Local, stage: int, n_total: int) -> sp.csr_matrix:
+    """Own rows ``(n_own x N)`` of stage ``stage``'s probabilities ``P(i, j)`` (float64,
+    columns as global ids; not yet symmetric)."""
+    p = np.asarray(pipe.combiner_.stage_proba(stage, loc.x), dtype=np.float64)
+    lo, hi = loc.own
+    a = int(np.searchsorted(loc.space, lo))
+    return sp.csr_matrix((p, (loc.r - a, loc.space[loc.c])), shape=(hi - lo, n_total))
+
+
+def symmetric_rows(p: sp.csr_matrix, pt: sp.csr_matrix) -> sp.csr_matrix:
+    """Own rows of the symmetric graph ``(P + P.T) / 2`` (float32), from the own rows of
+    ``P`` and of ``P.T`` (what the other owners scored of pairs naming own postings),
+    with one machine's arithmetic (:func:`~shopee_match.rerank.symmetric_graph`)."""
+    g = (sp.csr_matrix(p, dtype=np.float64) + sp.csr_matrix(pt, dtype=np.float64)) * 0.5
+    return sp.csr_matrix(g, dtype=np.float32)
+
+
+def add_stage(loc: Local, own_proba: sp.csr_matrix, halo: dict[str, Any], stage: int) -> Local:
+    """``loc`` with stage ``stage``'s graph features of its pairs appended (from the
+    symmetric graph's rows of its own and halo postings: whole rows)."""
+    from ..rerank.pair_features import GraphContext
+
+    halo_ids = loc.rows[(loc.rows < loc.own[0]) | (loc.rows >= loc.own[1])]
+    g = _ordered(own_proba, halo["p"], loc.own[0], halo_ids)
+    space = local_space(loc.rows, g.indices)
+    ctx = GraphContext(square(g, loc.rows, space))
+    rt = np.searchsorted(space, loc.space[loc.r])
+    ct = np.searchsorted(space, loc.space[loc.c])
+    feats = ctx.matrix(rt, ct, prefix=f"stage{stage + 1}__")[0]
+    out = copy.copy(loc)
+    out.x = np.hstack([loc.x, feats])
+    return out
 
 
 def _own_rows(g: sp.csr_matrix, space: np.ndarray, own: tuple[int, int],
@@ -148,28 +169,6 @@ def _own_rows(g: sp.csr_matrix, space: np.ndarray, own: tuple[int, int],
     rows = sp.csr_matrix(g[a:b])
     return sp.csr_matrix((rows.data, space[rows.indices], rows.indptr),
                          shape=(hi - lo, n_total))
-
-
-def stage_proba(pipe: Any, loc: Local, cat: Any, present: dict[str, bool], stage: int,
-                n_total: int) -> sp.csr_matrix:
-    """Own rows ``(n_own x N)`` of stage ``stage``'s symmetric probability graph."""
-    from ..rerank import symmetric_graph
-
-    rr = pipe.combiner_
-    x = _features(rr, loc, cat, present)
-    p = rr.stage_proba(stage, x)
-    g = symmetric_graph(p, loc.r, loc.c, len(loc.space))
-    return _own_rows(g, loc.space, loc.own, n_total)
-
-
-def add_stage(loc: Local, own_proba: sp.csr_matrix, halo: dict[str, Any]) -> Local:
-    """``loc`` with the previous stage's probability rows of its own and halo postings."""
-    halo_ids = loc.rows[(loc.rows < loc.own[0]) | (loc.rows >= loc.own[1])]
-    g = _ordered(own_proba, halo["p"], loc.own[0], halo_ids)
-    space = local_space(loc.rows, g.indices)
-    out = copy.copy(loc)
-    out.stages = [*loc.stages, (space, square(g, loc.rows, space))]
-    return out
 
 
 def select_own(pipe: Any, own_proba: sp.csr_matrix, lo: int) -> sp.csr_matrix:
@@ -235,21 +234,25 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     stats["halo_rows"] = int(sum(client.gather(
         [client.submit(len, h, pure=False) for h in halo_ids])))
     halos = fetch_rows(client, tables, offsets, halo_ids)
-    locs = [client.submit(build_local, tables[a], halos[a], halo_ids[a], lo[a], names,
-                          pure=False) for a in range(n_parts)]
+    locs = [client.submit(build_local, pipe, tables[a], halos[a], halo_ids[a], lo[a], names,
+                          cat, present, pure=False) for a in range(n_parts)]
     del tables, halos, incoming
+    stats["pairs_scored"] = int(sum(client.gather(
+        [client.submit(_n_pairs, loc, pure=False) for loc in locs])))
     n_stages = int(rr.n_stages)
     for stage in range(n_stages):
-        proba = [client.submit(stage_proba, pipe, loc, cat, present, stage, n_total,
-                               pure=False) for loc in locs]
+        scored = [client.submit(stage_rows, pipe, loc, stage, n_total, pure=False)
+                  for loc in locs]
+        back = transpose_rows(client, scored, offsets)  # P(j, i) to i's owner
+        proba = [client.submit(symmetric_rows, p, t, pure=False)
+                 for p, t in zip(scored, back)]
+        del scored, back
         if stage == n_stages - 1:
             break
         fetched = fetch_rows(client, [client.submit(dict, p=p, pure=False) for p in proba],
                              offsets, halo_ids)
-        locs = [client.submit(add_stage, loc, p, f, pure=False)
+        locs = [client.submit(add_stage, loc, p, f, stage, pure=False)
                 for loc, p, f in zip(locs, proba, fetched)]
-    stats["pairs_scored"] = int(sum(client.gather(
-        [client.submit(_n_pairs, loc, pure=False) for loc in locs])))
     del locs
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]
     if rr.grow is None:

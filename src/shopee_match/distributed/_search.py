@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..neighbors import get_backend
 
 __all__ = [
+    "catalogue_counts",
     "cut_topk",
     "exact_edges",
     "exact_for_queries",
@@ -35,12 +37,15 @@ __all__ = [
 
 def pair_topk(
     query: Any, ref: Any, matcher: Any, col_offset: int, same: bool = False,
-    extra: int = 0, floor: bool = True,
+    extra: int = 0, floor: bool = True, catalogue: tuple[np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k of each ``query`` row among ``ref`` rows: ``(sims, global idx)``, -1 padded.
 
     ``extra``: search ``k + extra`` (to see ties at the k-th place); ``floor=False``:
     every neighbour, not only those the matcher's threshold could keep (candidates).
+    ``catalogue``: the whole catalogue's column counts and rows (sparse rows, from
+    :func:`catalogue_counts`): the sparse backend then plans every block as it plans the
+    whole search, so the similarities are the single-machine ones bit for bit.
 
     >>> from shopee_match import NeighborMatcher
     >>> x = np.eye(3, dtype=np.float32)
@@ -48,7 +53,10 @@ def pair_topk(
     [10, 11, 12]
     """
     # Dask already runs one task per worker thread: one search thread each, by default
-    backend = get_backend(matcher.backend, ref, **{"n_jobs": 1, **matcher.backend_options()})
+    options = {"n_jobs": 1, **matcher.backend_options()}
+    if catalogue is not None:
+        options["catalogue"] = catalogue
+    backend = get_backend(matcher.backend, ref, **options)
     backend.fit(ref)
     low = matcher.search_floor() if floor else None
     sims, idx = backend.search(ref if same else query, int(matcher.k) + extra, threshold=low)
@@ -172,9 +180,31 @@ def topk_from_triples(
 
 # --- tasks and their graphs ---------------------------------------------------------
 def _pair(pa: Any, pb: Any, step: str, matcher: Any, extra: int = 0,
-          floor: bool = True) -> tuple[np.ndarray, np.ndarray]:
+          floor: bool = True, catalogue: tuple[np.ndarray, int] | None = None,
+          ) -> tuple[np.ndarray, np.ndarray]:
     xa, xb = pa.embs[step], pb.embs[step]
-    return pair_topk(xa, xb, matcher, pb.offset, same=pa is pb, extra=extra, floor=floor)
+    return pair_topk(xa, xb, matcher, pb.offset, same=pa is pb, extra=extra, floor=floor,
+                     catalogue=catalogue)
+
+
+def _counts(part: Any, step: str) -> tuple[np.ndarray, int] | None:
+    x = part.embs[step]
+    if not sp.issparse(x):
+        return None
+    x = sp.csr_matrix(x)
+    return np.bincount(x.indices, minlength=x.shape[1]).astype(np.int64), int(x.shape[0])
+
+
+def _add_counts(a: tuple[np.ndarray, int] | None, b: tuple[np.ndarray, int] | None
+                ) -> tuple[np.ndarray, int] | None:
+    return None if a is None or b is None else (a[0] + b[0], a[1] + b[1])
+
+
+def catalogue_counts(client: Any, parts: list[Any], step: str) -> Any:
+    """A future of ``(column document counts, rows)`` of a step's sparse rows over every
+    partition (``None`` for dense rows), summed in a tree."""
+    return tree_reduce(client, [client.submit(_counts, p, step, pure=False) for p in parts],
+                       _add_counts)
 
 
 def _query_pair(q: Any, pb: Any, step: str, matcher: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -210,9 +240,10 @@ def exact_topk(
     """
     extra = int(candidates)
     k = int(matcher.k) + extra
+    cat = catalogue_counts(client, parts, step)  # one plan for every block
     out = []
     for pa in parts:
-        pairs = [client.submit(_pair, pa, pb, step, matcher, extra, not candidates,
+        pairs = [client.submit(_pair, pa, pb, step, matcher, extra, not candidates, cat,
                                pure=False) for pb in parts]
         out.append(tree_reduce(client, pairs, merge_topk, k))
     return out

@@ -95,7 +95,10 @@ class SparseBackend:
     and the NumPy selection, in the calling thread). ``approx``: ``"auto"`` prunes where
     the exact plan would cost more than ``max_exact_s`` single-core seconds (see the
     module's docstring), ``True`` always, ``False`` never; ``pruned_s`` is the pruned
-    product's cost the columns left out are chosen for.
+    product's cost the columns left out are chosen for. ``catalogue``: ``(column document
+    counts, rows)`` of the whole catalogue when the reference is one block of it (a
+    distributed search): the plan (dense head, pruning, kernel) is then the catalogue's,
+    so an exact search's similarities are the whole-catalogue search's, bit for bit.
 
     >>> import scipy.sparse as sp, numpy as np
     >>> x = sp.csr_matrix(np.eye(3, dtype=np.float32))
@@ -115,6 +118,7 @@ class SparseBackend:
         approx: bool | str = "auto",
         max_exact_s: float = 900.0,
         pruned_s: float = 120.0,
+        catalogue: tuple[np.ndarray, int] | None = None,
     ) -> None:
         self.working_memory = working_memory
         self.head = head
@@ -123,11 +127,21 @@ class SparseBackend:
         self.approx = approx
         self.max_exact_s = max_exact_s
         self.pruned_s = pruned_s
+        self.catalogue = catalogue
 
     def fit(self, ref: sp.spmatrix) -> SparseBackend:
         ref = sp.csr_matrix(ref, dtype=np.float32)
         n, n_feat = ref.shape
         df = np.bincount(ref.indices, minlength=n_feat)
+        # the plan is the whole catalogue's where this reference is a block of one
+        self.plan_size_: int | None = None
+        if self.catalogue is not None:
+            df, n_plan = np.asarray(self.catalogue[0], dtype=np.int64), int(self.catalogue[1])
+            if df.shape != (n_feat,):
+                raise ValueError(f"`catalogue` counts {df.shape[0]} columns; the reference has "
+                                 f"{n_feat}: pass the column counts of the same vectors.")
+            self.plan_size_ = n_plan * n_plan
+            n = n_plan
         compiled = compiled_kernels(self.kernel, n * n) is not None
         ns_sparse = _NS_SPARSE_COMPILED if compiled else _NS_SPARSE
         if self.approx not in (True, False, "auto"):
@@ -156,7 +170,7 @@ class SparseBackend:
             self.ref_tail_t_ = _without_columns(ref, is_head).T.tocsr()
         else:
             self.ref_tail_t_ = ref[:, self.tail_cols_].T.tocsr()
-        self.n_ref_ = n
+        self.n_ref_ = ref.shape[0]
         if pruned:
             logger.info("sparse search pruned: %d of %d columns (df >= %d) left out of the "
                         "search of %d rows", n_head, n_feat,
@@ -180,7 +194,7 @@ class SparseBackend:
             return self._search_pruned(query, k, t)
         q_tail = query[:, self.tail_cols_].tocsr()
         q_head = query[:, self.head_cols_].tocsr() if self.ref_head_ is not None else None
-        compiled = compiled_kernels(self.kernel, n_q * n_ref)
+        compiled = compiled_kernels(self.kernel, self._size(n_q, n_ref))
         if compiled is not None:
             self._search_compiled(compiled, q_tail, q_head, k, t, sims, idx)
             return sims, idx
@@ -204,6 +218,11 @@ class SparseBackend:
             sims[start:stop], idx[start:stop] = s, i
         return sims, idx
 
+    def _size(self, n_q: int, n_ref: int) -> int:
+        """The search size the kernel is chosen by: the catalogue's when fitted on a block."""
+        size = getattr(self, "plan_size_", None)
+        return int(size) if size is not None else n_q * n_ref
+
     def _search_pruned(self, query: sp.csr_matrix, k: int, floor: float,
                        chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """The pruned plan: ``2k`` candidates by the columns kept, ranked by exact
@@ -213,7 +232,7 @@ class SparseBackend:
         n_q = query.shape[0]
         sims, idx = empty_result(n_q, k)
         # the kernel is chosen for the whole query (kernels may keep other tied neighbours)
-        compiled = compiled_kernels(self.kernel, n_q * self.n_ref_)
+        compiled = compiled_kernels(self.kernel, self._size(n_q, self.n_ref_))
         for start in range(0, n_q, chunk):
             stop = min(start + chunk, n_q)
             sims[start:stop], idx[start:stop] = self._pruned_rows(
