@@ -12,7 +12,12 @@ PriceRunner (see ``benchmarks/train_pretrained.py``) and never saw Shopee.
 Rows: match nothing (each posting alone: F1 = 2 / (|group| + 1)), the seed recipe
 (competition notebook TF-IDF, threshold tuned on Shopee, union with exact phash), the
 untuned default that ``shopee-match match`` used before a model was shipped, the shipped
-pretrained model, and ``Pipeline.default()`` fitted on Shopee, on PriceRunner and on both.
+pretrained model, and ``Pipeline.default()`` fitted on Shopee, on PriceRunner and on both
+(the PriceRunner and "both" rows with ``general=False``, as they were first measured).
+The Shopee-fitted model is scored as fitted by default (general catalogues in the fit,
+shift guard on), with the guard off (``fit_shopee_noguard``), fitted without the general
+catalogues (``fit_shopee_nogeneral``) and with neither (``fit_shopee_nogeneral_noguard``,
+the default before issue 20).
 Each cell: mean per-posting F1, precision, recall and seconds to match. Fitted models are
 kept under ``--work`` so a rerun only scores.
 """
