@@ -212,6 +212,9 @@ class Pipeline(StepParams):
         ``postings`` may be a list of labelled catalogues (other shops, languages,
         product types): candidates are built inside each one, never across, and one
         model is learnt from all of them, so what it learns is what they share.
+        With ``general`` (the default) a learned pair reranker also learns from generated
+        general catalogues (``tuning_["general_postings"]`` says how many postings); the
+        profiles that the shift guard compares with are the given catalogues' only.
         """
         steps = self.validated_steps()
         cats = _catalogues(postings)
