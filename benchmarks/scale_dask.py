@@ -45,7 +45,7 @@ def make_chunk(i: int, n: int, folder: str, seed: int) -> int:
     """
     import re
 
-    from shopee_match.datasets import _BRANDS, make_titles
+    from shopee_match._generate import _BRANDS, make_titles
 
     df = make_titles(max(1, round(n / 3.5)), seed=seed + i)
     names = np.random.default_rng([seed, i, 7])

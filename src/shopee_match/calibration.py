@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from .data import Postings
 from .metrics import graph_f1_scores, match_nothing_f1
 from .rerank import THRESHOLD_GRID
+from .shift import add_profile
 
 __all__ = ["CALIBRATION_GRID", "STRATA", "best_point", "calibrate", "calibrate_pairs",
            "calibration_curve", "estimated_f1", "pair_strata", "read_pair_labels"]
@@ -156,6 +157,7 @@ def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = N
         "min_matches": mm, "f1": f1, "threshold_before": before_t,
         "min_matches_before": before_mm, "f1_before": before, "match_nothing": floor,
     }
+    add_profile(pipe, whole)  # a catalogue it is now cut for: the shift guard stands down
     logger.info("calibrated on %d labelled postings: threshold %.3f -> %.3f, F1 %.4f -> %.4f "
                 "(in sample; match nothing %.4f)", n_scored, before_t, threshold, before, f1, floor)
     return pipe
@@ -368,6 +370,7 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
         "f1_before": before, "platt": [a, b],
         "strata": {s: [int(pop[i]), int(seen[i])] for i, s in enumerate(STRATA)},
     }
+    add_profile(pipe, catalogue)
     logger.info("calibrated on %d reviewed pairs: threshold %.3f -> %.3f, min matches %d -> "
                 "%d (expected F1 %.4f -> %.4f)", len(y), before_t, threshold, before_mm, mm,
                 before, f1)

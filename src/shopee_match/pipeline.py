@@ -21,15 +21,21 @@ from .data import Postings, concat_postings
 from .embedder import Embedder
 from .ensemble import Ensemble
 from .metrics import graph_precision_recall_f1
-from .neighbors.graph import graph_to_sets
+from .neighbors.graph import add_self, graph_to_sets
 from .neighbors.matcher import shared_searches
-from .tuning import collect_folds, loosest_candidates, tune_thresholds
+from .tuning import collect_folds, general_folds, loosest_candidates, tune_thresholds
 
-__all__ = ["FORMAT_VERSION", "Pipeline"]
+__all__ = ["FORMAT_VERSION", "GENERAL_MAX", "GENERAL_MIN", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
 Step = tuple[str, Any, Any]
+
+#: a learned ensemble fitted on n labelled postings also learns from about n / 3 generated
+#: ones (``general=True``), at most this many
+GENERAL_MAX = 6000
+#: fewest generated postings worth adding: fits of fewer than 3 x this many skip them
+GENERAL_MIN = 60
 
 
 class Pipeline(StepParams):
@@ -48,6 +54,16 @@ class Pipeline(StepParams):
     refit_cv : refit embedders inside each fold (honest; set False for slow deep models).
     verbose : progress bars and log lines.
     fixed_steps : names of steps whose thresholds tuning leaves as set.
+    general : a learned ensemble (the pair reranker) also learns from generated general
+        catalogues beside the user's folds (about a third as many postings, at most
+        ``GENERAL_MAX``; :func:`~shopee_match.datasets.general_catalogues`): products with
+        one offer, and near-identical titles that differ by a model code or a size. A
+        model fitted on one shop then keeps fewer wrong pairs in other shops; the user's
+        own thresholds are still tuned on the user's folds alone.
+    shift_guard : when a catalogue to match looks unlike every catalogue the model was
+        fitted on (:func:`~shopee_match.shift.check_shift`), keep only the pairs that the
+        shipped general model (:meth:`pretrained`) also keeps, and warn. Costs a label-free
+        profile of each catalogue (seconds) and, when it fires, the shipped model's pass.
 
     Attributes
     ----------
@@ -74,8 +90,12 @@ class Pipeline(StepParams):
         random_state: int | None = 0,
         verbose: bool = False,
         fixed_steps: list[str] | None = None,
+        general: bool = True,
+        shift_guard: bool = True,
     ) -> None:
         self.steps = steps
+        self.general = general
+        self.shift_guard = shift_guard
         self.ensemble = ensemble
         self.tune = tune
         self.fixed_steps = fixed_steps
@@ -192,6 +212,9 @@ class Pipeline(StepParams):
         ``postings`` may be a list of labelled catalogues (other shops, languages,
         product types): candidates are built inside each one, never across, and one
         model is learnt from all of them, so what it learns is what they share.
+        With ``general`` (the default) a learned pair reranker also learns from generated
+        general catalogues (``tuning_["general_postings"]`` says how many postings); the
+        profiles that the shift guard compares with are the given catalogues' only.
         """
         steps = self.validated_steps()
         cats = _catalogues(postings)
@@ -235,8 +258,10 @@ class Pipeline(StepParams):
                 matcher.fit_threshold(th[name])
             self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
             if getattr(ens, "uses_candidates", False):
+                extra = self._general_folds(steps, cats, len(whole))
+                self.tuning_["general_postings"] = int(sum(len(f.groups) for f in extra))
                 try:
-                    ens.fit_folds(folds)
+                    ens.fit_folds(folds + extra)
                     self.tuning_["union_cv_f1"] = cv_f1
                     self.tuning_["cv_f1"] = float(getattr(ens, "cv_f1_", np.nan))
                 except ValueError as exc:
@@ -267,6 +292,43 @@ class Pipeline(StepParams):
 
             self.tuning_["profile"] = [catalogue_profile(c) for c in cats]
         return self
+
+    def _general_folds(self, steps: list[Step], cats: list[Postings], n: int) -> list[Any]:
+        """Folds of generated general catalogues for a learned ensemble (``general``)."""
+        size = min(n // 3, GENERAL_MAX)
+        if not self.general or size < GENERAL_MIN or not all(c.has_titles for c in cats):
+            return []
+        try:
+            return general_folds(steps, size, self.n_splits, refit=self.refit_cv,
+                                 random_state=self.random_state, verbose=self.verbose)
+        except (ValueError, TypeError, KeyError, OSError) as exc:  # e.g. a step needing images
+            warnings.warn(f"general catalogues left out of fit ({exc}); the model learns from "
+                          "the given catalogues only (general=False says so).",
+                          UserWarning, stacklevel=3)
+            return []
+
+    def shift_guarded(self, graph: sp.csr_matrix, postings: Postings, **kw: Any) -> sp.csr_matrix:
+        """``graph`` (a match graph of ``postings``), or where ``shift_guard`` fires (the
+        catalogue is unlike every one this model was fitted on), only those of its pairs
+        that the shipped model also keeps; ``kw`` go to its ``predict_graph``.
+        :meth:`predict` and :meth:`evaluate` apply it.
+
+        >>> from shopee_match import make_catalog
+        >>> cat = make_catalog(n_groups=60, images=False, seed=1)
+        >>> pipe = Pipeline.default(phash=False).fit(cat)
+        >>> g = pipe.predict_graph(cat)
+        >>> (pipe.shift_guarded(g, cat) != g).nnz   # its own catalogue: unchanged
+        0
+        """
+        if not (self.shift_guard and postings.has_titles
+                and getattr(self, "tuning_", {}).get("profile")):
+            return graph
+        from .shift import SHIFT_FACTOR, check_shift
+
+        if not check_shift(self, postings, guarded=True) > SHIFT_FACTOR:
+            return graph
+        general = type(self).pretrained().predict_graph(postings, **kw)
+        return add_self(sp.csr_matrix(graph).multiply(general != 0).tocsr())
 
     @staticmethod
     def _fit_embedders(steps: list[Step], postings: Postings, verbose: bool = False) -> None:
@@ -357,7 +419,8 @@ class Pipeline(StepParams):
         """The final match graph (row i's entries: the postings i matches, itself
         included); ``embeddings``, ``memory`` and ``block_size`` as for :meth:`predict`."""
         graphs = self.step_graphs(postings, embeddings)
-        return self.combine_graphs(graphs, postings, memory=memory, block_size=block_size)
+        graph = self.combine_graphs(graphs, postings, memory=memory, block_size=block_size)
+        return self.shift_guarded(graph, postings, memory=memory, block_size=block_size)
 
     def combine_graphs(self, graphs: dict[str, sp.csr_matrix], postings: Postings, *,
                        memory: str | int | None = None, block_size: int | None = None
@@ -424,7 +487,8 @@ class Pipeline(StepParams):
         for name, (_, _, matcher) in zip(graphs, self.validated_steps()):
             g = matcher.select(graphs[name]) if getattr(ens, "uses_candidates", False) else graphs[name]
             rows.append(_scores(name, g, groups))
-        rows.append(_scores("final", self.combine_graphs(graphs, postings), groups))
+        final = self.shift_guarded(self.combine_graphs(graphs, postings), postings)
+        rows.append(_scores("final", final, groups))
         # the floor every figure is read against: each posting matched only to itself
         rows.append(_scores("match_nothing", sp.identity(len(groups), format="csr"), groups))
         return pd.DataFrame(rows).set_index("step")

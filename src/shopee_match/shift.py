@@ -22,7 +22,7 @@ import numpy as np
 
 from .data import Postings
 
-__all__ = ["SHIFT_FACTOR", "catalogue_profile", "check_shift", "shift_factor"]
+__all__ = ["SHIFT_FACTOR", "add_profile", "catalogue_profile", "check_shift", "shift_factor"]
 
 #: :func:`check_shift` warns when the conflict share differs by more than this factor
 #: from every training catalogue's.
@@ -94,12 +94,15 @@ def shift_factor(trained: Sequence[Mapping[str, float]], profile: Mapping[str, f
     return min(ratios) if ratios else float("nan")
 
 
-def check_shift(pipe: Any, postings: Postings, factor: float = SHIFT_FACTOR) -> float:
+def check_shift(pipe: Any, postings: Postings, factor: float = SHIFT_FACTOR, *,
+                guarded: bool = False) -> float:
     """Warn when ``postings`` look unlike every catalogue ``pipe`` was fitted on.
 
     Returns the :func:`shift_factor` (``nan`` for a model without a stored profile, such
     as the shipped one, which learnt from several kinds of shop). The warning suggests
-    the shipped model or a calibration on a few labelled groups instead.
+    the shipped model or a calibration on a few labelled groups instead; with
+    ``guarded`` (what :class:`~shopee_match.Pipeline`'s ``shift_guard`` does) it says that
+    only the pairs the shipped model also keeps are kept.
 
     >>> from shopee_match import Pipeline, make_catalog
     >>> check_shift(Pipeline.pretrained(), make_catalog(n_groups=5, images=False))
@@ -110,10 +113,31 @@ def check_shift(pipe: Any, postings: Postings, factor: float = SHIFT_FACTOR) -> 
         return float("nan")
     got = shift_factor(trained, catalogue_profile(postings))
     if np.isfinite(got) and got > factor:
+        advice = ("keeping only the pairs the shipped general model also keeps "
+                  "(Pipeline shift_guard=False, or `shopee-match match --no-shift-guard`, "
+                  "keeps this model's own)" if guarded else
+                  "consider Pipeline.pretrained() (`shopee-match match` without --model) or "
+                  "calibrating on a few labelled groups (`shopee-match calibrate`)")
         warnings.warn(
             f"{postings.source}: its near-duplicate titles conflict on codes, sizes or "
             f"numbers {got:.1f}x as often (or as rarely) as in the catalogues this model was "
-            "fitted on, so its cut may not carry over; consider Pipeline.pretrained() "
-            "(`shopee-match match` without --model) or calibrating on a few labelled groups "
-            "(`shopee-match calibrate`).", UserWarning, stacklevel=2)
+            f"fitted on, so its cut may not carry over; {advice}.", UserWarning,
+            stacklevel=3 if guarded else 2)
     return got
+
+
+def add_profile(pipe: Any, postings: Postings) -> None:
+    """Count ``postings`` among the catalogues ``pipe`` knows (after a calibration on
+    them), so :func:`check_shift` and the pipeline's ``shift_guard`` treat a catalogue
+    like them as familiar. A model without stored profiles (the shipped one) is left as
+    it is.
+
+    >>> from shopee_match import Pipeline, make_catalog
+    >>> cat = make_catalog(n_groups=40, images=False, seed=2)
+    >>> pipe = Pipeline.default(phash=False).fit(cat)
+    >>> add_profile(pipe, cat); len(pipe.tuning_["profile"])
+    2
+    """
+    tuning = getattr(pipe, "tuning_", None)
+    if isinstance(tuning, dict) and tuning.get("profile") and postings.has_titles:
+        tuning["profile"] = [*tuning["profile"], catalogue_profile(postings)]

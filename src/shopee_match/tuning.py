@@ -25,8 +25,8 @@ from .neighbors.hamming import HashMatcher
 from .neighbors.matcher import NeighborMatcher, shared_searches
 from .protocols import ClassRegistry
 
-__all__ = ["TUNING", "Fold", "Tuning", "collect_folds", "loosest_candidates", "threshold_grid",
-           "tune_thresholds"]
+__all__ = ["TUNING", "Fold", "Tuning", "collect_folds", "general_folds", "loosest_candidates",
+           "threshold_grid", "tune_thresholds"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,34 @@ def collect_folds(
         folds.append(Fold(cands=cands, groups=groups[test_rows],
                           titles=test.titles if test.has_titles else []))
     bar.close()
+    return folds
+
+
+def general_folds(
+    steps: Sequence[tuple[str, Any, Any]],
+    n_postings: int,
+    n_splits: int = 3,
+    *,
+    refit: bool = True,
+    random_state: int | None = 0,
+    verbose: bool = False,
+) -> list[Fold]:
+    """The folds of generated general catalogues of about ``n_postings`` titles in all
+    (:func:`~shopee_match._generate.general_catalogues`), searched as
+    :func:`collect_folds` searches the user's. They have titles only: a step that needs
+    images or hashes finds none there (its graph is empty, silently).
+    """
+    import warnings
+
+    from ._generate import general_catalogues
+
+    seed = 0 if random_state is None else int(random_state)
+    folds: list[Fold] = []
+    with warnings.catch_warnings():  # "no image_phash column": expected, titles only
+        warnings.simplefilter("ignore", UserWarning)
+        for cat in general_catalogues(n_postings, seed=seed):
+            folds += collect_folds(steps, cat, n_splits, refit=refit,
+                                   random_state=random_state, verbose=verbose)
     return folds
 
 

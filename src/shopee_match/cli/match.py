@@ -28,6 +28,10 @@ def add_parsers(sub: Any) -> None:
                    help="memory budget of the run, e.g. 4GB: candidate pairs are scored in "
                         "blocks that fit it (default: a quarter of the machine, at most 2GB); "
                         "the matches do not depend on it")
+    p.add_argument("--no-shift-guard", action="store_true",
+                   help="keep a --model's own cut even on a catalogue unlike those it was "
+                        "fitted on (by default it then keeps only the pairs the shipped "
+                        "model also keeps, and warns)")
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
                         "POSTINGS may then be a glob of CSV/Parquet files (no --model: the "
@@ -57,6 +61,8 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     memory = parse_memory(args.memory)  # a bad size fails before any work
     postings = read(args, args.postings)
     pipe = load_or_default(args, postings, verbose)
+    if args.no_shift_guard:
+        pipe.set_params(shift_guard=False)
     tables = {}
     if (args.pairs_out or args.groups_out) and len(postings):
         from ..review import score_pairs

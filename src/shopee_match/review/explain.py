@@ -135,8 +135,13 @@ def score_pairs(pipe: Any, postings: Postings, embeddings: Any = None) -> PairSc
     graphs = pipe.step_graphs(postings, embeddings)
     titles = postings.titles if postings.has_titles else None
     if hasattr(ens, "predict_proba_graph"):
-        return _reranked(ens, graphs, postings, titles)
-    return _union(pipe, ens, graphs, postings)
+        scores = _reranked(ens, graphs, postings, titles)
+    else:
+        scores = _union(pipe, ens, graphs, postings)
+    guard = getattr(pipe, "shift_guarded", None)  # the cut predict makes, guard included
+    if callable(guard):
+        scores.matches = guard(scores.matches, postings)
+    return scores
 
 
 def _reranked(ens: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
