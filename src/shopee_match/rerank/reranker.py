@@ -100,6 +100,8 @@ class PairReranker(BaseEstimator):
         keeps as its process-wide default).
     random_state : seed for the folds and the trees.
 
+    Notes
+    -----
     ``fit`` takes either one candidate set (a dict of graphs over the same n postings) or
     a list of them, e.g. one per group fold of the training set built at the size the
     model will see at predict time; then the folds are the tuning folds.
