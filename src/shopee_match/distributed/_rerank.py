@@ -110,6 +110,22 @@ def build_local(table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarra
     return Local(space, (lo, lo + n_own), rows, cands, titles, r, c)
 
 
+def prefiltered(pipe: Any, loc: Local) -> Local:
+    """``loc`` with only the pairs the reranker's prefilter keeps (as on one machine:
+    its features read the local graphs' rows, which hold both postings' candidates)."""
+    from ..rerank.pair_features import PairContext
+
+    rr = pipe.combiner_
+    if getattr(rr, "prefilter_", None) is None:
+        return loc
+    keep = rr.keep_pairs(PairContext(loc.cands, None, 1).graphs, loc.r, loc.c)
+    if keep is None:
+        return loc
+    out = copy.copy(loc)
+    out.r, out.c = loc.r[keep], loc.c[keep]
+    return out
+
+
 def _features(rr: Any, loc: Local, cat: Any, present: dict[str, bool]) -> np.ndarray:
     """The reranker's feature rows of the local pairs (as ``predict_proba_graph``)."""
     from ..rerank import stage_features
@@ -238,6 +254,8 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     locs = [client.submit(build_local, tables[a], halos[a], halo_ids[a], lo[a], names,
                           pure=False) for a in range(n_parts)]
     del tables, halos, incoming
+    if getattr(rr, "prefilter_", None) is not None:
+        locs = [client.submit(prefiltered, pipe, loc, pure=False) for loc in locs]
     n_stages = int(rr.n_stages)
     for stage in range(n_stages):
         proba = [client.submit(stage_proba, pipe, loc, cat, present, stage, n_total,

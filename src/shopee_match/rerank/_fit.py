@@ -63,20 +63,24 @@ def as_lists(cands: Any, groups: Any, titles: Any) -> tuple[list[Any], list[Any]
 
 
 def split_folds(x: np.ndarray, r: np.ndarray, c: np.ndarray, g: np.ndarray, twin: bool,
-                cv: int, random_state: int | None) -> list[Block]:
-    """One candidate set cut into ``cv`` group folds (pairs across folds dropped)."""
+                cv: int, random_state: int | None, q: np.ndarray | None = None
+                ) -> tuple[list[Block], list[np.ndarray | None]]:
+    """One candidate set cut into ``cv`` group folds (pairs across folds dropped), and
+    the rows of ``q`` (another per-pair array, e.g. the prefilter's features) of each."""
     _, codes = np.unique(g, return_inverse=True)
     fold_of_row = np.empty(len(g), dtype=np.intp)
     for f, (_, test) in enumerate(group_kfold(codes, cv, random_state)):
         fold_of_row[test] = f
     out: list[Block] = []
+    extra: list[np.ndarray | None] = []
     for f in range(cv):
         keep = (fold_of_row[r] == f) & (fold_of_row[c] == f)
         rows = np.flatnonzero(fold_of_row == f)
         remap = np.full(len(g), -1, dtype=np.intp)
         remap[rows] = np.arange(len(rows))
         out.append((x[keep], remap[r[keep]], remap[c[keep]], g[rows], f, twin))
-    return out
+        extra.append(None if q is None else q[keep])
+    return out, extra
 
 
 def fold_sets(cands: Mapping[str, Any], groups: np.ndarray, titles: Any, cv: int,

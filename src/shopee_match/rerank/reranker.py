@@ -28,7 +28,7 @@ from .._registry import register
 from .._validation import NotFittedError, check_scalar
 from ..neighbors.graph import grow as grow_graph
 from ..neighbors.graph import select as select_graph
-from . import _gbm
+from . import _gbm, _prefilter
 from ._blocks import BYTES_PER_PAIR, score_blocks
 from ._fit import Block as _Block
 from ._fit import as_lists as _as_lists
@@ -39,7 +39,8 @@ from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
 from ._prior import adapt_to_prior
-from .pair_features import candidate_pairs, pair_features
+from ._prefilter import prefilter_features
+from .pair_features import PairContext, candidate_pairs
 
 __all__ = ["PairReranker"]
 
@@ -93,6 +94,13 @@ class PairReranker(BaseEstimator):
         posting, which fails catalogues of mostly one-offer products. A single candidate
         set is then first cut into its ``cv`` group folds, each a set of its own (pair
         features computed within the fold, as for the folds ``Pipeline.fit`` passes).
+    prefilter_recall : ``None``, or a cascade: fit a small first model on features the
+        candidate graphs already hold (each modality's similarity, ranks, best and 10th
+        similarity, candidate counts; :mod:`~shopee_match.rerank._prefilter`) and a floor
+        on its probability that keeps this share of the true training pairs, measured out
+        of fold. Pairs below the floor are never featured or scored by the full stages
+        (probability 0, absent from every stage's graph, at fit and at predict time), which
+        cuts the time of both to the pairs kept. ``Pipeline.default`` uses ``0.995``.
     n_jobs : threads (``None``: every core) for the pair features and the trees.
         Fitting trains a stage's independent tree models (one per fold and the final one)
         side by side, one thread each, so the trees do not depend on ``n_jobs``;
@@ -132,6 +140,7 @@ class PairReranker(BaseEstimator):
         grow: float | None = None,
         tune_for: str = "mean",
         thin: float | None = None,
+        prefilter_recall: float | None = None,
         n_jobs: int | None = None,
         random_state: int | None = 0,
     ) -> None:
@@ -139,6 +148,7 @@ class PairReranker(BaseEstimator):
         self.grow = grow
         self.tune_for = tune_for
         self.thin = thin
+        self.prefilter_recall = prefilter_recall
         self.threshold = threshold
         self.min_matches = min_matches
         self.min_proba = min_proba
@@ -165,6 +175,9 @@ class PairReranker(BaseEstimator):
             raise ValueError(f"`tune_for` must be 'mean' or 'robust', got {self.tune_for!r}.")
         if self.thin is not None:
             check_scalar(self.thin, "thin", (int, float), min_val=0.0, max_val=1.0)
+        if self.prefilter_recall is not None:
+            check_scalar(self.prefilter_recall, "prefilter_recall", (int, float), min_val=0.0,
+                         max_val=1.0, include_min=False)
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
         check_scalar(self.n_stages, "n_stages", (int, np.integer), min_val=1, max_val=3)
         if self.n_jobs is not None:
@@ -247,6 +260,8 @@ class PairReranker(BaseEstimator):
         # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
         # optional modalities emptied, so the trees also learn the regime without them
         sets: list[_Block] = []
+        qs: list[np.ndarray] = []  # the prefilter's features of each block's pairs
+        use_pf = self.prefilter_recall is not None
         for b, (c, g, t) in enumerate(zip(cand_list, group_list, title_list)):
             n = next(iter(c.values())).shape[0]
             g = np.asarray(g)
@@ -263,13 +278,21 @@ class PairReranker(BaseEstimator):
                                   for m, gm in c.items()}, True))
             for cv_, twin in variants:
                 r, cc = candidate_pairs(cv_)
-                x, feat_names = pair_features(cv_, r, cc, tt, n_jobs=self.n_jobs)
+                ctx = PairContext(cv_, tt, self.n_jobs)
+                x, feat_names = ctx.features(r, cc)
+                q = prefilter_features(ctx.graphs, r, cc) if use_pf else None
+                del ctx
                 if len(cand_list) > 1:
                     # blocks are disjoint postings: any b -> fold map is honest; cv folds
                     # keep the out-of-fold fits at cv however many catalogues there are
                     sets.append((x, r, cc, g, fold_of[b], twin))
+                    if q is not None:
+                        qs.append(q)
                 else:
-                    sets.extend(_split_folds(x, r, cc, g, twin, self.cv, self.random_state))
+                    parts, q_parts = _split_folds(x, r, cc, g, twin, self.cv,
+                                                  self.random_state, q)
+                    sets.extend(parts)
+                    qs.extend(q_part for q_part in q_parts if q_part is not None)
         ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
         if sum(int(y.sum()) for y in ys) == 0 or all(int(y.min(initial=1)) == 1 for y in ys):
             raise ValueError(
@@ -277,6 +300,10 @@ class PairReranker(BaseEstimator):
                 "among them); fit needs labelled postings whose groups have 2+ members and "
                 "candidates that include some wrong pairs (e.g. a larger k)."
             )
+        self.prefilter_ = None
+        if use_pf:
+            sets, ys = self._fit_prefilter(qs, sets, ys)
+        del qs
         xs = [s[0] for s in sets]
         self.min_matches_ = int(self.min_matches)
         real = [y for y, s in zip(ys, sets) if not s[5]]
@@ -300,6 +327,42 @@ class PairReranker(BaseEstimator):
         logger.info("PairReranker: %d pairs, %d features, %d stage(s), threshold %.3f",
                     sum(len(y) for y in ys), len(feat_names), self.n_stages, self.threshold_)
         return self
+
+    def _fit_prefilter(self, qs: list[np.ndarray], sets: list[_Block], ys: list[np.ndarray]
+                       ) -> tuple[list[_Block], list[np.ndarray]]:
+        """Fit ``prefilter_`` and its floor on the blocks; the blocks and labels of the
+        pairs it keeps."""
+        seed = 0 if self.random_state is None else int(self.random_state)
+        booster, floor, oof_kept = _prefilter.fit_prefilter(
+            qs, ys, [s[4] for s in sets], float(self.prefilter_recall), seed, self._workers())
+        self.prefilter_ = booster
+        self.prefilter_floor_ = floor
+        self.prefilter_names_ = _prefilter.prefilter_names(self.modalities_)
+        kept_sets, kept_ys, n_all, n_pos, n_pos_kept = [], [], 0, 0, 0
+        for q, s, y in zip(qs, sets, ys):
+            keep = _prefilter.predict(booster, q, self.n_jobs) >= floor
+            n_all += len(y)
+            n_pos += int(y.sum())
+            n_pos_kept += int(y[keep].sum())
+            kept_sets.append((s[0][keep], s[1][keep], s[2][keep], s[3], s[4], s[5]))
+            kept_ys.append(y[keep])
+        n_kept = sum(len(y) for y in kept_ys)
+        self.prefilter_kept_ = n_kept / max(n_all, 1)
+        logger.info("PairReranker: prefilter keeps %d of %d training pairs (%.1f %%; out of "
+                    "fold %.1f %%), %d of %d true pairs, floor %.3g", n_kept, n_all,
+                    100 * self.prefilter_kept_, 100 * oof_kept, n_pos_kept, n_pos, floor)
+        return kept_sets, kept_ys
+
+    def keep_pairs(self, graphs: Sequence[Any], rows: np.ndarray,
+                   cols: np.ndarray) -> np.ndarray | None:
+        """Whether the prefilter keeps pairs ``(rows[p], cols[p])`` (``graphs``: each
+        modality's :class:`~shopee_match.rerank.pair_features.GraphContext`, in the
+        fitted modality order); ``None`` when this model has no prefilter."""
+        booster = getattr(self, "prefilter_", None)
+        if booster is None:
+            return None
+        q = _prefilter.prefilter_features(graphs, rows, cols)
+        return _prefilter.predict(booster, q, self.n_jobs) >= float(self.prefilter_floor_)
 
     def _tune(self, oof: list[sp.csr_matrix], sets: list[_Block]) -> float:
         """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
@@ -347,9 +410,10 @@ class PairReranker(BaseEstimator):
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
         if max_pairs is None and memory is not None:
             max_pairs = _pair_budget(memory)
+        keep = self.keep_pairs if getattr(self, "prefilter_", None) is not None else None
         proba = score_blocks(cands, tt, self.boosters_, self._proba, self.feature_names_,
                              block_rows=block_size, max_pairs=max_pairs, n_jobs=self.n_jobs,
-                             verbose=verbose)
+                             verbose=verbose, keep=keep)
         return self._adapted(proba) if self.adapt_prior else proba
 
     def _adapted(self, proba: sp.csr_matrix) -> sp.csr_matrix:
