@@ -61,17 +61,15 @@ def test_prefiltered_blocks_equal_the_straightforward_scoring(case, block) -> No
 
 def test_dropped_pairs_are_symmetric_and_absent(case) -> None:
     rr, cands, titles, _ = case
-    r, c = candidate_pairs(cands)
+    r, _ = candidate_pairs(cands)
     got = rr.predict_proba_graph(cands, titles)
     stored = sp.csr_matrix((np.ones(got.nnz), got.indices, got.indptr), shape=got.shape)
     assert (stored != stored.T).nnz == 0  # (i, j) kept iff (j, i) kept
-    n = got.shape[0]
-    kept = set((got.tocoo().row * n + got.tocoo().col).tolist())
-    assert len(kept) < len(r)  # fewer pairs than candidates carry a probability
+    assert got.nnz < len(r)  # fewer pairs than candidates carry a probability
 
 
 def test_prefilter_keeps_the_true_pairs_of_unseen_groups(case) -> None:
-    rr, cands, titles, groups = case
+    rr, cands, _, groups = case
     r, c = candidate_pairs(cands)
     keep = rr.keep_pairs(PairContext(cands, None, 1).graphs, r, c)
     assert keep is not None
@@ -114,7 +112,7 @@ def test_without_prefilter_saved_as_before(tmp_path) -> None:
     back = PairReranker()
     back.load_state(tmp_path)
     assert back.prefilter_ is None
-    r, c = candidate_pairs(cands)
+    r, _ = candidate_pairs(cands)
     assert back.predict_proba_graph(cands, list(p.titles)).nnz == len(r)  # every pair scored
 
 

@@ -38,8 +38,8 @@ from ._fit import stage_models as _stage_models
 from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
-from ._prior import adapt_to_prior
 from ._prefilter import prefilter_features
+from ._prior import adapt_to_prior
 from .pair_features import PairContext, candidate_pairs
 
 __all__ = ["PairReranker"]
@@ -333,8 +333,9 @@ class PairReranker(BaseEstimator):
         """Fit ``prefilter_`` and its floor on the blocks; the blocks and labels of the
         pairs it keeps."""
         seed = 0 if self.random_state is None else int(self.random_state)
+        recall = float(self.prefilter_recall or 1.0)
         booster, floor, oof_kept = _prefilter.fit_prefilter(
-            qs, ys, [s[4] for s in sets], float(self.prefilter_recall), seed, self._workers())
+            qs, ys, [s[4] for s in sets], recall, seed, self._workers())
         self.prefilter_ = booster
         self.prefilter_floor_ = floor
         self.prefilter_names_ = _prefilter.prefilter_names(self.modalities_)
