@@ -358,7 +358,19 @@ class PairReranker(BaseEstimator):
                    cols: np.ndarray) -> np.ndarray | None:
         """Whether the prefilter keeps pairs ``(rows[p], cols[p])`` (``graphs``: each
         modality's :class:`~shopee_match.rerank.pair_features.GraphContext`, in the
-        fitted modality order); ``None`` when this model has no prefilter."""
+        fitted modality order); ``None`` when this model has no prefilter.
+
+        >>> from shopee_match import Pipeline, make_catalog
+        >>> from shopee_match.rerank.pair_features import PairContext, candidate_pairs
+        >>> p = make_catalog(n_groups=80, images=False, seed=0)
+        >>> cands = Pipeline.pretrained().step_graphs(p)
+        >>> rr = PairReranker(prefilter_recall=0.99, max_iter=10, n_jobs=1).fit(
+        ...     cands, p.groups(), p.titles)
+        >>> r, c = candidate_pairs(cands)
+        >>> keep = rr.keep_pairs(PairContext(cands).graphs, r, c)
+        >>> bool(keep.any() and keep.mean() < 1)
+        True
+        """
         booster = getattr(self, "prefilter_", None)
         if booster is None:
             return None
