@@ -32,15 +32,13 @@ from . import _gbm, _prefilter
 from ._blocks import BYTES_PER_PAIR, score_blocks
 from ._fit import Block as _Block
 from ._fit import as_lists as _as_lists
-from ._fit import split_folds as _split_folds
+from ._fit import pair_blocks as _pair_blocks
 from ._fit import stage_features as _stage_features
 from ._fit import stage_models as _stage_models
 from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
-from ._prefilter import prefilter_features
 from ._prior import adapt_to_prior
-from .pair_features import PairContext, candidate_pairs
 
 __all__ = ["PairReranker"]
 
@@ -259,51 +257,22 @@ class PairReranker(BaseEstimator):
                 self.random_state)
         # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
         # optional modalities emptied, so the trees also learn the regime without them
-        sets: list[_Block] = []
-        qs: list[np.ndarray] = []  # the prefilter's features of each block's pairs
-        use_pf = self.prefilter_recall is not None
-        for b, (c, g, t) in enumerate(zip(cand_list, group_list, title_list)):
+        tts = []
+        for c, g, t in zip(cand_list, group_list, title_list):
             n = next(iter(c.values())).shape[0]
-            g = np.asarray(g)
-            if g.shape != (n,):
+            if np.asarray(g).shape != (n,):
                 raise ValueError(
                     f"`groups` must have one label per candidate-graph row ({n}), got shape "
-                    f"{g.shape}."
+                    f"{np.asarray(g).shape}."
                 )
-            tt = self._titles_for(t, n, fitting=True) if self.uses_titles_ else None
-            variants = [(c, False)]
-            if self.optional_modalities:
-                empty = sp.csr_matrix((n, n), dtype=np.float32)
-                variants.append(({m: (empty if m in self.optional_modalities else gm)
-                                  for m, gm in c.items()}, True))
-            for cv_, twin in variants:
-                r, cc = candidate_pairs(cv_)
-                ctx = PairContext(cv_, tt, self.n_jobs)
-                x, feat_names = ctx.features(r, cc)
-                q = prefilter_features(ctx.graphs, r, cc) if use_pf else None
-                del ctx
-                if len(cand_list) > 1:
-                    # blocks are disjoint postings: any b -> fold map is honest; cv folds
-                    # keep the out-of-fold fits at cv however many catalogues there are
-                    sets.append((x, r, cc, g, fold_of[b], twin))
-                    if q is not None:
-                        qs.append(q)
-                else:
-                    parts, q_parts = _split_folds(x, r, cc, g, twin, self.cv,
-                                                  self.random_state, q)
-                    sets.extend(parts)
-                    qs.extend(q_part for q_part in q_parts if q_part is not None)
-        ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
-        if sum(int(y.sum()) for y in ys) == 0 or all(int(y.min(initial=1)) == 1 for y in ys):
-            raise ValueError(
-                "The candidate pairs are all of one class (no true match or no non-match "
-                "among them); fit needs labelled postings whose groups have 2+ members and "
-                "candidates that include some wrong pairs (e.g. a larger k)."
-            )
+            tts.append(self._titles_for(t, n, fitting=True) if self.uses_titles_ else None)
         self.prefilter_ = None
-        if use_pf:
-            sets, ys = self._fit_prefilter(qs, sets, ys)
-        del qs
+        # (x, rows, cols, groups, fold id, is_twin) of the pairs kept; a twin is its source
+        # block with the optional modalities emptied (the regime without them)
+        sets, ys, feat_names = _pair_blocks(
+            cand_list, [np.asarray(g) for g in group_list], tts, fold_of,
+            list(self.optional_modalities), int(self.cv), self.random_state, self.n_jobs,
+            self._fit_prefilter if self.prefilter_recall is not None else None)
         xs = [s[0] for s in sets]
         self.min_matches_ = int(self.min_matches)
         real = [y for y, s in zip(ys, sets) if not s[5]]
@@ -328,31 +297,27 @@ class PairReranker(BaseEstimator):
                     sum(len(y) for y in ys), len(feat_names), self.n_stages, self.threshold_)
         return self
 
-    def _fit_prefilter(self, qs: list[np.ndarray], sets: list[_Block], ys: list[np.ndarray]
-                       ) -> tuple[list[_Block], list[np.ndarray]]:
-        """Fit ``prefilter_`` and its floor on the blocks; the blocks and labels of the
-        pairs it keeps."""
+    def _fit_prefilter(self, qs: list[np.ndarray], ys: list[np.ndarray],
+                       folds: list[int]) -> list[np.ndarray]:
+        """Fit ``prefilter_`` and its floor on the blocks' prefilter features ``qs``;
+        which pairs of each block it keeps."""
         seed = 0 if self.random_state is None else int(self.random_state)
         recall = float(self.prefilter_recall or 1.0)
         booster, floor, oof_kept = _prefilter.fit_prefilter(
-            qs, ys, [s[4] for s in sets], recall, seed, self._workers())
+            qs, ys, folds, recall, seed, self._workers())
         self.prefilter_ = booster
         self.prefilter_floor_ = floor
         self.prefilter_names_ = _prefilter.prefilter_names(self.modalities_)
-        kept_sets, kept_ys, n_all, n_pos, n_pos_kept = [], [], 0, 0, 0
-        for q, s, y in zip(qs, sets, ys):
-            keep = _prefilter.predict(booster, q, self.n_jobs) >= floor
-            n_all += len(y)
-            n_pos += int(y.sum())
-            n_pos_kept += int(y[keep].sum())
-            kept_sets.append((s[0][keep], s[1][keep], s[2][keep], s[3], s[4], s[5]))
-            kept_ys.append(y[keep])
-        n_kept = sum(len(y) for y in kept_ys)
+        keeps = [_prefilter.predict(booster, q, self.n_jobs) >= floor for q in qs]
+        n_all = sum(len(y) for y in ys)
+        n_kept = sum(int(k.sum()) for k in keeps)
+        n_pos = sum(int(y.sum()) for y in ys)
+        n_pos_kept = sum(int(y[k].sum()) for y, k in zip(ys, keeps))
         self.prefilter_kept_ = n_kept / max(n_all, 1)
         logger.info("PairReranker: prefilter keeps %d of %d training pairs (%.1f %%; out of "
                     "fold %.1f %%), %d of %d true pairs, floor %.3g", n_kept, n_all,
                     100 * self.prefilter_kept_, 100 * oof_kept, n_pos_kept, n_pos, floor)
-        return kept_sets, kept_ys
+        return keeps
 
     def keep_pairs(self, graphs: Sequence[Any], rows: np.ndarray,
                    cols: np.ndarray) -> np.ndarray | None:
