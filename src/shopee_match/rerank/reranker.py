@@ -255,8 +255,6 @@ class PairReranker(BaseEstimator):
             cand_list, group_list, title_list, fold_of = _with_thinned(
                 cand_list, group_list, title_list, fold_of, float(self.thin), int(self.cv),
                 self.random_state)
-        # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
-        # optional modalities emptied, so the trees also learn the regime without them
         tts = []
         for c, g, t in zip(cand_list, group_list, title_list):
             n = next(iter(c.values())).shape[0]
