@@ -9,8 +9,10 @@ fitted on the first half and saved. Then, each in its own child process, timed b
 child's CPU (user + sys from ``getrusage``) and wall clock:
 
 - ``shopee-match match HOLDOUT --model SEED`` and ``shopee-match match HOLDOUT --model M``
-  (``M``: ``shopee-match fit TRAIN``, fitted here unless ``--model`` names one), and
-  ``M`` again with its reranker's ``n_jobs`` set to every core;
+  (``M``: ``shopee-match fit TRAIN``, fitted here unless ``--model`` names one; with
+  ``--baseline-src`` and no ``--model`` each code fits and matches with its own, so a
+  change to what ``fit`` learns is timed too), and ``M`` again with its reranker's
+  ``n_jobs`` set to every core;
 - ``shopee-match fit DATA`` (the default, on the whole file) and the seed's ``match DATA``.
 
 Prints each command's times, the ratios to the seed and the F1 of every submission.
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import seed_recipe
 
 from shopee_match import read_postings, train_test_split_groups
-from shopee_match.metrics import f1_scores
+from shopee_match.metrics import f1_scores, match_nothing_f1
 
 
 def timed(args: list[str], label: str, src: str | None = None) -> dict[str, float | str]:
@@ -74,6 +77,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/speed"),
                     help="where the halves, models and submissions go")
     ap.add_argument("--model", type=Path, help="a model fitted on the first half (skips that fit)")
+    ap.add_argument("--baseline-model", type=Path,
+                    help="the model the baseline code matches with (default: --model; "
+                         "without --model, each code fits its own on the first half, timed)")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each match (best CPU kept)")
     ap.add_argument("--no-fit", action="store_true", help="skip the fit of the whole file")
     ap.add_argument("--baseline-src", type=Path,
@@ -92,33 +98,43 @@ def main() -> None:
         seed_recipe(has_phash=True).fit(read_postings(train_csv)).save(seed_dir)
     srcs = [None] if args.baseline_src is None else [str(args.baseline_src), None]
     rows = []
-    model = args.model
-    if model is None:
-        model = work / "M"
-        rows.append(timed(["fit", str(train_csv), "-o", str(model)], "fit TRAIN (half)"))
+    # the model each code matches with: its own fit of the first half unless given
+    models: dict[str | None, Path] = {}
+    for src in srcs:
+        given = args.baseline_model if src and args.baseline_model else args.model
+        if given is None:
+            given = work / ("M_before" if src else "M")
+            rows.append(timed(["fit", str(train_csv), "-o", str(given)], "fit TRAIN (half)", src))
+        models[src] = given
     # the same model with its trees on every core (a saved model keeps the n_jobs it was
-    # fitted with; Pipeline.default fits with one tree thread)
-    threaded = work / "M_all_cores"
-    shutil.rmtree(threaded, ignore_errors=True)
-    shutil.copytree(model, threaded)
-    config = json.loads((threaded / "config.json").read_text())
-    config["ensemble"]["params"]["n_jobs"] = None
-    (threaded / "config.json").write_text(json.dumps(config))
-    runs = [("seed match HOLDOUT", hold_csv, seed_dir), ("match HOLDOUT --model M", hold_csv, model),
-            ("  same, trees on all cores", hold_csv, threaded)]
+    # fitted with)
+    threaded: dict[str | None, Path] = {}
+    for src, model in models.items():
+        threaded[src] = work / f"{model.name}_all_cores"
+        shutil.rmtree(threaded[src], ignore_errors=True)
+        shutil.copytree(model, threaded[src])
+        config = json.loads((threaded[src] / "config.json").read_text())
+        config["ensemble"]["params"]["n_jobs"] = None
+        (threaded[src] / "config.json").write_text(json.dumps(config))
+    runs: list[tuple[str, Path, Any]] = [
+        ("seed match HOLDOUT", hold_csv, {s: seed_dir for s in srcs}),
+        ("match HOLDOUT --model M", hold_csv, models),
+        ("  same, trees on all cores", hold_csv, threaded)]
     if not args.no_fit:
-        runs.append(("seed match DATA", args.data, seed_dir))
+        runs.append(("seed match DATA", args.data, {s: seed_dir for s in srcs}))
     f1s: dict[str, float] = {}
     subs: dict[tuple[str, bool], bytes] = {}
-    for label, csv, mdir in runs:
+    for label, csv, mdirs in runs:
         for _ in range(args.repeat):  # versions interleaved: the same load for both
             for src in srcs:
-                out = work / f"sub_{mdir.name}_{csv.stem}_{'before' if src else 'now'}.csv"
+                mdir = mdirs[src]
+                tag = "before" if src else "now"
+                out = work / f"sub_{mdir.name}_{csv.stem}_{tag}.csv"
                 rows.append(timed(["match", str(csv), "--model", str(mdir), "-o", str(out)],
                                   label, src))
                 subs[label, src is None] = out.read_bytes()
-        if csv == hold_csv:
-            f1s[label] = submission_f1(out, hold_csv)
+                if csv == hold_csv:
+                    f1s[f"{label.strip()} ({tag})"] = submission_f1(out, hold_csv)
     if not args.no_fit:
         for src in srcs:
             rows.append(timed(["fit", str(args.data), "-o", str(work / "M_full")], "fit DATA",
@@ -142,11 +158,15 @@ def main() -> None:
             print(f"{what} ({code}): CPU {cpu:.2f}x, wall {wall:.2f}x   (goal {goal})")
 
     ratio("match HOLDOUT --model M", "seed match HOLDOUT", "match --model M / seed match", "<= 2x")
+    if len(models) > 1 and "fit TRAIN (half)" in best.index:
+        ratio("fit TRAIN (half)", "seed match HOLDOUT", "fit TRAIN (half) / seed match HOLDOUT",
+              "-")
     ratio("  same, trees on all cores", "seed match HOLDOUT", "  trees on all cores", "<= 2x")
     if not args.no_fit:
         ratio("fit DATA", "seed match DATA", "fit DATA / seed match DATA", "<= 10x")
+    nothing = match_nothing_f1(read_postings(hold_csv).groups())
     for label, f1 in f1s.items():
-        print(f"F1 {label.strip()}: {f1:.4f}")
+        print(f"F1 {label}: {f1:.4f}   (match nothing {nothing:.4f})")
     if args.baseline_src is not None:
         for label, _, _ in runs:
             same = subs[label, True] == subs[label, False]

@@ -77,6 +77,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="the folder holding pricerunner/")
     ap.add_argument("-o", "--output", type=Path, default=OUT)
+    ap.add_argument("--prefilter-recall", type=float, default=None,
+                    help="the reranker's prefilter_recall (default: Pipeline.default's; 0: "
+                         "no prefilter, as models before it)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     cats = training_catalogues(args.data)
@@ -85,6 +88,8 @@ def main() -> None:
     pipe = Pipeline.default(phash=True, verbose=False)
     # match sets may grow past the k neighbours searched (products with many offers)
     pipe.ensemble.set_params(grow=0.5)
+    if args.prefilter_recall is not None:
+        pipe.ensemble.set_params(prefilter_recall=args.prefilter_recall or None)
     # phash is optional by design here: titles-only catalogues are the common case
     pipe.set_params(phash__embedder__on_missing="ignore")
     t0 = time.perf_counter()

@@ -85,6 +85,7 @@ def test_tfidf_vocabulary_from_partitions_is_one_machines(test_frame):
 
 
 def test_default_fitted_equals_single_machine(client, fitted, test_frame):
+    assert fitted.combiner_.prefilter_ is not None  # the partitions prefilter as one machine
     expected = fitted.predict(Postings(test_frame))
     out = predict_dask(fitted, dd.from_pandas(test_frame, npartitions=3), client=client,
                          partition_rows=300)

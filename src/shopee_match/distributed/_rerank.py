@@ -117,6 +117,9 @@ def build_local(pipe: Any, table: dict[str, Any], halo: dict[str, Any], halo_ids
     r = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(pattern.indptr[a:b + 1]))
     c = pattern.indices[pattern.indptr[a]:pattern.indptr[b]].astype(np.int64)
     ctx = PairContext(cands, titles, n_jobs=1, catalogue_df=cat)  # one task, one thread
+    keep = rr.keep_pairs(ctx.graphs, r, c)  # the prefilter, as on one machine (whole rows)
+    if keep is not None:
+        r, c = r[keep], c[keep]
     x, feat_names = ctx.features(r, c)
     for n, flag in present.items():  # catalogue-wide, not this subgraph's
         x[:, feat_names.index(f"{n}__present")] = float(flag)

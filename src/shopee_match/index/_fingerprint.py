@@ -45,7 +45,7 @@ def describe(pipe: Any) -> dict[str, Any]:
     from .. import __version__
 
     ens = pipe.combiner_
-    return {
+    out = {
         "version": __version__,
         "steps": [[name, _plain(emb), _plain(m), *_tuned(m)] for name, emb, m in pipe.steps],
         "ensemble": _plain(ens),
@@ -53,6 +53,9 @@ def describe(pipe: Any) -> dict[str, Any]:
         "ensemble_features": _plain(getattr(ens, "feature_names_", None)),
         "n_postings_fit": int(getattr(pipe, "n_postings_fit_", -1)),
     }
+    if getattr(ens, "prefilter_", None) is not None:  # only then: older fingerprints hold
+        out["ensemble_prefilter_floor"] = _plain(float(ens.prefilter_floor_))
+    return out
 
 
 def fingerprint(pipe: Any) -> str:

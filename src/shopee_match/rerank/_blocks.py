@@ -94,6 +94,8 @@ def score_blocks(
     max_pairs: int | Callable[[], int] | None = None,
     n_jobs: int | None = None,
     verbose: bool = False,
+    keep: Callable[[Sequence[GraphContext], np.ndarray, np.ndarray], np.ndarray | None]
+    | None = None,
 ) -> sp.csr_matrix:
     """The last stage's symmetric probability graph of every candidate pair, scored
     block by block (see the module's docstring).
@@ -103,11 +105,17 @@ def score_blocks(
     features computed here). Memory: the candidate graphs' contexts (O(stored pairs))
     plus one block's features (``max_pairs`` * :data:`BYTES_PER_PAIR`). ``max_pairs`` may
     be a function, asked once the contexts are built (what a memory budget leaves then).
+
+    ``keep(graphs, rows, cols)``: a prefilter (each modality's context, pairs -> whether
+    the pair is scored); the pairs it drops are left out of every stage (probability 0,
+    not stored). It must be symmetric in the pair, so the kept pattern stays symmetric.
     """
     pattern = pair_pattern(cands)
     n = pattern.shape[0]
-    indptr, indices = pattern.indptr, pattern.indices
     ctx = PairContext(cands, titles, n_jobs)
+    if keep is not None:
+        pattern = _kept(pattern, ctx, keep, max_pairs() if callable(max_pairs) else max_pairs)
+    indptr, indices = pattern.indptr, pattern.indices
     back = _transposed(pattern) if len(boosters) else np.empty(0, dtype=np.int64)
     blocks = row_blocks(indptr, block_rows, max_pairs() if callable(max_pairs) else max_pairs)
     stages: list[GraphContext] = []
@@ -138,6 +146,30 @@ def score_blocks(
         out = _symmetric(p, pattern, back)
         if stage < len(boosters) - 1:
             stages.append(GraphContext(out))
+    return out
+
+
+def _kept(pattern: sp.csr_matrix, ctx: PairContext,
+          keep: Callable[[Sequence[GraphContext], np.ndarray, np.ndarray], np.ndarray | None],
+          max_pairs: int | None) -> sp.csr_matrix:
+    """The pairs of ``pattern`` that ``keep`` keeps, as a canonical pattern; the pairs
+    are judged a block at a time (``max_pairs``), each on its own, so the blocks never
+    change which are kept."""
+    indptr, indices = pattern.indptr, pattern.indices
+    n = pattern.shape[0]
+    mask = np.zeros(pattern.nnz, dtype=bool)
+    counts = np.zeros(n, dtype=np.int64)
+    for lo, hi in row_blocks(indptr, None, max_pairs):
+        a, z = int(indptr[lo]), int(indptr[hi])
+        rows = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(indptr[lo:hi + 1]))
+        k = keep(ctx.graphs, rows, indices[a:z].astype(np.int64))
+        if k is None:
+            return pattern
+        mask[a:z] = k
+        counts[lo:hi] = np.bincount(rows[k] - lo, minlength=hi - lo)
+    new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(indptr.dtype)
+    out = sp.csr_matrix((pattern.data[mask], indices[mask], new_ptr), shape=pattern.shape)
+    out.has_canonical_format = True
     return out
 
 

@@ -16,12 +16,14 @@ import scipy.sparse as sp
 
 from ..data import group_kfold
 from ..metrics import graph_f1_scores, match_nothing_f1
-from .pair_features import graph_features
+from ._prefilter import prefilter_features
+from .pair_features import PairContext, candidate_pairs, graph_features
 
 __all__ = [
     "THRESHOLD_GRID",
     "Block",
     "as_lists",
+    "pair_blocks",
     "split_folds",
     "stage_features",
     "stage_models",
@@ -63,20 +65,93 @@ def as_lists(cands: Any, groups: Any, titles: Any) -> tuple[list[Any], list[Any]
 
 
 def split_folds(x: np.ndarray, r: np.ndarray, c: np.ndarray, g: np.ndarray, twin: bool,
-                cv: int, random_state: int | None) -> list[Block]:
-    """One candidate set cut into ``cv`` group folds (pairs across folds dropped)."""
+                cv: int, random_state: int | None, q: np.ndarray | None = None
+                ) -> tuple[list[Block], list[np.ndarray | None]]:
+    """One candidate set cut into ``cv`` group folds (pairs across folds dropped), and
+    the rows of ``q`` (another per-pair array, e.g. the prefilter's features) of each."""
     _, codes = np.unique(g, return_inverse=True)
     fold_of_row = np.empty(len(g), dtype=np.intp)
     for f, (_, test) in enumerate(group_kfold(codes, cv, random_state)):
         fold_of_row[test] = f
     out: list[Block] = []
+    extra: list[np.ndarray | None] = []
     for f in range(cv):
         keep = (fold_of_row[r] == f) & (fold_of_row[c] == f)
         rows = np.flatnonzero(fold_of_row == f)
         remap = np.full(len(g), -1, dtype=np.intp)
         remap[rows] = np.arange(len(rows))
         out.append((x[keep], remap[r[keep]], remap[c[keep]], g[rows], f, twin))
-    return out
+        extra.append(None if q is None else q[keep])
+    return out, extra
+
+
+def pair_blocks(
+    cands: list[Mapping[str, Any]],
+    groups: list[np.ndarray],
+    titles: list[list[str] | None],
+    fold_of: list[int],
+    optional: list[str],
+    cv: int,
+    random_state: int | None,
+    n_jobs: int | None,
+    prefilter: Callable[[list[np.ndarray], list[np.ndarray], list[int]], list[np.ndarray]]
+    | None = None,
+) -> tuple[list[Block], list[np.ndarray], list[str]]:
+    """The training blocks of candidate sets, their labels and the feature names.
+
+    Several sets: one block each (in fold ``fold_of[b]``); one set: cut into its ``cv``
+    group folds. With ``optional`` modalities each block gets a twin without them.
+    ``prefilter(qs, ys, folds)``, given every block's prefilter features and labels,
+    returns which pairs each block keeps: only those are featured (each candidate set
+    read once, :class:`~shopee_match.rerank.pair_features.PairContext`).
+    """
+    sources: list[tuple[PairContext, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[int, np.ndarray, Block]] = []  # (source, pair ids, block sans x)
+    qs: list[np.ndarray] = []
+    for b, (c, g, tt) in enumerate(zip(cands, groups, titles)):
+        n = g.shape[0]
+        variants = [(c, False)]
+        if optional:
+            empty = sp.csr_matrix((n, n), dtype=np.float32)
+            variants.append(({m: (empty if m in optional else gm) for m, gm in c.items()},
+                             True))
+        for cv_, twin in variants:
+            r, cc = candidate_pairs(cv_)
+            ctx = PairContext(cv_, tt, n_jobs)
+            q = prefilter_features(ctx.graphs, r, cc) if prefilter is not None else None
+            sources.append((ctx, r, cc))
+            ids = np.arange(len(r))
+            if len(cands) > 1:
+                # blocks are disjoint postings: any b -> fold map is honest; cv folds
+                # keep the out-of-fold fits at cv however many catalogues there are
+                parts = [(ids, r, cc, g, fold_of[b], twin)]
+                q_parts: list[np.ndarray | None] = [q]
+            else:
+                parts, q_parts = split_folds(ids, r, cc, g, twin, cv, random_state, q)
+            for part, q_part in zip(parts, q_parts):
+                pending.append((len(sources) - 1, part[0], part))
+                if q_part is not None:
+                    qs.append(q_part)
+    ys = [(p[3][p[1]] == p[3][p[2]]).astype(np.int8) for _, _, p in pending]
+    if sum(int(y.sum()) for y in ys) == 0 or all(int(y.min(initial=1)) == 1 for y in ys):
+        raise ValueError(
+            "The candidate pairs are all of one class (no true match or no non-match "
+            "among them); fit needs labelled postings whose groups have 2+ members and "
+            "candidates that include some wrong pairs (e.g. a larger k)."
+        )
+    keeps: list[np.ndarray | None] = [None] * len(pending)
+    if prefilter is not None:
+        keeps = list(prefilter(qs, ys, [p[4] for _, _, p in pending]))
+    del qs
+    sets: list[Block] = []
+    names: list[str] = []
+    for i, ((src, ids, p), keep) in enumerate(zip(pending, keeps)):
+        ctx, r, cc = sources[src]
+        if keep is not None:
+            ids, p, ys[i] = ids[keep], (p[0], p[1][keep], p[2][keep], *p[3:]), ys[i][keep]
+        x, names = ctx.features(r[ids], cc[ids])
+        sets.append((x, *p[1:]))
+    return sets, ys, names
 
 
 def fold_sets(cands: Mapping[str, Any], groups: np.ndarray, titles: Any, cv: int,

@@ -17,8 +17,11 @@ __all__ = ["FORMAT", "lightgbm", "read_state", "write_state"]
 
 _IMPORT_LOCK = threading.Lock()
 
-#: 1: scikit-learn trees as ``.npz`` node arrays (before 0.1.0); 2: LightGBM text models.
-FORMAT = 2
+#: 1: scikit-learn trees as ``.npz`` node arrays (before 0.1.0); 2: LightGBM text models;
+#: 3: the same with a pair prefilter (``reranker_prefilter.txt``), written only by a
+#: model that has one, so a model without it is saved as before and read by older versions.
+FORMAT = 3
+_READS = (2, 3)
 
 
 def lightgbm() -> Any:
@@ -53,6 +56,14 @@ def write_state(rr: Any, path: Path) -> None:
              "train_prior": float(getattr(rr, "train_prior_", 0.0)),
              "min_matches": int(getattr(rr, "min_matches_", rr.min_matches)),
              "n_stages": len(rr.boosters_)}
+    pf = getattr(rr, "prefilter_", None)
+    if pf is None:
+        state["format"] = 2
+    else:
+        (path / "reranker_prefilter.txt").write_text(pf.model_to_string(), encoding="utf-8")
+        state["prefilter"] = {"floor": float(rr.prefilter_floor_),
+                              "features": list(rr.prefilter_names_),
+                              "kept": float(getattr(rr, "prefilter_kept_", 1.0))}
     (path / "reranker.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
 
 
@@ -68,20 +79,17 @@ def read_state(rr: Any, path: Path) -> None:
             "pipeline with this version (e.g. `shopee-match fit TRAIN.csv -o MODEL_DIR`) "
             "and save it again."
         )
-    if fmt != FORMAT:
+    if fmt not in _READS:
         raise ValueError(f"{path}: reranker state format {fmt!r} is not supported "
-                         f"(expected {FORMAT}); refit and save again.")
-    boosters = []
-    for stage in range(int(state["n_stages"])):
-        name = path / f"reranker_model_{stage}.txt"
-        if not name.is_file():
-            raise ValueError(f"{path}: {name.name} is missing; the folder is incomplete.")
-        try:
-            booster = lgb.Booster(model_str=name.read_text(encoding="utf-8"))
-        except lgb.basic.LightGBMError as e:
-            raise ValueError(f"{name}: not a readable LightGBM model ({e}); the file is "
-                             "damaged.") from None
-        boosters.append(booster)
+                         f"(expected one of {_READS}); refit and save again.")
+    boosters = [_booster(lgb, path, f"reranker_model_{stage}.txt")
+                for stage in range(int(state["n_stages"]))]
+    pf = state.get("prefilter")
+    rr.prefilter_ = None if pf is None else _booster(lgb, path, "reranker_prefilter.txt")
+    if pf is not None:
+        rr.prefilter_floor_ = float(pf["floor"])
+        rr.prefilter_names_ = list(pf["features"])
+        rr.prefilter_kept_ = float(pf.get("kept", 1.0))
     rr.boosters_ = boosters
     rr.modalities_ = list(state["modalities"])
     rr.feature_names_ = list(state["feature_names"])
@@ -89,3 +97,14 @@ def read_state(rr: Any, path: Path) -> None:
     rr.uses_titles_ = bool(state["uses_titles"])
     rr.train_prior_ = float(state.get("train_prior", 0.0))
     rr.min_matches_ = int(state.get("min_matches", rr.min_matches))
+
+
+def _booster(lgb: Any, path: Path, file: str) -> Any:
+    name = path / file
+    if not name.is_file():
+        raise ValueError(f"{path}: {name.name} is missing; the folder is incomplete.")
+    try:
+        return lgb.Booster(model_str=name.read_text(encoding="utf-8"))
+    except lgb.basic.LightGBMError as e:
+        raise ValueError(f"{name}: not a readable LightGBM model ({e}); the file is "
+                         "damaged.") from None

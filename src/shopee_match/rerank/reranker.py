@@ -28,18 +28,17 @@ from .._registry import register
 from .._validation import NotFittedError, check_scalar
 from ..neighbors.graph import grow as grow_graph
 from ..neighbors.graph import select as select_graph
-from . import _gbm
+from . import _gbm, _prefilter
 from ._blocks import BYTES_PER_PAIR, score_blocks
 from ._fit import Block as _Block
 from ._fit import as_lists as _as_lists
-from ._fit import split_folds as _split_folds
+from ._fit import pair_blocks as _pair_blocks
 from ._fit import stage_features as _stage_features
 from ._fit import stage_models as _stage_models
 from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
 from ._prior import adapt_to_prior
-from .pair_features import candidate_pairs, pair_features
 
 __all__ = ["PairReranker"]
 
@@ -93,6 +92,13 @@ class PairReranker(BaseEstimator):
         posting, which fails catalogues of mostly one-offer products. A single candidate
         set is then first cut into its ``cv`` group folds, each a set of its own (pair
         features computed within the fold, as for the folds ``Pipeline.fit`` passes).
+    prefilter_recall : ``None``, or a cascade: fit a small first model on features the
+        candidate graphs already hold (each modality's similarity, ranks, best and 10th
+        similarity, candidate counts; :mod:`~shopee_match.rerank._prefilter`) and a floor
+        on its probability that keeps this share of the true training pairs, measured out
+        of fold. Pairs below the floor are never featured or scored by the full stages
+        (probability 0, absent from every stage's graph, at fit and at predict time), which
+        cuts the time of both to the pairs kept. ``Pipeline.default`` uses ``0.995``.
     n_jobs : threads (``None``: every core) for the pair features and the trees.
         Fitting trains a stage's independent tree models (one per fold and the final one)
         side by side, one thread each, so the trees do not depend on ``n_jobs``;
@@ -134,6 +140,7 @@ class PairReranker(BaseEstimator):
         grow: float | None = None,
         tune_for: str = "mean",
         thin: float | None = None,
+        prefilter_recall: float | None = None,
         n_jobs: int | None = None,
         random_state: int | None = 0,
     ) -> None:
@@ -141,6 +148,7 @@ class PairReranker(BaseEstimator):
         self.grow = grow
         self.tune_for = tune_for
         self.thin = thin
+        self.prefilter_recall = prefilter_recall
         self.threshold = threshold
         self.min_matches = min_matches
         self.min_proba = min_proba
@@ -167,6 +175,9 @@ class PairReranker(BaseEstimator):
             raise ValueError(f"`tune_for` must be 'mean' or 'robust', got {self.tune_for!r}.")
         if self.thin is not None:
             check_scalar(self.thin, "thin", (int, float), min_val=0.0, max_val=1.0)
+        if self.prefilter_recall is not None:
+            check_scalar(self.prefilter_recall, "prefilter_recall", (int, float), min_val=0.0,
+                         max_val=1.0, include_min=False)
         check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
         check_scalar(self.n_stages, "n_stages", (int, np.integer), min_val=1, max_val=3)
         if self.n_jobs is not None:
@@ -246,39 +257,22 @@ class PairReranker(BaseEstimator):
             cand_list, group_list, title_list, fold_of = _with_thinned(
                 cand_list, group_list, title_list, fold_of, float(self.thin), int(self.cv),
                 self.random_state)
-        # (x, rows, cols, groups, fold id, is_twin); a twin is its source block with the
-        # optional modalities emptied, so the trees also learn the regime without them
-        sets: list[_Block] = []
-        for b, (c, g, t) in enumerate(zip(cand_list, group_list, title_list)):
+        tts = []
+        for c, g, t in zip(cand_list, group_list, title_list):
             n = next(iter(c.values())).shape[0]
-            g = np.asarray(g)
-            if g.shape != (n,):
+            if np.asarray(g).shape != (n,):
                 raise ValueError(
                     f"`groups` must have one label per candidate-graph row ({n}), got shape "
-                    f"{g.shape}."
+                    f"{np.asarray(g).shape}."
                 )
-            tt = self._titles_for(t, n, fitting=True) if self.uses_titles_ else None
-            variants = [(c, False)]
-            if self.optional_modalities:
-                empty = sp.csr_matrix((n, n), dtype=np.float32)
-                variants.append(({m: (empty if m in self.optional_modalities else gm)
-                                  for m, gm in c.items()}, True))
-            for cv_, twin in variants:
-                r, cc = candidate_pairs(cv_)
-                x, feat_names = pair_features(cv_, r, cc, tt, n_jobs=self.n_jobs)
-                if len(cand_list) > 1:
-                    # blocks are disjoint postings: any b -> fold map is honest; cv folds
-                    # keep the out-of-fold fits at cv however many catalogues there are
-                    sets.append((x, r, cc, g, fold_of[b], twin))
-                else:
-                    sets.extend(_split_folds(x, r, cc, g, twin, self.cv, self.random_state))
-        ys = [(s[3][s[1]] == s[3][s[2]]).astype(np.int8) for s in sets]
-        if sum(int(y.sum()) for y in ys) == 0 or all(int(y.min(initial=1)) == 1 for y in ys):
-            raise ValueError(
-                "The candidate pairs are all of one class (no true match or no non-match "
-                "among them); fit needs labelled postings whose groups have 2+ members and "
-                "candidates that include some wrong pairs (e.g. a larger k)."
-            )
+            tts.append(self._titles_for(t, n, fitting=True) if self.uses_titles_ else None)
+        self.prefilter_ = None
+        # (x, rows, cols, groups, fold id, is_twin) of the pairs kept; a twin is its source
+        # block with the optional modalities emptied (the regime without them)
+        sets, ys, feat_names = _pair_blocks(
+            cand_list, [np.asarray(g) for g in group_list], tts, fold_of,
+            list(self.optional_modalities), int(self.cv), self.random_state, self.n_jobs,
+            self._fit_prefilter if self.prefilter_recall is not None else None)
         xs = [s[0] for s in sets]
         self.min_matches_ = int(self.min_matches)
         real = [y for y, s in zip(ys, sets) if not s[5]]
@@ -302,6 +296,51 @@ class PairReranker(BaseEstimator):
         logger.info("PairReranker: %d pairs, %d features, %d stage(s), threshold %.3f",
                     sum(len(y) for y in ys), len(feat_names), self.n_stages, self.threshold_)
         return self
+
+    def _fit_prefilter(self, qs: list[np.ndarray], ys: list[np.ndarray],
+                       folds: list[int]) -> list[np.ndarray]:
+        """Fit ``prefilter_`` and its floor on the blocks' prefilter features ``qs``;
+        which pairs of each block it keeps."""
+        seed = 0 if self.random_state is None else int(self.random_state)
+        recall = float(self.prefilter_recall or 1.0)
+        booster, floor, oof_kept = _prefilter.fit_prefilter(
+            qs, ys, folds, recall, seed, self._workers())
+        self.prefilter_ = booster
+        self.prefilter_floor_ = floor
+        self.prefilter_names_ = _prefilter.prefilter_names(self.modalities_)
+        keeps = [_prefilter.predict(booster, q, self.n_jobs) >= floor for q in qs]
+        n_all = sum(len(y) for y in ys)
+        n_kept = sum(int(k.sum()) for k in keeps)
+        n_pos = sum(int(y.sum()) for y in ys)
+        n_pos_kept = sum(int(y[k].sum()) for y, k in zip(ys, keeps))
+        self.prefilter_kept_ = n_kept / max(n_all, 1)
+        logger.info("PairReranker: prefilter keeps %d of %d training pairs (%.1f %%; out of "
+                    "fold %.1f %%), %d of %d true pairs, floor %.3g", n_kept, n_all,
+                    100 * self.prefilter_kept_, 100 * oof_kept, n_pos_kept, n_pos, floor)
+        return keeps
+
+    def keep_pairs(self, graphs: Sequence[Any], rows: np.ndarray,
+                   cols: np.ndarray) -> np.ndarray | None:
+        """Whether the prefilter keeps pairs ``(rows[p], cols[p])`` (``graphs``: each
+        modality's :class:`~shopee_match.rerank.pair_features.GraphContext`, in the
+        fitted modality order); ``None`` when this model has no prefilter.
+
+        >>> from shopee_match import Pipeline, make_catalog
+        >>> from shopee_match.rerank.pair_features import PairContext, candidate_pairs
+        >>> p = make_catalog(n_groups=80, images=False, seed=0)
+        >>> cands = Pipeline.pretrained().step_graphs(p)
+        >>> rr = PairReranker(prefilter_recall=0.99, max_iter=10, n_jobs=1).fit(
+        ...     cands, p.groups(), p.titles)
+        >>> r, c = candidate_pairs(cands)
+        >>> keep = rr.keep_pairs(PairContext(cands).graphs, r, c)
+        >>> bool(keep.any() and keep.mean() < 1)
+        True
+        """
+        booster = getattr(self, "prefilter_", None)
+        if booster is None:
+            return None
+        q = _prefilter.prefilter_features(graphs, rows, cols)
+        return _prefilter.predict(booster, q, self.n_jobs) >= float(self.prefilter_floor_)
 
     def _tune(self, oof: list[sp.csr_matrix], sets: list[_Block]) -> float:
         """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
@@ -349,9 +388,10 @@ class PairReranker(BaseEstimator):
         tt = self._titles_for(titles, n, fitting=False) if self.uses_titles_ else None
         if max_pairs is None and memory is not None:
             max_pairs = _pair_budget(memory)
+        keep = self.keep_pairs if getattr(self, "prefilter_", None) is not None else None
         proba = score_blocks(cands, tt, self.boosters_, self._proba, self.feature_names_,
                              block_rows=block_size, max_pairs=max_pairs, n_jobs=self.n_jobs,
-                             verbose=verbose)
+                             verbose=verbose, keep=keep)
         return self._adapted(proba) if self.adapt_prior else proba
 
     def _adapted(self, proba: sp.csr_matrix) -> sp.csr_matrix:

@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..data import Postings
 from ..neighbors.graph import graph_to_sets
-from ..rerank.pair_features import candidate_pairs, graph_features, pair_features
+from ..rerank.pair_features import PairContext, candidate_pairs, graph_features
 from ..rerank.title_features import title_doc_freq
 from ._phrases import feature_group, modality_label, phrase
 
@@ -149,7 +149,15 @@ def _reranked(ens: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
     n = len(postings)
     r, c = candidate_pairs(graphs)
     tt = titles if getattr(ens, "uses_titles_", False) else None
-    x, names = pair_features(graphs, r, c, tt, n_jobs=ens.n_jobs)
+    ctx = PairContext(graphs, tt, ens.n_jobs)
+    # the pairs the reranker's prefilter drops are never scored (probability 0)
+    keep = ens.keep_pairs(ctx.graphs, r, c) if hasattr(ens, "keep_pairs") else None
+    dropped = np.empty(0, dtype=np.int64)
+    if keep is not None:
+        dropped = r[~keep] * n + c[~keep]
+        r, c = r[keep], c[keep]
+    x, names = ctx.features(r, c)
+    del ctx
     proba = sp.csr_matrix((n, n), dtype=np.float32)
     threads = 0 if ens.n_jobs is None else int(ens.n_jobs)
     for stage, booster in enumerate(ens.boosters_):
@@ -185,14 +193,19 @@ def _reranked(ens: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
         pos_ij = np.minimum(np.searchsorted(keys, left * n + right), max(len(keys) - 1, 0))
         found = keys[pos_ij] == left * n + right if len(keys) else np.zeros(len(left), bool)
         rows = pos_ij[found]
-        contrib = _contributions(ens.boosters_, x_last[rows].astype(np.float64), n_first,
-                                 names, threads)
+        contrib = (_contributions(ens.boosters_, x_last[rows].astype(np.float64), n_first,
+                                  names, threads) if len(rows)
+                   else np.zeros((0, len(names))))
         by_group = contrib @ member
         values = x_last[rows]
         j = 0
         for i in range(len(left)):
             if not found[i]:
-                out.append("not a candidate pair (no step proposed it)")
+                key = int(left[i]) * n + int(right[i])
+                at = min(int(np.searchsorted(dropped, key)), max(len(dropped) - 1, 0))
+                out.append("dropped by the reranker's prefilter (a plainly wrong candidate "
+                           "pair, never scored)" if len(dropped) and dropped[at] == key
+                           else "not a candidate pair (no step proposed it)")
                 continue
             vals = dict(zip(names, values[j].tolist()))
             g = by_group[j]
