@@ -149,7 +149,7 @@ def test_partitions_score_each_pair_once_and_give_one_machines_submission(client
     """Four partitions: the submission of ``Pipeline.predict``, each candidate pair
     scored once (by its first posting's owner), as the block engine scores them."""
     pytest.importorskip("numba")
-    from shopee_match.rerank.pair_features import pair_pattern
+    from shopee_match.rerank.pair_features import PairContext, candidate_pairs
 
     pipe = _numba_kernels(copy.deepcopy(fitted))
     postings = Postings(test_frame)
@@ -159,7 +159,11 @@ def test_partitions_score_each_pair_once_and_give_one_machines_submission(client
     _same(out, expected)
     stats = out.attrs["shopee_match"]
     assert stats["n_partitions"] == 4
-    assert stats["pairs_scored"] == pair_pattern(pipe.step_graphs(postings)).nnz
+    graphs = pipe.step_graphs(postings)
+    r, c = candidate_pairs(graphs)
+    keep = pipe.combiner_.keep_pairs(PairContext(graphs).graphs, r, c)
+    assert keep is not None and 0 < keep.sum() < len(r)  # the default's prefilter drops some
+    assert stats["pairs_scored"] == int(keep.sum())  # the pairs one machine scores, once
 
 
 @pytest.mark.parametrize("explicit", [True, False])
