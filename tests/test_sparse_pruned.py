@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from shopee_match import TfidfEmbedder, make_catalog
 from shopee_match.neighbors._sparse import SparseBackend
@@ -78,3 +79,20 @@ def test_pruned_search_gives_the_same_answer_in_query_chunks(emb) -> None:
         s, i = b._search_pruned(q, K, tiny, chunk=chunk)
         np.testing.assert_array_equal(i, whole_i)
         np.testing.assert_array_equal(s, whole_s)
+
+
+def test_reference_without_frequent_columns_is_built_row_chunk_by_chunk() -> None:
+    from shopee_match.neighbors._sparse import _without_columns
+
+    rng = np.random.default_rng(0)
+    x = sp.random(97, 23, 0.3, format="csr", random_state=1, dtype=np.float32)
+    x.data[rng.random(x.nnz) < 0.1] = 0  # stored zeros leave too
+    drop = rng.random(23) < 0.3
+    want = x.copy()
+    want.data[drop[want.indices]] = 0
+    want.eliminate_zeros()
+    for step in (1, 7, 1000):
+        got = _without_columns(x, drop, step=step)
+        assert np.array_equal(got.indptr, want.indptr)
+        assert np.array_equal(got.indices, want.indices)
+        assert np.array_equal(got.data, want.data)

@@ -308,14 +308,19 @@ class SparseBackend:
         _map_blocks(block, range(0, n_q, step), n_jobs)
 
 
-def _without_columns(x: sp.csr_matrix, drop: np.ndarray) -> sp.csr_matrix:
+def _without_columns(x: sp.csr_matrix, drop: np.ndarray, step: int = 1 << 16) -> sp.csr_matrix:
     """``x`` without the entries in columns ``drop`` (a boolean mask) nor any stored
     zero: built at its own size, never as a whole copy of ``x`` first."""
     keep = ~drop[x.indices]
     keep &= x.data != 0
-    kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    indptr = kept[x.indptr].astype(x.indptr.dtype)
-    del kept
+    # each row's kept entries, counted a chunk of rows at a time (no per-entry int64)
+    counts = np.zeros(x.shape[0], dtype=np.int64)
+    step = max(1, int(step))
+    for lo in range(0, x.shape[0], step):
+        ptr = x.indptr[lo:lo + step + 1].astype(np.int64)
+        seg = np.concatenate([[0], np.cumsum(keep[ptr[0]:ptr[-1]], dtype=np.int64)])
+        counts[lo:lo + len(ptr) - 1] = np.diff(seg[ptr - ptr[0]])
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(x.indptr.dtype)
     return sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
 
 
