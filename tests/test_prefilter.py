@@ -133,7 +133,8 @@ def test_bad_recall_is_refused(bad) -> None:
 def test_explain_names_the_dropped_pairs(case) -> None:
     p = make_catalog(n_groups=80, per_group=(1, 5), images=False, seed=4)
     train, test = train_test_split_groups(p, test_size=0.5, random_state=1)
-    pipe = Pipeline.default(images=False, phash=False).set_params(ensemble__max_iter=15)
+    pipe = Pipeline.default(images=False, phash=False).set_params(ensemble__max_iter=15,
+                                                               ensemble__prefilter_recall=0.99)
     pipe.fit(train)
     assert pipe.combiner_.prefilter_ is not None
     scores = score_pairs(pipe, test)

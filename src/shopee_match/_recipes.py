@@ -46,9 +46,11 @@ def default_parts(*, images: bool, text: bool, phash: bool, rerank: bool,
         from .rerank import PairReranker
 
         # every core: a stage's tree models train side by side, one thread each (the
-        # same trees as one after the other); prediction uses LightGBM's threads. The
-        # prefilter drops the plainly wrong pairs before the full stages (a cascade)
-        ensemble: Any = PairReranker(prefilter_recall=0.995, n_jobs=None)
+        # same trees as one after the other); prediction uses LightGBM's threads. No
+        # prefilter by default: with the general catalogues (``general=True``) it undid
+        # their gain on an unlike shop (tests/test_general.py); opt in for speed with
+        # ``pipe.ensemble.set_params(prefilter_recall=0.995)``
+        ensemble: Any = PairReranker(n_jobs=None)
     else:
         ensemble = Ensemble(how="union")
     return steps, ensemble
