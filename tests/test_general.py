@@ -126,9 +126,10 @@ def test_shift_guard_keeps_only_pairs_the_shipped_model_keeps(worded_models, tmp
         assert pipe.evaluate(coded).loc["final", "f1"] == pytest.approx(_f1(guarded, coded))
     # a catalogue like the fitted one: no warning, the model's own cut
     like = _worded(60, 9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         g = pipe.predict_graph(like)
+    assert not _shift_warnings(seen)
     assert (g != _unguarded(pipe, like)).nnz == 0
 
 
@@ -137,9 +138,16 @@ def test_calibrating_on_a_catalogue_stands_the_guard_down(worded_models) -> None
     labelled = _coded_singletons(200, 7)
     pipe.calibrate(labelled)
     assert len(pipe.tuning_["profile"]) == 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # its kind is now a known one
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         pipe.predict_graph(_coded_singletons(200, 8))
+    assert not _shift_warnings(seen)  # its kind is now a known one
+
+
+def _shift_warnings(seen: list[warnings.WarningMessage]) -> list[str]:
+    """The shift check's warnings among ``seen`` (others, e.g. a memory budget spent by
+    the test process, are not what these tests are about)."""
+    return [str(w.message) for w in seen if "may not carry over" in str(w.message)]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
