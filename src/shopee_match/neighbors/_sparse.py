@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from ._base import chunk_rows
 from ._numpy import _THREADED_MIN, _map_blocks, effective_n_jobs
 from ._topk import compiled_kernels, empty_result, topk_block
+from .graph import keep_entries
 
 __all__ = ["SparseBackend"]
 
@@ -313,15 +314,7 @@ def _without_columns(x: sp.csr_matrix, drop: np.ndarray, step: int = 1 << 16) ->
     zero: built at its own size, never as a whole copy of ``x`` first."""
     keep = ~drop[x.indices]
     keep &= x.data != 0
-    # each row's kept entries, counted a chunk of rows at a time (no per-entry int64)
-    counts = np.zeros(x.shape[0], dtype=np.int64)
-    step = max(1, int(step))
-    for lo in range(0, x.shape[0], step):
-        ptr = x.indptr[lo:lo + step + 1].astype(np.int64)
-        seg = np.concatenate([[0], np.cumsum(keep[ptr[0]:ptr[-1]], dtype=np.int64)])
-        counts[lo:lo + len(ptr) - 1] = np.diff(seg[ptr - ptr[0]])
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(x.indptr.dtype)
-    return sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
+    return keep_entries(x, keep, step)
 
 
 def _rescore(query: sp.csr_matrix, ref: sp.csr_matrix, cand: np.ndarray, k: int,

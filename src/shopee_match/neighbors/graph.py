@@ -9,7 +9,29 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "select", "select_keeps"]
+__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "select",
+           "select_keeps"]
+
+
+def keep_entries(x: sp.csr_matrix, keep: np.ndarray, step: int = 1 << 16) -> sp.csr_matrix:
+    """The stored entries of CSR ``x`` where ``keep`` (one boolean per stored entry) is
+    true, in their order: built at its own size, each row's kept entries counted a chunk
+    of ``step`` rows at a time (no per-entry index array).
+
+    >>> x = sp.csr_matrix(np.array([[1, 2], [0, 3]], dtype=np.float32))
+    >>> keep_entries(x, np.array([True, False, True])).toarray().tolist()
+    [[1.0, 0.0], [0.0, 3.0]]
+    """
+    counts = np.zeros(x.shape[0], dtype=np.int64)
+    step = max(1, int(step))
+    for lo in range(0, x.shape[0], step):
+        ptr = x.indptr[lo:lo + step + 1].astype(np.int64)
+        seg = np.concatenate([[0], np.cumsum(keep[ptr[0]:ptr[-1]], dtype=np.int64)])
+        counts[lo:lo + len(ptr) - 1] = np.diff(seg[ptr - ptr[0]])
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(x.indptr.dtype)
+    out = sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
+    out.has_sorted_indices = bool(x.has_sorted_indices)
+    return out
 
 
 def graph_from_knn(sims: np.ndarray, idx: np.ndarray, n: int | None = None) -> sp.csr_matrix:

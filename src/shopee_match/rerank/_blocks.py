@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ..neighbors.graph import keep_entries
 from .pair_features import GraphContext, PairContext, pair_pattern
 
 __all__ = ["BYTES_PER_PAIR", "row_blocks", "score_blocks"]
@@ -156,9 +157,7 @@ def _kept(pattern: sp.csr_matrix, ctx: PairContext,
     are judged a block at a time (``max_pairs``), each on its own, so the blocks never
     change which are kept."""
     indptr, indices = pattern.indptr, pattern.indices
-    n = pattern.shape[0]
     mask = np.zeros(pattern.nnz, dtype=bool)
-    counts = np.zeros(n, dtype=np.int64)
     for lo, hi in row_blocks(indptr, None, max_pairs):
         a, z = int(indptr[lo]), int(indptr[hi])
         rows = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(indptr[lo:hi + 1]))
@@ -166,9 +165,7 @@ def _kept(pattern: sp.csr_matrix, ctx: PairContext,
         if k is None:
             return pattern
         mask[a:z] = k
-        counts[lo:hi] = np.bincount(rows[k] - lo, minlength=hi - lo)
-    new_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(indptr.dtype)
-    out = sp.csr_matrix((pattern.data[mask], indices[mask], new_ptr), shape=pattern.shape)
+    out = keep_entries(pattern, mask)
     out.has_canonical_format = True
     return out
 

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..neighbors import effective_n_jobs
+from ..neighbors.graph import keep_entries
 from .title_features import TitleContext, title_features
 
 T = TypeVar("T")
@@ -161,25 +162,13 @@ def _off_diagonal(g: sp.spmatrix, chunk: int) -> sp.csr_matrix:
     if not g.has_canonical_format:
         g = g.copy()
         g.sum_duplicates()
-    n = g.shape[0]
     indptr, indices = g.indptr, g.indices
-    on_diag = np.zeros(n, dtype=np.int64)
-    for lo, hi in _row_chunks(indptr, chunk):
-        a, z = int(indptr[lo]), int(indptr[hi])
-        rows = np.repeat(np.arange(lo, hi, dtype=indices.dtype), np.diff(indptr[lo:hi + 1]))
-        on_diag[lo:hi] = np.bincount(rows[indices[a:z] == rows] - lo, minlength=hi - lo)
-    if not on_diag.any():
-        return g
     keep = np.ones(g.nnz, dtype=bool)
     for lo, hi in _row_chunks(indptr, chunk):
         a, z = int(indptr[lo]), int(indptr[hi])
         rows = np.repeat(np.arange(lo, hi, dtype=indices.dtype), np.diff(indptr[lo:hi + 1]))
         keep[a:z] = indices[a:z] != rows
-    new_ptr = indptr - np.concatenate([[0], np.cumsum(on_diag)])
-    out = sp.csr_matrix((g.data[keep], indices[keep], new_ptr.astype(indptr.dtype)),
-                        shape=g.shape)
-    out.has_sorted_indices = True
-    return out
+    return g if keep.all() else keep_entries(g, keep)
 
 
 def _row_chunks(indptr: np.ndarray, chunk: int) -> list[tuple[int, int]]:
