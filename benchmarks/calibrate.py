@@ -84,11 +84,11 @@ def main() -> None:
         secs = time.perf_counter() - t0
         stats = unlabelled_stats(graphs["tfidf"], proba)
         g = cat.groups()
-        shipped = graph_f1_scores(ens._select(proba, float(ens.threshold_)), g)
+        shipped = graph_f1_scores(ens.cut(proba, float(ens.threshold_)), g)
         mms = tuple(sorted({1, int(ens.min_matches)}))
         cuts = {}  # every (min matches, threshold) graph once; the splits only rescore them
         for mm in mms:
-            cuts.update({(mm, float(t)): ens._select(proba, float(t), mm) for t in CALIBRATION_GRID})
+            cuts.update({(mm, float(t)): ens.cut(proba, float(t), mm) for t in CALIBRATION_GRID})
         truth = {k: graph_f1_scores(v, g) for k, v in cuts.items()}
         first_cut = None
         for share in args.shares:

@@ -86,10 +86,10 @@ def analyse(name: str, pipe: Pipeline, cat: Any) -> dict[str, Any]:
     cuts = {}
     for mm in (1, 2):
         for t in GRID:
-            cut = ens._select(proba, float(t), mm).tocsr()
+            cut = ens.cut(proba, float(t), mm).tocsr()
             cuts[mm, float(t)] = (graph_f1_scores(cut, g).mean(), plug_in_f1(cut, proba, rowsum),
                                   clique_share(cut))
-    shipped = ens._select(proba, float(ens.threshold_)).tocsr()
+    shipped = ens.cut(proba, float(ens.threshold_)).tocsr()
     with_cos = {}
     for c in COS:
         extra = cos.copy()
@@ -129,7 +129,7 @@ def main() -> None:
         plug = max(cuts, key=lambda k: cuts[k][1])
         loose = [k for k in cuts if k[0] == 1 and cuts[k][2] >= c_star]
         cl = min(loose, key=lambda k: k[1]) if loose else (1, float(GRID[-1]))
-        mix = r["ens"]._select(r["proba"], r["mixture_t"], 1)
+        mix = r["ens"].cut(r["proba"], r["mixture_t"], 1)
         f_mix = graph_f1_scores(mix, r["g"]).mean()
         print(f"| {n} | {r['nothing']:.3f} | {r['shipped']:.3f} | {cuts[plug][0]:.3f} {plug} | "
               f"{f_mix:.3f} (t {r['mixture_t']:.2f}) | {cuts[cl][0]:.3f} {cl} | "
