@@ -88,6 +88,9 @@ def main() -> None:
     pipe = Pipeline.default(phash=True, verbose=False)
     # match sets may grow past the k neighbours searched (products with many offers)
     pipe.ensemble.set_params(grow=0.5)
+    # and learn on each catalogue matched how alike its titles must be (self-training
+    # from its own code agreements; applied at predict time only)
+    pipe.ensemble.set_params(self_train=True)
     if args.prefilter_recall is not None:
         pipe.ensemble.set_params(prefilter_recall=args.prefilter_recall or None)
     # phash is optional by design here: titles-only catalogues are the common case

@@ -91,19 +91,30 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
     sizes = np.bincount(codes)
     alone = sizes >= min_postings
     pooled, is_proba = _scores(pipe, postings, graphs, memory, block_size)
+    ens = pipe.combiner_
     if len(sizes) < 2:
-        return pipe.combiner_.select(pooled) if is_proba else pooled
+        return ens.matches(pooled, postings.titles if postings.has_titles else None) \
+            if is_proba else pooled
     if exclusive:
         alone = np.ones(len(sizes), dtype=bool)
     parts = [_within(pooled, codes, alone)]
+    shops = []
     for s in np.flatnonzero(alone) if not exclusive else []:
         rows = np.flatnonzero(codes == s)
-        g, _ = _scores(pipe, postings.subset(rows), None, memory, block_size)
+        shop = postings.subset(rows)
+        g, _ = _scores(pipe, shop, None, memory, block_size)
+        shops.append((rows, shop, g))
         c = g.tocoo()
         parts.append(sp.csr_matrix((c.data, (rows[c.row], rows[c.col])), shape=pooled.shape))
     merged = sp.csr_matrix(sum(parts[1:], parts[0]))
     if is_proba:
-        merged = sp.csr_matrix(pipe.combiner_.select(merged))
+        merged = sp.csr_matrix(ens.select(merged))
+        for rows, shop, g in shops if getattr(ens, "self_train", False) else []:
+            # each shop teaches its own cut (self-training) from its own pairs
+            if shop.has_titles:
+                add = ens.self_trained(g, shop.titles, merged[rows][:, rows]).tocoo()
+                merged = sp.csr_matrix(merged + sp.csr_matrix(
+                    (add.data, (rows[add.row], rows[add.col])), shape=merged.shape))
     if exclusive:  # growth by shared matches may have joined two offers of one shop
         merged = _within(merged, codes, alone)
     merged.setdiag(1)

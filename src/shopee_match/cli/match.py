@@ -32,6 +32,10 @@ def add_parsers(sub: Any) -> None:
                    help="keep a --model's own cut even on a catalogue unlike those it was "
                         "fitted on (by default it then keeps only the pairs the shipped "
                         "model also keeps, and warns)")
+    p.add_argument("--no-self-train", action="store_true",
+                   help="keep the model's own cut: do not let the catalogue's code "
+                        "agreements add back the worded-alike pairs it dropped (the "
+                        "shipped model does so by default)")
     p.add_argument("--scheduler", metavar="ADDRESS|local:N",
                    help="run on Dask: a scheduler address, or local:N for N local workers; "
                         "POSTINGS may then be a glob of CSV/Parquet files (no --model: the "
@@ -63,6 +67,8 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     pipe = load_or_default(args, postings, verbose)
     if args.no_shift_guard:
         pipe.set_params(shift_guard=False)
+    if args.no_self_train and "self_train" in getattr(pipe.combiner_, "get_params", dict)():
+        pipe.combiner_.set_params(self_train=False)
     tables = {}
     if (args.pairs_out or args.groups_out) and len(postings):
         from ..review import score_pairs

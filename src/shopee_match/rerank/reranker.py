@@ -39,6 +39,7 @@ from ._fit import tune_threshold as _tune_threshold
 from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
 from ._prior import adapt_to_prior
+from ._selftrain import self_train
 
 __all__ = ["PairReranker"]
 
@@ -99,6 +100,12 @@ class PairReranker(BaseEstimator):
         of fold. Pairs below the floor are never featured or scored by the full stages
         (probability 0, absent from every stage's graph, at fit and at predict time), which
         cuts the time of both to the pairs kept. ``Pipeline.default`` uses ``0.995``.
+    self_train : after the cut, learn from the catalogue matched how alike titles must be
+        there (:meth:`matches`, :mod:`~shopee_match.rerank._selftrain`): its pairs whose
+        model codes or sizes agree or conflict show how often a given similarity of the
+        rest of the titles is one product; dropped candidate pairs with nothing in
+        conflict, alike enough that agreement outweighs conflict, are added. For models
+        meant for catalogues they never saw (the shipped model sets it); needs titles.
     n_jobs : threads (``None``: every core) for the pair features and the trees.
         Fitting trains a stage's independent tree models (one per fold and the final one)
         side by side, one thread each, so the trees do not depend on ``n_jobs``;
@@ -141,6 +148,7 @@ class PairReranker(BaseEstimator):
         tune_for: str = "mean",
         thin: float | None = None,
         prefilter_recall: float | None = None,
+        self_train: bool = False,
         n_jobs: int | None = None,
         random_state: int | None = 0,
     ) -> None:
@@ -149,6 +157,7 @@ class PairReranker(BaseEstimator):
         self.tune_for = tune_for
         self.thin = thin
         self.prefilter_recall = prefilter_recall
+        self.self_train = self_train
         self.threshold = threshold
         self.min_matches = min_matches
         self.min_proba = min_proba
@@ -423,8 +432,9 @@ class PairReranker(BaseEstimator):
         ``memory`` (``"4GB"``, bytes; ``None``: the default budget,
         :func:`~shopee_match._memory.default_budget`) leaves above the process's memory."""
         max_pairs = _pair_budget(memory)
-        return self.select(self.predict_proba_graph(cands, titles, block_size=block_size,
-                                                    max_pairs=max_pairs, verbose=verbose))
+        return self.matches(self.predict_proba_graph(cands, titles, block_size=block_size,
+                                                     max_pairs=max_pairs, verbose=verbose),
+                            titles)
 
     def cut(self, proba: sp.csr_matrix, threshold: float,
             min_matches: int | None = None) -> sp.csr_matrix:
@@ -442,6 +452,41 @@ class PairReranker(BaseEstimator):
         self._validate()
         t = getattr(self, "threshold_", self.threshold) if threshold is None else threshold
         return self.cut(sp.csr_matrix(proba_graph), float(t))
+
+    def matches(self, proba_graph: sp.spmatrix, titles: Sequence[str] | None = None,
+                ) -> sp.csr_matrix:
+        """The match graph of a probability graph: :meth:`select`, then, with
+        ``self_train`` and ``titles``, the dropped pairs the catalogue's own code
+        agreements vouch for (data: their probabilities).
+
+        >>> from shopee_match import Pipeline, make_catalog
+        >>> p = make_catalog(n_groups=20, images=False, seed=0)
+        >>> pipe = Pipeline.pretrained()
+        >>> rr = pipe.combiner_
+        >>> proba = rr.predict_proba_graph(pipe.step_graphs(p), p.titles)
+        >>> rr.matches(proba, p.titles).nnz >= rr.select(proba).nnz
+        True
+        """
+        g = self.select(proba_graph)
+        if not self.self_train or titles is None:
+            return g
+        return sp.csr_matrix(g + self.self_trained(proba_graph, titles, g))
+
+    def self_trained(self, proba_graph: sp.spmatrix, titles: Sequence[str],
+                     kept: sp.spmatrix) -> sp.csr_matrix:
+        """The candidate pairs of ``proba_graph`` outside ``kept`` that self-training
+        on these titles adds (see ``self_train``), with their probabilities; whether or
+        not ``self_train`` is set."""
+        proba = sp.csr_matrix(proba_graph)
+        learnt = self_train(titles, proba, kept)
+        if learnt.point is None:
+            logger.info("PairReranker: self-training found too little code evidence "
+                        "(%d pairs); the cut stands", learnt.evidence)
+        else:
+            logger.info("PairReranker: self-training added %d pairs (similarity >= %.3f, "
+                        "from %d evidence pairs)", learnt.added.nnz // 2, learnt.point,
+                        learnt.evidence)
+        return sp.csr_matrix(proba.multiply(learnt.added), dtype=np.float32)
 
     # --- persistence (JSON + LightGBM text models, no pickle) -------------------------
     def save_state(self, path: Path) -> None:

@@ -174,8 +174,9 @@ def _reranked(ens: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
                          "shopee_match computes; refit it with this version.")
     if getattr(ens, "adapt_prior", False):  # the model's own probabilities, corrected
         proba = ens.predict_proba_graph(graphs, titles)
-    matches = ens.select(proba)
+    matches = ens.matches(proba, titles)
     threshold = float(getattr(ens, "threshold_", ens.threshold))
+    learnt = sp.csr_matrix(matches - ens.select(proba)) if ens.self_train else None
     rarity = title_doc_freq(titles) if titles is not None else {}
     x_last, keys, n_first = x.astype(np.float32), r * n + c, ens.boosters_[0].num_feature()
     groups = [feature_group(f) for f in names]
@@ -214,7 +215,12 @@ def _reranked(ens: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
             rt = titles[right[i]] if titles is not None else None
             words = [f"{phrase(uniq[o], vals, lt, rt, g[o], rarity)} ({g[o]:+.1f})"
                      for o in order if abs(g[o]) >= 0.05]
-            out.append("; ".join(words) or "no strong evidence either way")
+            said = "; ".join(words) or "no strong evidence either way"
+            if learnt is not None and learnt[left[i], right[i]] != 0:
+                said = (f"kept by self-training on this catalogue: the rest of the titles "
+                        f"are as alike as pairs whose codes here mostly agree (the model "
+                        f"alone: {said})")
+            out.append(said)
             j += 1
         return out
 

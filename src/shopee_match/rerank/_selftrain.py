@@ -1,0 +1,152 @@
+"""Self-training on the catalogue matched: its own code agreements teach it a cut.
+
+A zero-label model carries its training shops' sense of how alike two titles must be
+to name one product. Shops differ: where near-identical titles usually name different
+products (editions, capacities, SKUs of one series) the model must be strict; where one
+product's offers are worded freely (marketplace sellers) it drops true pairs. The
+catalogue says which kind it is, without labels, through its pairs whose titles both
+carry model codes or sizes: those that agree are (mostly) one product, those that
+conflict are not. How the share of agreement grows with the similarity of the *rest* of
+the titles (codes, sizes and numbers taken out) is this catalogue's own estimate of how
+often a pair that alike is one product. Candidate pairs the model dropped, with nothing
+conflicting, whose similarity reaches the point where agreement outweighs conflict are
+added back.
+
+The curve is an isotonic regression over the evidence pairs (increasing in similarity);
+the point is where it reaches one half (more likely one product than not), never below
+:data:`FLOOR`, and only when at least :data:`MIN_SUPPORT` evidence pairs lie above it.
+Nothing here is tied to a word list, a language or a group size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .title_features import _PREP, _by_token, _incidence, _kind, _kinds
+
+__all__ = ["SelfTraining", "self_train"]
+
+#: similarity (cosine of idf-weighted words, codes and sizes out) below which no pair is
+#: added whatever the curve says: more than half the rest of the titles must agree
+#: (the seed recipe's own TF-IDF cut); a safeguard set in advance, not tuned
+FLOOR = 0.5
+#: evidence pairs the curve needs at or above its point before anything is added
+MIN_SUPPORT = 100
+#: pairs read at a time
+CHUNK = 1 << 20
+
+_NONE, _AGREE, _CONFLICT = 0, 1, 2
+
+
+class _Titles:
+    """Each title's words (codes, sizes, numbers out) as unit idf-weighted rows, and its
+    codes, sizes, numbers and units as incidence matrices."""
+
+    def __init__(self, titles: Sequence[str]) -> None:
+        n = len(titles)
+        tok, doc = _PREP.token_table(titles)
+        plain = _by_token(tok, _kind) == ""
+        term, vocab = pd.factorize(tok[plain])
+        words = _incidence(doc[plain], term, n, len(vocab))
+        df = np.asarray(words.sum(axis=0)).ravel()
+        idf = (np.log((n + 1) / (df + 1)) + 1).astype(np.float32)
+        words = sp.csr_matrix(words @ sp.diags(idf))
+        norm = np.sqrt(np.asarray(words.multiply(words).sum(axis=1)).ravel())
+        norm[norm == 0] = 1.0
+        self.words = sp.csr_matrix(sp.diags((1 / norm).astype(np.float32)) @ words)
+        self.kinds = _kinds(tok, doc, n)
+        self.sizes = {k: np.diff(m.indptr) for k, m in self.kinds.items()}
+
+    def _shared(self, kind: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        m = self.kinds[kind]
+        return np.asarray(m[rows].multiply(m[cols]).sum(axis=1)).ravel()
+
+    def pairs(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity of the rest of the titles, and each pair's evidence (none, agree,
+        conflict)."""
+        sim = np.asarray(self.words[rows].multiply(self.words[cols]).sum(axis=1)).ravel()
+        conflict = np.zeros(len(rows), dtype=bool)
+        shared = {}
+        for kind in ("code", "qty", "num", "unit"):
+            shared[kind] = self._shared(kind, rows, cols)
+            if kind != "unit":
+                both = (self.sizes[kind][rows] > 0) & (self.sizes[kind][cols] > 0)
+                conflict |= both & (shared[kind] == 0)
+        conflict |= shared["unit"] > shared["qty"]  # 64gb against 128gb
+        code_i, code_j = self.sizes["code"][rows] > 0, self.sizes["code"][cols] > 0
+        agree = ((shared["code"] > 0) | (shared["qty"] > 0)) & ~conflict & (code_i == code_j)
+        state = np.where(conflict, _CONFLICT, np.where(agree, _AGREE, _NONE)).astype(np.uint8)
+        return sim.astype(np.float32), state
+
+
+@dataclass
+class SelfTraining:
+    """What the catalogue taught: the similarity at which its code agreements outweigh
+    its conflicts (``None`` when it shows too little evidence), the evidence pairs read,
+    and the pairs added (a symmetric boolean graph)."""
+
+    point: float | None
+    evidence: int
+    added: sp.csr_matrix
+
+
+def _point(sim: np.ndarray, agree: np.ndarray) -> float | None:
+    """Lowest similarity where the isotonic share of agreement reaches one half, with
+    :data:`MIN_SUPPORT` evidence pairs at or above it; ``None`` if there is none."""
+    from sklearn.isotonic import IsotonicRegression
+
+    if len(sim) < MIN_SUPPORT:
+        return None
+    # 1,000 bins of similarity: the same curve as every pair's, in constant memory
+    b = np.clip((sim * 1000).astype(np.int64), 0, 1000)
+    count = np.bincount(b, minlength=1001).astype(np.float64)
+    hits = np.bincount(b, weights=agree.astype(np.float64), minlength=1001)
+    filled = count > 0
+    x = np.flatnonzero(filled) / 1000.0
+    curve = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit(
+        x, hits[filled] / count[filled], sample_weight=count[filled]).predict(x)
+    above = np.cumsum(count[filled][::-1])[::-1]  # evidence at or above each bin
+    ok = (curve >= 0.5) & (above >= MIN_SUPPORT) & (x >= FLOOR)
+    return float(x[np.argmax(ok)]) if ok.any() else None
+
+
+def self_train(titles: Sequence[str], proba: sp.spmatrix, kept: sp.spmatrix) -> SelfTraining:
+    """Pairs of ``proba``'s candidates (symmetric, n x n) not in ``kept`` that the
+    catalogue's own code agreements vouch for (see the module's docstring).
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> titles = ["blue cotton shirt slim fit", "slim fit cotton shirt blue", "red mug"]
+    >>> pair = sp.csr_matrix(([0.3, 0.3], ([0, 1], [1, 0])), shape=(3, 3))
+    >>> self_train(titles, pair, sp.eye(3, format="csr")).point is None  # no evidence
+    True
+    """
+    n = proba.shape[0]
+    up = sp.triu(sp.csr_matrix(proba), 1).tocsr()
+    up.eliminate_zeros()
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(up.indptr))
+    cols = up.indices.astype(np.int64)
+    kept = sp.csr_matrix(kept)
+    ctx = _Titles(titles)
+    sim = np.empty(len(rows), dtype=np.float32)
+    state = np.empty(len(rows), dtype=np.uint8)
+    for lo in range(0, len(rows), CHUNK):
+        hi = min(lo + CHUNK, len(rows))
+        sim[lo:hi], state[lo:hi] = ctx.pairs(rows[lo:hi], cols[lo:hi])
+    evident = state != _NONE
+    point = _point(sim[evident], state[evident] == _AGREE)
+    empty = sp.csr_matrix((n, n), dtype=bool)
+    if point is None:
+        return SelfTraining(None, int(evident.sum()), empty)
+    add = (sim >= point) & (state != _CONFLICT)
+    # a pair kept either way round (a min-matches partner is kept one way) stays as is
+    ra, ca = rows[add], cols[add]
+    add[add] = (np.asarray(kept[ra, ca]).ravel() == 0) & (np.asarray(kept[ca, ra]).ravel() == 0)
+    r, c = rows[add], cols[add]
+    added = sp.csr_matrix((np.ones(2 * len(r), dtype=bool), (np.r_[r, c], np.r_[c, r])),
+                          shape=(n, n))
+    return SelfTraining(point, int(evident.sum()), added)

@@ -1,0 +1,132 @@
+"""Self-training on the catalogue matched (``PairReranker(self_train=True)``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from shopee_match import Pipeline, Postings
+from shopee_match.rerank._selftrain import FLOOR, self_train
+from shopee_match.review import score_pairs
+from shopee_match.sources import combine_by_source
+
+WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "ne", "pu", "ro", "si", "tu", "ve", "zo")
+         for b in ("bar", "den", "fip", "gol", "hun", "jat", "kem", "lur")]
+
+
+def catalogue(siblings: int, seed: int = 0, n_products: int = 40,
+              ) -> tuple[list[str], np.ndarray, sp.csr_matrix]:
+    """Titles, labels and a candidate graph (every pair sharing a word, probability
+    0.1: the model dropped them all). Products with a model code have 3 offers, and
+    ``siblings`` other products each: the same words, another code (a series). Products
+    without codes have 3 offers worded alike (a word dropped, the order shuffled)."""
+    rng = np.random.default_rng(seed)
+    titles, labels = [], []
+
+    def offers(words: list[str], code: str, label: int) -> None:
+        for _ in range(3):
+            w = list(rng.permutation(words))[: len(words) - int(rng.integers(0, 2))]
+            titles.append(" ".join(w + ([code] if code else [])))
+            labels.append(label)
+
+    label = 0
+    for p in range(n_products):  # coded products and their siblings
+        words = list(rng.choice(WORDS, 5, replace=False))
+        for s in range(1 + siblings):
+            offers(words, f"xq{100 * p + s}", label)
+            label += 1
+    for _ in range(n_products):  # products without codes
+        offers(list(rng.choice(WORDS, 5, replace=False)), "", label)
+        label += 1
+    n = len(titles)
+    tok = [set(t.split()) for t in titles]
+    r, c = zip(*[(i, j) for i in range(n) for j in range(i + 1, n) if len(tok[i] & tok[j]) >= 2])
+    proba = sp.coo_matrix((np.full(len(r), 0.1, np.float32), (r, c)), shape=(n, n)).tocsr()
+    return titles, np.array(labels), sp.csr_matrix(proba + proba.T)
+
+
+def test_a_catalogue_whose_codes_mostly_agree_gets_its_worded_pairs_back() -> None:
+    titles, labels, proba = catalogue(siblings=0)
+    kept = sp.eye(len(titles), format="csr")
+    learnt = self_train(titles, proba, kept)
+    assert learnt.point is not None and learnt.point >= FLOOR
+    a = sp.triu(learnt.added, 1).tocoo()
+    assert a.nnz > 50
+    assert (labels[a.row] == labels[a.col]).mean() > 0.9
+    code = np.array([t.split()[-1] if "xq" in t else "" for t in titles])
+    coded = (code[a.row] != "") & (code[a.col] != "")
+    assert coded.any() and (code[a.row] == code[a.col])[coded].all()  # agreeing codes only
+    assert ((code[a.row] == "") & (code[a.col] == "")).sum() > 20  # worded pairs, no code
+    assert (learnt.added != learnt.added.T).nnz == 0
+
+
+def test_a_catalogue_of_series_whose_codes_conflict_adds_nothing() -> None:
+    titles, _, proba = catalogue(siblings=3)
+    learnt = self_train(titles, proba, sp.eye(len(titles), format="csr"))
+    assert learnt.evidence > 100
+    assert learnt.point is None and learnt.added.nnz == 0
+
+
+def test_conflicting_and_kept_pairs_are_never_added() -> None:
+    titles, _, proba = catalogue(siblings=0)
+    titles = [*titles, "kabar lofip miden xq1", "kabar lofip miden xq2"]  # a conflict
+    n = len(titles)
+    extra = sp.csr_matrix(([0.1, 0.1], ([n - 2, n - 1], [n - 1, n - 2])), shape=(n, n))
+    proba = sp.csr_matrix(sp.block_diag([proba, sp.csr_matrix((2, 2))]) + extra)
+    kept = sp.csr_matrix(sp.eye(n) + proba.multiply(sp.random(n, n, 0.3, random_state=0) > 0))
+    learnt = self_train(titles, proba, kept)
+    assert learnt.point is not None
+    assert learnt.added[n - 2, n - 1] == 0
+    assert learnt.added.multiply(kept).nnz == 0
+    assert learnt.added.multiply(kept.T).nnz == 0  # kept one way round (a min-matches partner)
+
+
+def marketplace(seed: int = 0, n_products: int = 40) -> Postings:
+    titles, labels, _ = catalogue(siblings=0, seed=seed, n_products=n_products)
+    return Postings(pd.DataFrame({"posting_id": [f"p{i}" for i in range(len(titles))],
+                                  "title": titles, "label_group": labels}))
+
+
+def test_pretrained_matches_are_the_cut_plus_what_self_training_adds() -> None:
+    pipe = Pipeline.pretrained()
+    rr = pipe.combiner_
+    assert rr.self_train  # the shipped model learns each catalogue's cut
+    cat = marketplace()
+    proba = rr.predict_proba_graph(pipe.step_graphs(cat), cat.titles)
+    cut = rr.select(proba)
+    got = rr.matches(proba, cat.titles)
+    assert cut.multiply(got).nnz == cut.nnz  # nothing the cut keeps is lost
+    assert rr.set_params(self_train=False).matches(proba, cat.titles).nnz == cut.nnz
+    added = sp.triu(got - cut, 1).tocoo()
+    g = cat.groups()
+    if added.nnz:
+        assert (g[added.row] == g[added.col]).mean() > 0.8
+
+
+def test_explanations_and_sources_apply_self_training() -> None:
+    pipe = Pipeline.pretrained()
+    cat = marketplace(seed=1, n_products=100)
+    want = pipe.predict(cat)
+    scores = score_pairs(pipe, cat)
+    learnt = scores.matches - pipe.combiner_.select(scores.proba)
+    if learnt.nnz == 0:
+        pytest.skip("the shipped model kept every pair here: nothing for self-training")
+    r, c = sp.triu(learnt, 1).nonzero()
+    said = scores.evidence(r[:3], c[:3])
+    assert all(s.startswith("kept by self-training") for s in said)
+    # one source: the same as no source column; two halves: each shop learns its own cut
+    df = cat.df.copy()
+    df["source"] = "shop"
+    one = combine_by_source(pipe, pipe.step_graphs(cat), Postings(df))
+    assert (one != pipe.combine_graphs(pipe.step_graphs(cat), cat)).nnz == 0
+    got = scores.submission()
+    assert (got["matches"].to_numpy() == want["matches"].to_numpy()).all()
+    # two shops (products split between them): each shop's own pairs self-trained
+    df["source"] = np.where(cat.groups() % 2 == 0, "a", "b")
+    two = Postings(df)
+    with_st = combine_by_source(pipe, pipe.step_graphs(two), two)
+    pipe.combiner_.set_params(self_train=False)
+    without = combine_by_source(pipe, pipe.step_graphs(two), two)
+    assert without.multiply(with_st).nnz == without.nnz and with_st.nnz > without.nnz
