@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from shopee_match import Pipeline, Postings
+from shopee_match.cli import main
 from shopee_match.rerank._selftrain import FLOOR, self_train
 from shopee_match.review import score_pairs
 from shopee_match.sources import combine_by_source
@@ -130,3 +133,17 @@ def test_explanations_and_sources_apply_self_training() -> None:
     pipe.combiner_.set_params(self_train=False)
     without = combine_by_source(pipe, pipe.step_graphs(two), two)
     assert without.multiply(with_st).nnz == without.nnz and with_st.nnz > without.nnz
+
+
+def test_cli_match_self_trains_unless_told_not_to(tmp_path: Path) -> None:
+    cat = marketplace(seed=2, n_products=60)
+    csv = tmp_path / "catalogue.csv"
+    cat.df[["posting_id", "title"]].to_csv(csv, index=False)
+    outs = {}
+    for flag in ([], ["--no-self-train"]):
+        out = tmp_path / f"sub{len(flag)}.csv"
+        assert main(["match", str(csv), "-o", str(out), "-q", *flag]) == 0
+        outs[len(flag)] = pd.read_csv(out)["matches"].str.split().map(set)
+    with_st, without = outs[0], outs[1]
+    assert all(b <= a for a, b in zip(with_st, without))  # only additions
+    assert sum(map(len, with_st)) > sum(map(len, without))

@@ -67,7 +67,8 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     pipe = load_or_default(args, postings, verbose)
     if args.no_shift_guard:
         pipe.set_params(shift_guard=False)
-    if args.no_self_train and "self_train" in getattr(pipe.combiner_, "get_params", dict)():
+    if args.no_self_train and "self_train" in getattr(getattr(pipe, "combiner_", None),
+                                                      "get_params", dict)():
         pipe.combiner_.set_params(self_train=False)
     tables = {}
     if (args.pairs_out or args.groups_out) and len(postings):
