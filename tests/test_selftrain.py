@@ -147,3 +147,15 @@ def test_cli_match_self_trains_unless_told_not_to(tmp_path: Path) -> None:
     with_st, without = outs[0], outs[1]
     assert all(b <= a for a, b in zip(with_st, without))  # only additions
     assert sum(map(len, with_st)) > sum(map(len, without))
+
+
+def test_blocks_of_rows_give_the_same_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shopee_match.rerank._selftrain as selftrain
+
+    titles, _, proba = catalogue(siblings=0, seed=3)
+    kept = sp.eye(len(titles), format="csr")
+    whole = self_train(titles, proba, kept)
+    monkeypatch.setattr(selftrain, "CHUNK", 97)
+    blocks = self_train(titles, proba, kept)
+    assert whole.point == blocks.point and whole.evidence == blocks.evidence
+    assert whole.added.nnz > 0 and (whole.added != blocks.added).nnz == 0

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._blocks import row_blocks
 from .title_features import _PREP, _by_token, _incidence, _kind, _kinds
 
 __all__ = ["SelfTraining", "self_train"]
@@ -37,7 +38,7 @@ __all__ = ["SelfTraining", "self_train"]
 FLOOR = 0.5
 #: evidence pairs the curve needs at or above its point before anything is added
 MIN_SUPPORT = 100
-#: pairs read at a time
+#: candidate pairs read at a time (a block of rows)
 CHUNK = 1 << 20
 
 _NONE, _AGREE, _CONFLICT = 0, 1, 2
@@ -95,29 +96,36 @@ class SelfTraining:
     added: sp.csr_matrix
 
 
-def _point(sim: np.ndarray, agree: np.ndarray) -> float | None:
-    """Lowest similarity where the isotonic share of agreement reaches one half, with
-    :data:`MIN_SUPPORT` evidence pairs at or above it; ``None`` if there is none."""
+def _point(counts: np.ndarray, hits: np.ndarray) -> float | None:
+    """Lowest similarity bin where the isotonic share of agreement (``hits / counts``
+    per bin of 1/1000) reaches one half, with :data:`MIN_SUPPORT` evidence pairs at or
+    above it and at least :data:`FLOOR`; ``None`` if there is none."""
     from sklearn.isotonic import IsotonicRegression
 
-    if len(sim) < MIN_SUPPORT:
+    if counts.sum() < MIN_SUPPORT:
         return None
-    # 1,000 bins of similarity: the same curve as every pair's, in constant memory
-    b = np.clip((sim * 1000).astype(np.int64), 0, 1000)
-    count = np.bincount(b, minlength=1001).astype(np.float64)
-    hits = np.bincount(b, weights=agree.astype(np.float64), minlength=1001)
-    filled = count > 0
+    filled = counts > 0
     x = np.flatnonzero(filled) / 1000.0
     curve = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit(
-        x, hits[filled] / count[filled], sample_weight=count[filled]).predict(x)
-    above = np.cumsum(count[filled][::-1])[::-1]  # evidence at or above each bin
+        x, hits[filled] / counts[filled], sample_weight=counts[filled]).predict(x)
+    above = np.cumsum(counts[filled][::-1])[::-1]  # evidence at or above each bin
     ok = (curve >= 0.5) & (above >= MIN_SUPPORT) & (x >= FLOOR)
     return float(x[np.argmax(ok)]) if ok.any() else None
 
 
+def _evidence(counts: np.ndarray, hits: np.ndarray, sim: np.ndarray, agree: np.ndarray,
+              ) -> None:
+    """Add pairs' similarities (as bins of 1/1000) and agreement to the running counts."""
+    b = np.clip((sim * 1000).astype(np.int64), 0, 1000)
+    counts += np.bincount(b, minlength=1001)
+    hits += np.bincount(b, weights=agree.astype(np.float64), minlength=1001)
+
+
 def self_train(titles: Sequence[str], proba: sp.spmatrix, kept: sp.spmatrix) -> SelfTraining:
     """Pairs of ``proba``'s candidates (symmetric, n x n) not in ``kept`` that the
-    catalogue's own code agreements vouch for (see the module's docstring).
+    catalogue's own code agreements vouch for (see the module's docstring). Read a block
+    of rows at a time: what stays between blocks is the evidence counts (1,001 bins) and
+    the pairs that could be added (nothing in conflict, similarity >= :data:`FLOOR`).
 
     >>> import numpy as np, scipy.sparse as sp
     >>> titles = ["blue cotton shirt slim fit", "slim fit cotton shirt blue", "red mug"]
@@ -128,25 +136,29 @@ def self_train(titles: Sequence[str], proba: sp.spmatrix, kept: sp.spmatrix) -> 
     n = proba.shape[0]
     up = sp.triu(sp.csr_matrix(proba), 1).tocsr()
     up.eliminate_zeros()
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(up.indptr))
-    cols = up.indices.astype(np.int64)
     kept = sp.csr_matrix(kept)
     ctx = _Titles(titles)
-    sim = np.empty(len(rows), dtype=np.float32)
-    state = np.empty(len(rows), dtype=np.uint8)
-    for lo in range(0, len(rows), CHUNK):
-        hi = min(lo + CHUNK, len(rows))
-        sim[lo:hi], state[lo:hi] = ctx.pairs(rows[lo:hi], cols[lo:hi])
-    evident = state != _NONE
-    point = _point(sim[evident], state[evident] == _AGREE)
-    empty = sp.csr_matrix((n, n), dtype=bool)
+    counts, hits = np.zeros(1001), np.zeros(1001)
+    maybe: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for lo, hi in row_blocks(up.indptr, max_pairs=CHUNK):
+        rows = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(up.indptr[lo:hi + 1]))
+        cols = up.indices[up.indptr[lo]:up.indptr[hi]].astype(np.int64)
+        sim, state = ctx.pairs(rows, cols)
+        evident = state != _NONE
+        _evidence(counts, hits, sim[evident], state[evident] == _AGREE)
+        add = (sim >= FLOOR) & (state != _CONFLICT)
+        # a pair kept either way round (a min-matches partner is kept one way) stays
+        ra, ca = rows[add], cols[add]
+        add[add] = (np.asarray(kept[ra, ca]).ravel() == 0) & (np.asarray(kept[ca, ra]).ravel() == 0)
+        maybe.append((rows[add], cols[add], sim[add]))
+    point = _point(counts, hits)
+    evidence = int(counts.sum())
     if point is None:
-        return SelfTraining(None, int(evident.sum()), empty)
-    add = (sim >= point) & (state != _CONFLICT)
-    # a pair kept either way round (a min-matches partner is kept one way) stays as is
-    ra, ca = rows[add], cols[add]
-    add[add] = (np.asarray(kept[ra, ca]).ravel() == 0) & (np.asarray(kept[ca, ra]).ravel() == 0)
-    r, c = rows[add], cols[add]
+        return SelfTraining(None, evidence, sp.csr_matrix((n, n), dtype=bool))
+    r = np.concatenate([m[0] for m in maybe])
+    c = np.concatenate([m[1] for m in maybe])
+    on = np.concatenate([m[2] for m in maybe]) >= point
+    r, c = r[on], c[on]
     added = sp.csr_matrix((np.ones(2 * len(r), dtype=bool), (np.r_[r, c], np.r_[c, r])),
                           shape=(n, n))
-    return SelfTraining(point, int(evident.sum()), added)
+    return SelfTraining(point, evidence, added)
