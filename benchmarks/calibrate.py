@@ -14,7 +14,8 @@ nothing on the same postings, the shipped threshold, and the best threshold in h
 
 The pair probabilities are computed once per catalogue (they do not depend on which rows
 are labelled), every cut of them once; each split re-scores the cuts on its labelled rows
-and picks one with the library's own ``best_point`` (what ``calibrate`` does). One
+and picks one with the library's own ``best_point`` (what ``calibrate`` does: each cut with
+and without what self-training adds, ``st`` in the table's cuts). One
 end-to-end ``Pipeline.calibrate`` call per catalogue checks that it picks the same cut.
 """
 
@@ -30,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopee_match import Pipeline, train_test_split_groups
-from shopee_match.calibration import CALIBRATION_GRID, best_point
+from shopee_match.calibration import CALIBRATION_GRID, best_point, self_trained_pairs
 from shopee_match.data import Postings
 from shopee_match.metrics import graph_f1_scores, match_nothing_f1
 
@@ -84,11 +85,16 @@ def main() -> None:
         secs = time.perf_counter() - t0
         stats = unlabelled_stats(graphs["tfidf"], proba)
         g = cat.groups()
-        shipped = graph_f1_scores(ens.cut(proba, float(ens.threshold_)), g)
+        learnt = self_trained_pairs(ens, proba, cat.titles)  # None: no self-training
+        options = [False] if learnt is None else [False, True]
+        shipped = graph_f1_scores(ens.matches(proba, cat.titles), g)
         mms = tuple(sorted({1, int(ens.min_matches)}))
-        cuts = {}  # every (min matches, threshold) graph once; the splits only rescore them
+        cuts = {}  # every (min matches, self-training, threshold) graph once; splits rescore
         for mm in mms:
-            cuts.update({(mm, float(t)): ens.cut(proba, float(t), mm) for t in CALIBRATION_GRID})
+            for st in options:
+                for t in CALIBRATION_GRID:
+                    g_t = ens.cut(proba, float(t), mm)
+                    cuts[(mm, st), float(t)] = sp.csr_matrix(g_t + learnt) if st else g_t
         truth = {k: graph_f1_scores(v, g) for k, v in cuts.items()}
         first_cut = None
         for share in args.shares:
@@ -97,15 +103,15 @@ def main() -> None:
                 lab, hidden = split_rows(cat, share, seed)
                 known = g.copy()
                 known[hidden] = g.max() + 1 + np.arange(len(hidden))  # hidden: own groups
-                curves = {mm: np.array([graph_f1_scores(cuts[mm, float(t)], known)[lab].mean()
-                                        for t in CALIBRATION_GRID]) for mm in mms}
+                curves = {(mm, st): np.array([graph_f1_scores(cuts[(mm, st), float(t)], known)[
+                    lab].mean() for t in CALIBRATION_GRID]) for mm in mms for st in options}
                 t, mm, _ = best_point(curves)
                 if share == args.shares[-1] and seed == args.seeds[0]:
                     first_cut = (t, mm)
                 ceiling = max(v[hidden].mean() for v in truth.values())
                 cells.append((len(np.unique(g[lab])), match_nothing_f1(g[hidden]),
                               shipped[hidden].mean(), truth[mm, t][hidden].mean(), ceiling,
-                              f"{t:.3f}, {mm}"))
+                              f"{t:.3f}, {mm[0]}{', st' if mm[1] else ''}"))
             a = np.array([c[:5] for c in cells], dtype=float)
             m, s = a.mean(0), a.std(0)
             print(f"| {name} ({share:.0%}) | {m[0]:.0f} | {m[1]:.3f} | {m[2]:.3f} | "
@@ -116,7 +122,8 @@ def main() -> None:
         t1 = time.perf_counter()
         p2 = Pipeline.pretrained().calibrate(cat.subset(lab), context=cat.subset(hidden))
         c = p2.tuning_["calibration"]
-        same = "same cut" if (c["threshold"], c["min_matches"]) == first_cut else "OTHER CUT"
+        same = ("same cut" if (c["threshold"], (c["min_matches"], c.get("self_train", False)))
+                == first_cut else "OTHER CUT")
         print(f"  ({name}: probabilities {secs:.0f} s; Pipeline.calibrate on "
               f"{c['labelled_postings']} labelled + {c['context_postings']} context postings: "
               f"threshold {c['threshold']:.3f}, min {c['min_matches']}, "

@@ -159,3 +159,24 @@ def test_blocks_of_rows_give_the_same_pairs(monkeypatch: pytest.MonkeyPatch) -> 
     blocks = self_train(titles, proba, kept)
     assert whole.point == blocks.point and whole.evidence == blocks.evidence
     assert whole.added.nnz > 0 and (whole.added != blocks.added).nnz == 0
+
+
+def test_calibration_keeps_self_training_only_where_the_labels_say_it_helps(
+        tmp_path: Path) -> None:
+    from shopee_match.metrics import graph_f1_scores
+
+    cat = marketplace(seed=4, n_products=80)
+    pipe = Pipeline.pretrained().calibrate(cat)
+    cal = pipe.tuning_["calibration"]
+    rr = pipe.combiner_
+    assert cal["self_train"] == rr.self_train_
+    assert cal["f1"] >= cal["f1_before"] - 1e-9
+    proba = rr.predict_proba_graph(pipe.step_graphs(cat), cat.titles)
+    f1 = graph_f1_scores(rr.matches(proba, cat.titles), cat.groups()).mean()
+    assert f1 == pytest.approx(cal["f1"])  # what predict now does is what was chosen
+    other = rr.cut(proba, rr.threshold_)  # the same cut, the other self-training choice
+    if not rr.self_train_:
+        other = sp.csr_matrix(other + rr.self_trained(proba, cat.titles, other))
+    assert graph_f1_scores(other, cat.groups()).mean() <= cal["f1"] + 1e-9
+    pipe.save(tmp_path / "m")
+    assert Pipeline.load(tmp_path / "m").combiner_.self_train_ == rr.self_train_

@@ -30,7 +30,8 @@ from .rerank import THRESHOLD_GRID
 from .shift import add_profile
 
 __all__ = ["CALIBRATION_GRID", "STRATA", "best_point", "calibrate", "calibrate_pairs",
-           "calibration_curve", "estimated_f1", "pair_strata", "read_pair_labels"]
+           "calibration_curve", "estimated_f1", "pair_strata", "read_pair_labels",
+           "self_trained_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,21 +79,39 @@ def _scored_groups(labelled: Postings, n_whole: int) -> np.ndarray:
 
 
 def calibration_curve(ens: Any, proba: sp.csr_matrix, groups: np.ndarray, rows: np.ndarray,
-                      min_matches: tuple[int, ...] = (1, 2)) -> dict[int, np.ndarray]:
+                      min_matches: tuple[int, ...] = (1, 2),
+                      learnt: sp.csr_matrix | None = None) -> dict[int, np.ndarray]:
     """Mean F1 of the labelled ``rows`` at each grid threshold, per min-matches, of the
     cuts fitted pair model ``ens`` makes (the model itself is not changed); ``groups``
-    gives every unlabelled row a group of its own."""
+    gives every unlabelled row a group of its own. ``learnt``: pairs added to every cut
+    (what self-training adds, from :func:`self_trained_pairs`)."""
     if not min_matches:
         raise ValueError("`min_matches` must name at least one value, e.g. (1, 2).")
-    return {int(mm): np.array([graph_f1_scores(ens.cut(proba, float(t), int(mm)), groups)[rows]
+
+    def cut(t: float, mm: int) -> sp.csr_matrix:
+        g = ens.cut(proba, t, mm)
+        return g if learnt is None else sp.csr_matrix(g + learnt)
+
+    return {int(mm): np.array([graph_f1_scores(cut(float(t), int(mm)), groups)[rows]
                                .mean() for t in CALIBRATION_GRID])
             for mm in min_matches}
 
 
-def best_point(curves: dict[int, np.ndarray]) -> tuple[float, int, float]:
-    """(threshold, min_matches, F1) at the best point of the 3-point-smoothed curves: a
-    few labelled groups make a jagged curve, and a lone spike is noise."""
-    best: tuple[float, int, float, float] | None = None
+def self_trained_pairs(ens: Any, proba: sp.csr_matrix, titles: Any) -> sp.csr_matrix | None:
+    """The candidate pairs self-training adds whatever the cut (they never depend on
+    it but for the pairs the cut already keeps), or ``None`` where ``ens`` does not
+    self-train or there are no titles."""
+    if not getattr(ens, "self_train", False) or titles is None:
+        return None
+    n = proba.shape[0]
+    return sp.csr_matrix(ens.self_trained(proba, titles, sp.identity(n, format="csr")))
+
+
+def best_point(curves: dict[Any, np.ndarray]) -> tuple[float, Any, float]:
+    """(threshold, key, F1) at the best point of the 3-point-smoothed curves (keyed by
+    min-matches, or by any setting tried beside the threshold): a few labelled groups
+    make a jagged curve, and a lone spike is noise."""
+    best: tuple[float, Any, float, float] | None = None
     for mm, f1 in curves.items():
         smooth = np.convolve(np.pad(f1, 1, mode="edge"), np.ones(3) / 3, mode="valid")
         i = int(np.argmax(smooth))
@@ -145,10 +164,20 @@ def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = N
     scored = _scored_groups(labelled, len(whole))
     before_t = float(getattr(ens, "threshold_", ens.threshold))
     before_mm = int(getattr(ens, "min_matches_", ens.min_matches))
-    before = float(graph_f1_scores(ens.cut(proba, before_t), scored)[:n_scored].mean())
+    learnt = self_trained_pairs(ens, proba, whole.titles if whole.has_titles else None)
+    was = bool(getattr(ens, "self_train_", True)) and learnt is not None
+    cut = ens.cut(proba, before_t)
+    before = float(graph_f1_scores(cut + learnt if was else cut, scored)[:n_scored].mean())
     mms = tuple(sorted({1, int(ens.min_matches)}))
-    threshold, mm, f1 = best_point(calibration_curve(ens, proba, scored, np.arange(n_scored), mms))
+    rows = np.arange(n_scored)
+    curves = {(mm, False): f for mm, f in calibration_curve(ens, proba, scored, rows, mms).items()}
+    if learnt is not None:  # the labels also say whether self-training helps here
+        curves.update({(mm, True): f for mm, f in calibration_curve(
+            ens, proba, scored, rows, mms, learnt).items()})
+    threshold, (mm, self_train), f1 = best_point(curves)
     ens.threshold_, ens.min_matches_ = threshold, mm
+    if learnt is not None:
+        ens.self_train_ = self_train
     floor = match_nothing_f1(groups)
     pipe.tuning_ = dict(getattr(pipe, "tuning_", {}))
     pipe.tuning_["calibration"] = {
@@ -156,6 +185,7 @@ def calibrate(pipe: Any, labelled: Postings | None, context: Postings | None = N
         "context_postings": len(whole) - n_scored, "threshold": threshold,
         "min_matches": mm, "f1": f1, "threshold_before": before_t,
         "min_matches_before": before_mm, "f1_before": before, "match_nothing": floor,
+        "self_train": bool(getattr(ens, "self_train_", learnt is not None)),
     }
     add_profile(pipe, whole)  # a catalogue it is now cut for: the shift guard stands down
     logger.info("calibrated on %d labelled postings: threshold %.3f -> %.3f, F1 %.4f -> %.4f "
@@ -357,17 +387,27 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     q[lo, hi] = y.astype(np.float64)
     q = q.tocsr()
     mms = tuple(sorted({1, int(ens.min_matches)}))
-    curves = {mm: np.array([estimated_f1(ens.cut(proba, float(t), mm), q)
-                            for t in CALIBRATION_GRID]) for mm in mms}
-    threshold, mm, f1 = best_point(curves)
-    before = estimated_f1(ens.cut(proba, before_t, before_mm), q)
+    learnt = self_trained_pairs(ens, proba, catalogue.titles if catalogue.has_titles else None)
+    options = [False] if learnt is None else [False, True]
+
+    def cut(t: float, mm: int, with_learnt: bool) -> sp.csr_matrix:
+        g = ens.cut(proba, t, mm)
+        return sp.csr_matrix(g + learnt) if with_learnt and learnt is not None else g
+
+    curves = {(mm, st): np.array([estimated_f1(cut(float(t), mm, st), q)
+                                  for t in CALIBRATION_GRID]) for mm in mms for st in options}
+    threshold, (mm, self_train), f1 = best_point(curves)
+    was = bool(getattr(ens, "self_train_", True)) and learnt is not None
+    before = estimated_f1(cut(before_t, before_mm, was), q)
     ens.threshold_, ens.min_matches_ = threshold, mm
+    if learnt is not None:
+        ens.self_train_ = self_train
     pipe.tuning_ = dict(getattr(pipe, "tuning_", {}))
     pipe.tuning_["calibration"] = {
         "method": "pairs", "labelled_pairs": len(y), "same_pairs": n_same,
         "context_postings": len(catalogue), "threshold": threshold, "min_matches": mm,
         "f1": f1, "threshold_before": before_t, "min_matches_before": before_mm,
-        "f1_before": before, "platt": [a, b],
+        "f1_before": before, "platt": [a, b], "self_train": bool(self_train),
         "strata": {s: [int(pop[i]), int(seen[i])] for i, s in enumerate(STRATA)},
     }
     add_profile(pipe, catalogue)

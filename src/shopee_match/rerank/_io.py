@@ -56,6 +56,8 @@ def write_state(rr: Any, path: Path) -> None:
              "train_prior": float(getattr(rr, "train_prior_", 0.0)),
              "min_matches": int(getattr(rr, "min_matches_", rr.min_matches)),
              "n_stages": len(rr.boosters_)}
+    if hasattr(rr, "self_train_"):  # calibration's choice, when it made one
+        state["self_train"] = bool(rr.self_train_)
     pf = getattr(rr, "prefilter_", None)
     if pf is None:
         state["format"] = 2
@@ -97,6 +99,8 @@ def read_state(rr: Any, path: Path) -> None:
     rr.uses_titles_ = bool(state["uses_titles"])
     rr.train_prior_ = float(state.get("train_prior", 0.0))
     rr.min_matches_ = int(state.get("min_matches", rr.min_matches))
+    if "self_train" in state:
+        rr.self_train_ = bool(state["self_train"])
 
 
 def _booster(lgb: Any, path: Path, file: str) -> Any:

@@ -106,6 +106,8 @@ class PairReranker(BaseEstimator):
         rest of the titles is one product; dropped candidate pairs with nothing in
         conflict, alike enough that agreement outweighs conflict, are added. For models
         meant for catalogues they never saw (the shipped model sets it); needs titles.
+        Calibration on labels (:func:`~shopee_match.calibration.calibrate`) also tries the
+        cut without it and keeps the better, as the fitted ``self_train_``.
     n_jobs : threads (``None``: every core) for the pair features and the trees.
         Fitting trains a stage's independent tree models (one per fold and the final one)
         side by side, one thread each, so the trees do not depend on ``n_jobs``;
@@ -468,7 +470,8 @@ class PairReranker(BaseEstimator):
         True
         """
         g = self.select(proba_graph)
-        if not self.self_train or titles is None:
+        # calibration with labels may have found that self-training does not help here
+        if not (self.self_train and getattr(self, "self_train_", True)) or titles is None:
             return g
         return sp.csr_matrix(g + self.self_trained(proba_graph, titles, g))
 
