@@ -75,6 +75,11 @@ class Pipeline(StepParams):
     True
     """
 
+    #: fitted attributes (set by :meth:`fit` or :meth:`load`, absent before)
+    tuning_: dict[str, Any]
+    combiner_: Any
+    n_postings_fit_: int
+
     def __init__(
         self,
         steps: list[Step],
