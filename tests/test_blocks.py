@@ -10,9 +10,9 @@ import scipy.sparse as sp
 from shopee_match import Pipeline, make_catalog
 from shopee_match._memory import block_pairs, default_budget, parse_memory
 from shopee_match.data import train_test_split_groups
+from shopee_match.neighbors.graph import row_blocks, symmetric_graph, transposed_positions
 from shopee_match.rerank import PairReranker
-from shopee_match.rerank._blocks import row_blocks
-from shopee_match.rerank._fit import stage_features, symmetric_graph
+from shopee_match.rerank._fit import stage_features
 from shopee_match.rerank.pair_features import candidate_pairs, pair_features, pair_pattern
 
 
@@ -26,8 +26,48 @@ def _all_at_once(rr: PairReranker, cands: dict[str, sp.csr_matrix], titles: list
     for stage, booster in enumerate(rr.boosters_):
         if stage:
             x = np.hstack([x, stage_features(proba, r, c, stage - 1)[0]])
-        proba = symmetric_graph(np.asarray(booster.predict(x), dtype=np.float64), r, c, n)
+        proba = mean_graph(np.asarray(booster.predict(x), dtype=np.float64), r, c, n)
     return proba
+
+
+def mean_graph(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.csr_matrix:
+    """(P + P.T) / 2 spelled out with SciPy's sparse sum: float64 sums, float32 means."""
+    g = sp.csr_matrix((p.astype(np.float64), (r, c)), shape=(n, n))
+    return sp.csr_matrix((g + g.T) * 0.5, dtype=np.float32)
+
+
+def test_symmetric_graph_one_function_the_same_bits_every_way() -> None:
+    """Training and the review page (pairs in any order), the block engine (a canonical
+    symmetric pattern, chunked, on its own index arrays) and SciPy's sum agree bit for bit,
+    pairs whose probabilities sum to 0 left out."""
+    rng = np.random.default_rng(3)
+    n = 300
+    a = sp.random(n, n, density=0.04, random_state=4, format="csr")
+    pattern = sp.csr_matrix(((a + a.T) != 0).astype(bool))
+    pattern.setdiag(False)
+    pattern.eliminate_zeros()
+    pattern.sort_indices()
+    r = np.repeat(np.arange(n), np.diff(pattern.indptr))
+    c = pattern.indices.astype(np.int64)
+    p = rng.random(len(r))
+    p[rng.random(len(r)) < 0.2] = 0.0  # one side 0 ...
+    back = transposed_positions(pattern)
+    p[back[:40]] = 0.0
+    p[:40] = 0.0  # ... and pairs whose both sides are 0
+    want = mean_graph(p, r, c, n)
+    assert want.nnz < len(p)  # some pairs summed to 0 and were dropped
+    shuffled = rng.permutation(len(r))
+    by_pairs = symmetric_graph(sp.coo_matrix((p[shuffled], (r[shuffled], c[shuffled])), shape=(n, n)))
+    on_pattern = symmetric_graph(sp.csr_matrix((p, pattern.indices, pattern.indptr), shape=(n, n)),
+                                 back, chunk=97)
+    for got in (by_pairs, on_pattern):
+        assert got.dtype == np.float32 and got.nnz == want.nnz
+        got.sort_indices()
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+        assert np.array_equal(got.data.view(np.uint32), want.data.view(np.uint32))
+    # pairs stored one way only count the missing direction as 0
+    one_way = symmetric_graph(sp.coo_matrix((np.array([0.3]), ([0], [1])), shape=(2, 2)))
+    assert one_way.toarray().tolist() == [[0.0, np.float32(0.15)], [np.float32(0.15), 0.0]]
 
 
 @pytest.fixture(scope="module")

@@ -173,3 +173,97 @@ def test_cli_fit_no_general_and_match_no_shift_guard(tmp_path) -> None:
         sub = pd.read_csv(tmp_path / f"s{len(flag)}.csv")
         out[bool(flag)] = sub["matches"].str.split().str.len().sum()
     assert out[False] < out[True]  # the guard keeps fewer pairs
+
+
+def _sets(table: pd.DataFrame) -> dict[str, frozenset[str]]:
+    return {str(p): frozenset(str(m).split()) for p, m in zip(table["posting_id"], table["matches"])}
+
+
+@pytest.fixture(scope="module")
+def guarded_case(worded_models) -> tuple[Pipeline, Postings, pd.DataFrame, pd.DataFrame]:
+    """The worded shop's model on a coded catalogue (the guard fires): the model, the
+    catalogue, ``Pipeline.predict``'s table and the model's own (unguarded) table."""
+    pipe = worded_models[False]
+    coded = _coded_singletons(300, 6)
+    with pytest.warns(UserWarning, match="keeping only the pairs the shipped general model"):
+        want = pipe.predict(coded)
+    pipe.set_params(shift_guard=False)
+    try:
+        own = pipe.predict(coded)
+    finally:
+        pipe.set_params(shift_guard=True)
+    return pipe, coded, want, own
+
+
+def test_match_index_applies_the_guard_as_predict_does(guarded_case, tmp_path) -> None:
+    from shopee_match import MatchIndex
+
+    pipe, coded, want, own = guarded_case
+    want_sets, own_sets = _sets(want), _sets(own)
+    # the new postings: those whose answer the guard changes, and as many others
+    ids = coded.posting_id.astype(str)
+    changed = np.flatnonzero([want_sets[i] != own_sets[i] for i in ids])
+    assert len(changed) >= 5
+    rest = np.setdiff1d(np.arange(len(coded)), changed)
+    new_rows = np.sort(np.r_[changed[:20], rest[:20]])
+    cat_rows = np.setdiff1d(np.arange(len(coded)), new_rows)
+    with pytest.warns(UserWarning, match="keeping only the pairs the shipped general model"):
+        index = MatchIndex.build(pipe, coded.subset(cat_rows))
+    assert index.guard is not None and "shift guard" in repr(index)
+    new = coded.subset(new_rows)
+    got = _sets(index.query(new))
+    assert got == {i: want_sets[i] for i in ids[new_rows]}  # Pipeline.predict's sets
+    assert any(got[i] != own_sets[i] for i in ids[new_rows])
+    # saved and loaded with the index; folded in by add
+    loaded = MatchIndex.load(index.save(tmp_path / "ix"))
+    assert loaded.guard is not None and _sets(loaded.query(new)) == got
+    loaded.add(new)
+    assert len(loaded.guard) == len(loaded) == len(coded)
+    # shift_guard off: the model's own cut, no shipped model's index
+    pipe.set_params(shift_guard=False)
+    try:
+        plain = MatchIndex.build(pipe, coded.subset(cat_rows))
+    finally:
+        pipe.set_params(shift_guard=True)
+    assert plain.guard is None
+    mine = _sets(plain.query(new))
+    assert all(got[i] <= mine[i] for i in got) and got != mine  # the guard only removes pairs
+    # a catalogue like the fitted one: no warning, no guard
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        like = MatchIndex.build(pipe, _worded(60, 9))
+    assert like.guard is None and not _shift_warnings(seen)
+
+
+@pytest.mark.dask
+def test_dask_applies_the_guard_as_predict_does(guarded_case) -> None:
+    pytest.importorskip("dask.dataframe")
+    pytest.importorskip("distributed")
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster
+
+    from shopee_match.distributed import predict_dask
+
+    pipe, coded, want, own = guarded_case
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as c:
+        with pytest.warns(UserWarning, match="keeping only the pairs the shipped general model"):
+            got = predict_dask(pipe, dd.from_pandas(coded.df, npartitions=3), client=c,
+                               partition_rows=120)
+        assert got["posting_id"].tolist() == want["posting_id"].tolist()
+        assert _sets(got) == _sets(want) != _sets(own)
+        assert "shift_guard" in got.attrs["shopee_match"]
+        pipe.set_params(shift_guard=False)
+        try:
+            plain = predict_dask(pipe, dd.from_pandas(coded.df, npartitions=3), client=c,
+                                 partition_rows=120)
+        finally:
+            pipe.set_params(shift_guard=True)
+        assert _sets(plain) == _sets(own) and "shift_guard" not in plain.attrs["shopee_match"]
+        # a union model's partitions are cut to the shipped model's size for its run
+        from shopee_match.distributed._guard import split_frames
+
+        parts = [c.scatter(coded.df.iloc[a:b]) for a, b in ((0, 130), (130, 140), (140, 300))]
+        pieces = c.gather(split_frames(c, parts, 50))
+        assert max(len(p) for p in pieces) <= 50 and len(pieces) == 3 + 1 + 4
+        assert pd.concat(pieces)["posting_id"].tolist() == coded.df["posting_id"].tolist()

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from shopee_match import Pipeline, make_catalog
 from shopee_match.data import train_test_split_groups
 from shopee_match.rerank import PairReranker
-from shopee_match.rerank._fit import stage_features, symmetric_graph
+from shopee_match.rerank._fit import stage_features
 from shopee_match.rerank._prefilter import prefilter_features, prefilter_names
 from shopee_match.rerank.pair_features import PairContext, candidate_pairs
 from shopee_match.review import score_pairs
@@ -44,7 +44,9 @@ def _straightforward(rr: PairReranker, cands: dict[str, sp.csr_matrix],
     for stage, booster in enumerate(rr.boosters_):
         if stage:
             x = np.hstack([x, stage_features(proba, r, c, stage - 1)[0]])
-        proba = symmetric_graph(np.asarray(booster.predict(x), dtype=np.float64), r, c, n)
+        p = np.asarray(booster.predict(x), dtype=np.float64)
+        g = sp.csr_matrix((p, (r, c)), shape=(n, n))
+        proba = sp.csr_matrix((g + g.T) * 0.5, dtype=np.float32)
     return proba, keep
 
 

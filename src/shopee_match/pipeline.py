@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,28 +13,24 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ._memory import check_fits, parse_memory
+from ._pipeline_fit import GENERAL_MAX, GENERAL_MIN, fit_pipeline
+from ._pipeline_guard import shift_guarded
 from ._pipeline_io import FORMAT_VERSION, load_pipeline, save_pipeline
 from ._recipes import StepParams, default_parts, pretrained_path
 from ._validation import NotFittedError
-from .data import Postings, concat_postings
+from .data import Postings
 from .embedder import Embedder
 from .ensemble import Ensemble
 from .metrics import graph_precision_recall_f1
-from .neighbors.graph import add_self, graph_to_sets
+from .neighbors.graph import graph_to_sets
 from .neighbors.matcher import shared_searches
-from .tuning import collect_folds, general_folds, loosest_candidates, tune_thresholds
+from .tuning import loosest_candidates
 
 __all__ = ["FORMAT_VERSION", "GENERAL_MAX", "GENERAL_MIN", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
 Step = tuple[str, Any, Any]
-
-#: a learned ensemble fitted on n labelled postings also learns from about n / 3 generated
-#: ones (``general=True``), at most this many
-GENERAL_MAX = 6000
-#: fewest generated postings worth adding: fits of fewer than 3 x this many skip them
-GENERAL_MIN = 60
 
 
 class Pipeline(StepParams):
@@ -79,6 +74,11 @@ class Pipeline(StepParams):
     >>> pipe.predict(train).shape == (len(train), 2)
     True
     """
+
+    #: fitted attributes (set by :meth:`fit` or :meth:`load`, absent before)
+    tuning_: dict[str, Any]
+    combiner_: Any
+    n_postings_fit_: int
 
     def __init__(
         self,
@@ -216,96 +216,8 @@ class Pipeline(StepParams):
         general catalogues (``tuning_["general_postings"]`` says how many postings); the
         profiles that the shift guard compares with are the given catalogues' only.
         """
-        steps = self.validated_steps()
-        cats = _catalogues(postings)
-        whole = concat_postings(cats)
-        tuned_cats = []
-        for cat in cats:
-            n_groups = len(np.unique(cat.groups())) if self.tune else 0
-            if self.tune and n_groups >= max(2, self.n_splits):
-                tuned_cats.append(cat)
-            elif self.tune:
-                warnings.warn(
-                    f"{cat.source}: only {n_groups} label group(s), too few for "
-                    f"{self.n_splits}-fold tuning: "
-                    + ("this catalogue is left out of tuning." if len(cats) > 1 else
-                       "thresholds left as set (add labelled groups or lower n_splits to "
-                       "tune them)."), UserWarning, stacklevel=2,
-                )
-        ens = self._ensemble()
-        for _, _, matcher in steps:  # tuned thresholds are fitted attributes: start afresh
-            matcher.fit_threshold(None)
-        self.tuning_: dict[str, Any] = {}
-        explained = False  # whether a fallback from a learned ensemble was warned about
-        fitted_first = False
-        if not self.refit_cv:  # folds are embedded by the final, fitted embedders
-            self._fit_embedders(steps, whole, self.verbose)
-            fitted_first = True
-        if tuned_cats:
-            folds = [
-                fold for cat in tuned_cats
-                for fold in collect_folds(
-                    steps, cat, self.n_splits, refit=self.refit_cv,
-                    random_state=self.random_state, verbose=self.verbose,
-                )
-            ]
-            # per-step thresholds are tuned for the union even when a learned ensemble
-            # makes the final call: they give each step's own matches and curves
-            th, cv_f1, curves = tune_thresholds(
-                steps, folds, Ensemble().combine, fixed=self.fixed_steps or ()
-            )
-            for name, _, matcher in steps:
-                matcher.fit_threshold(th[name])
-            self.tuning_ = {"thresholds": th, "cv_f1": cv_f1, "curves": curves}
-            if getattr(ens, "uses_candidates", False):
-                extra = self._general_folds(steps, cats, len(whole))
-                self.tuning_["general_postings"] = int(sum(len(f.groups) for f in extra))
-                try:
-                    ens.fit_folds(folds + extra)
-                    self.tuning_["union_cv_f1"] = cv_f1
-                    self.tuning_["cv_f1"] = float(getattr(ens, "cv_f1_", np.nan))
-                except ValueError as exc:
-                    explained = True
-                    warnings.warn(
-                        f"{type(ens).__name__} could not learn from these postings ({exc}); "
-                        "using the tuned union of the steps instead.", UserWarning, stacklevel=2,
-                    )
-            elif not isinstance(ens, Ensemble) or ens.how != "union":
-                th, cv_f1, _ = tune_thresholds(steps, folds, ens.combine, fixed=self.fixed_steps or ())
-                for name, _, matcher in steps:
-                    matcher.fit_threshold(th[name])
-                self.tuning_.update({"thresholds": th, "cv_f1": cv_f1})
-        if not fitted_first:
-            self._fit_embedders(steps, whole, self.verbose)
-        self.combiner_ = ens
-        if getattr(ens, "uses_candidates", False) and not getattr(ens, "is_fitted_", False):
-            if not explained:
-                warnings.warn(
-                    f"{type(ens).__name__} learns from labelled tuning folds (tune=True and at "
-                    f"least {self.n_splits} label groups); using the union of the steps instead.",
-                    UserWarning, stacklevel=2,
-                )
-            self.combiner_ = Ensemble()
-        self.n_postings_fit_ = len(whole)
-        if all(c.has_titles for c in cats):  # what check_shift compares new catalogues to
-            from .shift import catalogue_profile
-
-            self.tuning_["profile"] = [catalogue_profile(c) for c in cats]
+        fit_pipeline(self, postings)
         return self
-
-    def _general_folds(self, steps: list[Step], cats: list[Postings], n: int) -> list[Any]:
-        """Folds of generated general catalogues for a learned ensemble (``general``)."""
-        size = min(n // 3, GENERAL_MAX)
-        if not self.general or size < GENERAL_MIN or not all(c.has_titles for c in cats):
-            return []
-        try:
-            return general_folds(steps, size, self.n_splits, refit=self.refit_cv,
-                                 random_state=self.random_state, verbose=self.verbose)
-        except (ValueError, TypeError, KeyError, OSError) as exc:  # e.g. a step needing images
-            warnings.warn(f"general catalogues left out of fit ({exc}); the model learns from "
-                          "the given catalogues only (general=False says so).",
-                          UserWarning, stacklevel=3)
-            return []
 
     def shift_guarded(self, graph: sp.csr_matrix, postings: Postings, **kw: Any) -> sp.csr_matrix:
         """``graph`` (a match graph of ``postings``), or where ``shift_guard`` fires (the
@@ -320,24 +232,7 @@ class Pipeline(StepParams):
         >>> (pipe.shift_guarded(g, cat) != g).nnz   # its own catalogue: unchanged
         0
         """
-        if not (self.shift_guard and postings.has_titles
-                and getattr(self, "tuning_", {}).get("profile")):
-            return graph
-        from .shift import SHIFT_FACTOR, check_shift
-
-        if not check_shift(self, postings, guarded=True) > SHIFT_FACTOR:
-            return graph
-        general = type(self).pretrained().predict_graph(postings, **kw)
-        return add_self(sp.csr_matrix(graph).multiply(general != 0).tocsr())
-
-    @staticmethod
-    def _fit_embedders(steps: list[Step], postings: Postings, verbose: bool = False) -> None:
-        done: set[int] = set()
-        for name, emb, _ in tqdm(steps, desc="fit", unit="step", disable=not verbose):
-            if id(emb) not in done:
-                logger.info("fitting step %s", name)
-                emb.fit(postings)
-                done.add(id(emb))
+        return shift_guarded(self, graph, postings, **kw)
 
     def check_is_fitted(self) -> None:
         """Raise :class:`~shopee_match.NotFittedError` unless :meth:`fit` or
@@ -454,15 +349,9 @@ class Pipeline(StepParams):
         pipeline, as ``MatchIndex`` is for serving).
         """
         if not isinstance(postings, Postings):
-            if isinstance(postings, (str, Path)) or type(postings).__module__.startswith("dask"):
-                raise TypeError(
-                    f"predict takes Postings; for a {type(postings).__name__} (a Dask DataFrame "
-                    "or a glob of CSV/Parquet files) call "
-                    "shopee_match.distributed.predict_dask(pipe, source)."
-                )
             raise TypeError(
                 f"predict expects Postings (see read_postings), got {type(postings).__name__}; "
-                "for a Dask DataFrame or a glob of files use "
+                "for a Dask DataFrame or a glob of CSV/Parquet files call "
                 "shopee_match.distributed.predict_dask(pipe, source)."
             )
         if len(postings) == 0:
@@ -518,24 +407,6 @@ class Pipeline(StepParams):
     def load(cls, path: str | Path) -> Pipeline:
         """Load a folder written by :meth:`save`. Never executes code from it."""
         return load_pipeline(cls, Path(path))
-
-
-def _catalogues(postings: Any) -> list[Postings]:
-    """``fit``'s input as a non-empty list of non-empty Postings."""
-    cats = [postings] if isinstance(postings, Postings) else postings
-    if isinstance(cats, (str, bytes)) or not isinstance(cats, Sequence) or not cats:
-        raise TypeError(
-            "fit expects Postings (see read_postings) or a non-empty list of them, got "
-            f"{type(postings).__name__}."
-        )
-    for i, cat in enumerate(cats):
-        if not isinstance(cat, Postings):
-            raise TypeError(f"fit: catalogue {i} is a {type(cat).__name__}, not Postings "
-                            "(see read_postings).")
-        if len(cat) == 0:
-            raise ValueError(f"{cat.source}: no postings to fit on; fit needs labelled "
-                             "postings (posting_id,title,label_group), at least one row.")
-    return list(cats)
 
 
 def _scores(name: str, g: sp.csr_matrix, groups: np.ndarray) -> dict[str, Any]:

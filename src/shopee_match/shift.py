@@ -22,17 +22,33 @@ import numpy as np
 
 from .data import Postings
 
-__all__ = ["SHIFT_FACTOR", "add_profile", "catalogue_profile", "check_shift", "shift_factor"]
+__all__ = ["PROFILE_MAX", "SHIFT_FACTOR", "add_profile", "catalogue_profile", "check_shift",
+           "profile_rows", "shift_factor"]
 
 #: :func:`check_shift` warns when the conflict share differs by more than this factor
 #: from every training catalogue's.
 SHIFT_FACTOR = 2.0
+#: a catalogue larger than this is profiled on a seeded random sample of this many postings
+PROFILE_MAX = 20_000
 #: added to both shares before their ratio, so that two near-zero shares are alike
 _SMOOTH = 0.02
 
 
+def profile_rows(n: int, max_postings: int | None = PROFILE_MAX) -> np.ndarray:
+    """The rows of an ``n``-posting catalogue that :func:`catalogue_profile` reads, sorted:
+    every row, or a seeded random ``max_postings`` of them (a runtime that holds the
+    catalogue in parts fetches these titles only, and gets the same profile).
+
+    >>> profile_rows(5).tolist(), len(profile_rows(50_000, 100))
+    ([0, 1, 2, 3, 4], 100)
+    """
+    if max_postings is not None and n > max_postings:
+        return np.sort(np.random.default_rng(0).choice(n, max_postings, replace=False))
+    return np.arange(n)
+
+
 def catalogue_profile(postings: Postings, k: int = 10, min_cosine: float = 0.5,
-                      max_postings: int | None = 20_000) -> dict[str, float]:
+                      max_postings: int | None = PROFILE_MAX) -> dict[str, float]:
     """Label-free statistics of a catalogue's near-duplicate titles.
 
     ``near_pairs``: pairs among each title's ``k`` nearest TF-IDF neighbours with cosine
@@ -54,8 +70,7 @@ def catalogue_profile(postings: Postings, k: int = 10, min_cosine: float = 0.5,
     from .text.tfidf import TfidfEmbedder
 
     if max_postings is not None and len(postings) > max_postings:
-        rows = np.random.default_rng(0).choice(len(postings), max_postings, replace=False)
-        postings = postings.subset(np.sort(rows))
+        postings = postings.subset(profile_rows(len(postings), max_postings))
     titles = postings.titles
     n = len(titles)
     unknown = {"near_pairs": 0.0, "conflict_share": float("nan"), "code_share": float("nan")}

@@ -20,6 +20,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="INDEX_DIR")
     p.add_argument("--radius", type=int, default=None,
                    help="hops of catalogue rows a query recomputes (default: exact)")
+    p.add_argument("--no-shift-guard", action="store_true",
+                   help="keep a --model's own cut even on a catalogue unlike those it was "
+                        "fitted on (by default the index then keeps only the pairs the "
+                        "shipped model also keeps, and warns, as `match` does)")
     common(p)
 
     p = sub.add_parser("query", help="match new postings against an index (CSV posting_id,matches)")
@@ -36,11 +40,14 @@ def add_parsers(sub: Any) -> None:
 def cmd_index(args: argparse.Namespace, verbose: bool) -> int:
     catalogue = read(args, args.catalogue)
     pipe = load_or_default(args, catalogue, verbose)
+    if args.no_shift_guard:
+        pipe.set_params(shift_guard=False)
     from ..index.matchindex import MatchIndex
 
     index = MatchIndex.build(pipe, catalogue, radius=args.radius)
     index.save(args.output)
-    print(f"indexed {len(index)} postings to {args.output}")
+    guard = " (shift guard: the shipped model's pairs only)" if index.guard is not None else ""
+    print(f"indexed {len(index)} postings to {args.output}{guard}")
     return 0
 
 

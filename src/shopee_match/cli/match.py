@@ -113,7 +113,7 @@ def _match_dask(args: argparse.Namespace) -> int:
     # no --model: the shipped pretrained model (fitting one would need every posting on
     # one machine; the shipped one learns its vocabulary by a pass over the partitions)
     pipe = Pipeline.load(args.model) if args.model else Pipeline.pretrained()
-    pipe.set_params(verbose=False)
+    pipe.set_params(verbose=False, shift_guard=not args.no_shift_guard)
     stats = predict_dask(pipe, args.postings, scheduler=args.scheduler, image_dir=args.images,
                          encoding=args.encoding, method=args.method, output=args.output)
     print(f"wrote {stats['n_written']} postings to {args.output} (mean "

@@ -15,6 +15,7 @@
   ensemble is a fitted :class:`~shopee_match.rerank.PairReranker` (``Pipeline.default()``,
   ``Pipeline.pretrained()``), its candidate graphs (:mod:`._candidates`) are reranked
   with a shuffle by posting (:mod:`._rerank`); then written in input order.
+- A pipeline's shift guard applies as on one machine (:mod:`._guard`).
 
 See ``docs/scaling.md`` for the design, the measured rates and a 100M-posting plan.
 """
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._pipeline_guard import shared_matches
 from ._cluster import client_for, hash_bits, require_dask, write_csv
 from ._kinds import DASK_COMBINERS, DASK_STEPS, combiner_check, step_kind
 
@@ -83,6 +85,12 @@ def predict_dask(
     ``partition_rows``: the most postings a partition holds (default 100,000; 5,000 for
     a reranked pipeline: a task's pair features and subgraph took 3-3.5 GB at 11,000).
 
+    A pipeline with ``shift_guard`` on is checked as :meth:`Pipeline.predict
+    <shopee_match.Pipeline.predict>` checks a catalogue (the same sample of titles, the
+    same warning); where the guard fires the shipped model runs on the same partitions
+    and each posting keeps the matches both give (that run's statistics under
+    ``"shift_guard"``).
+
     ``output``: write the submission CSV there instead (atomically, one partition at a
     time, so the client never holds the whole table) and return the statistics dict.
 
@@ -93,32 +101,20 @@ def predict_dask(
     ...     sub = predict_dask(pipe, "postings-*.parquet", client=c)
     """
     require_dask()
-    from ._io import (
-        embed_parts,
-        load_partitions,
-        nbytes,
-        part_ids,
-        part_step,
-        read_frame,
-    )
-    from ._ivf import ivf_edges
-    from ._phash import hash_edges
-    from ._recall import recall_finish, recall_start
-    from ._search import exact_edges
+    from ._guard import guard_model, split_frames
+    from ._io import load_partitions, read_frame
 
-    steps, hash_steps, reranked = _check(pipeline, method)
+    checked = _check(pipeline, method)
+    given_rows = partition_rows
     if partition_rows is None:
-        partition_rows = 5_000 if reranked else 100_000
+        partition_rows = 5_000 if checked[2] else 100_000
     if partition_rows < 1:
         raise ValueError(f"`partition_rows` must be >= 1, got {partition_rows!r}.")
     stats: dict[str, Any] = {"method": method, "timings": {}}
-    timings = stats["timings"]
+    opts = {"image_dir": image_dir, "method": method, "n_cells": n_cells, "n_probe": n_probe,
+            "cell_size": cell_size, "recall_sample": recall_sample,
+            "random_state": random_state}
     with client_for(client, scheduler) as c:
-        from distributed import as_completed, wait
-
-        from ._reranked import fitted_on_partitions, reranked_edges
-
-        t0 = time.perf_counter()
         ddf = read_frame(data, encoding=encoding)
         frames = load_partitions(c, ddf, partition_rows)
         if not frames:
@@ -127,90 +123,133 @@ def predict_dask(
             if output is not None:
                 return write_csv(c, [c.scatter(empty)], output)
             return empty
-        pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
-        if reranked:
-            cells = None if method == "exact" else {
-                "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
-                "sample_size": 50_000, "seed": random_state}
-            ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
-                                                 hash_steps, image_dir, cat, stats, cells)
-            del frames
-            return _finish(c, ids, offsets, [edges], output, stats)
-        parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
-        wait(parts)
-        del frames
-        ids = [c.submit(part_ids, p, pure=False) for p in parts]
-        by_step = {name: [c.submit(part_step, p, name, pure=False) for p in parts]
-                   for name, _, _ in steps}
-        wait([f for fs in by_step.values() for f in fs])
-        stats["embedding_bytes"] = {
-            name: int(sum(c.gather([c.submit(nbytes, f, pure=False) for f in fs])))
-            for name, fs in by_step.items()
-        }
-        del parts  # each step's rows are now held (and released) on their own
-        timings["read_embed"] = time.perf_counter() - t0
-        stats.update(n_postings=int(offsets[-1]), n_partitions=len(ids))
-        logger.info("embedded %d postings in %d partitions", offsets[-1], len(ids))
-        edges = []
-        for name, _, matcher in steps:
-            t0 = time.perf_counter()
-            rows = by_step.pop(name)
-            if name in hash_steps:
-                n_bits = int(c.submit(hash_bits, rows[0], name, pure=False).result())
-                e = hash_edges(c, rows, offsets, name, matcher, n_bits=n_bits)
-                wait([f for fs in e for f in fs])
-            elif method == "exact":
-                e = exact_edges(c, rows, offsets, name, matcher)
-                wait(e)
-            elif method == "cuml":
-                from ._cuml import cuml_edges
-
-                e = cuml_edges(c, rows, offsets, name, matcher)
-                wait(e)
-            else:
-                check = (recall_start(c, rows, offsets, name, matcher, recall_sample,
-                                      random_state) if recall_sample > 0 else None)
-                e, ivf = ivf_edges(
-                    c, rows, offsets, name, matcher, n_cells=n_cells, n_probe=n_probe,
-                    cell_size=cell_size, dim=256, sample_size=50_000, seed=random_state,
-                )
-                # drop each partition's rows once its shuffle pieces exist: the copies are
-                # all the cell search needs, and memory then never holds both in full
-                split = ivf.pop("split")
-                where = {f.key: i for i, f in enumerate(split)}
-                for done in as_completed(split):
-                    rows[where[done.key]] = None
-                del rows, split
-                wait(e)
-                ivf["shuffle_bytes"] = int(ivf["shuffle_bytes"].result())
-                sizes = np.asarray(ivf.pop("cell_sizes").result(), dtype=np.int64)
-                ivf.update(memberships=int(sizes.sum()), largest_cell=int(sizes.max()),
-                           pairs_searched=int((sizes**2).sum()))
-                stats[f"ivf_{name}"] = ivf
-                if check is not None:
-                    stats[f"recall_{name}"] = recall_finish(c, offsets, e, int(matcher.k),
-                                                            *check)
-            edges.append(e)
-            timings[f"search_{name}"] = time.perf_counter() - t0
-            logger.info("step %s searched in %.1f s", name, timings[f"search_{name}"])
-        stats.setdefault("n_partitions", len(ids))
-        return _finish(c, ids, offsets, edges, output, stats)
+        # the shift guard: on a catalogue unlike the model's, only the pairs the shipped
+        # model keeps too, as Pipeline.predict does (both runs read the same partitions)
+        general = guard_model(c, pipeline, frames, data)
+        if general is None:
+            tables = _tables(c, pipeline, checked, frames, opts, stats)
+        else:
+            general_checked = _check(general, method)
+            if given_rows is None and general_checked[2]:
+                frames = split_frames(c, frames, 5_000)
+            tables = _tables(c, pipeline, checked, list(frames), opts, stats)
+            stats["shift_guard"] = {"method": method, "timings": {}}
+            theirs = _tables(c, general, general_checked, frames, opts, stats["shift_guard"])
+            tables = [c.submit(shared_matches, a, b, pure=False) for a, b in zip(tables, theirs)]
+        return _output(c, tables, output, stats)
 
 
-def _finish(c: Any, ids: list[Any], offsets: np.ndarray, edges: list[Any],
-            output: str | Path | None, stats: dict[str, Any]) -> Any:
-    """The submission table (or the written file's statistics) from each step's edges."""
+def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
+            frames: list[Any], opts: dict[str, Any], stats: dict[str, Any]) -> list[Any]:
+    """Futures of each partition's submission table (``posting_id, matches``) of
+    ``pipeline``, run on the partitions ``frames`` (the list is emptied once they are
+    embedded, so the cluster releases them)."""
+    from distributed import as_completed, wait
+
+    from ._io import embed_parts, nbytes, part_ids, part_step
+    from ._ivf import ivf_edges
+    from ._phash import hash_edges
+    from ._recall import recall_finish, recall_start
+    from ._reranked import fitted_on_partitions, reranked_edges
+    from ._search import exact_edges
+
+    steps, hash_steps, reranked = checked
+    image_dir, method = opts["image_dir"], opts["method"]
+    n_cells, n_probe, cell_size = opts["n_cells"], opts["n_probe"], opts["cell_size"]
+    recall_sample, random_state = opts["recall_sample"], opts["random_state"]
+    timings = stats["timings"]
+    t0 = time.perf_counter()
+    pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
+    if reranked:
+        cells = None if method == "exact" else {
+            "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
+            "sample_size": 50_000, "seed": random_state}
+        ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
+                                             hash_steps, image_dir, cat, stats, cells)
+        frames.clear()
+        return _assembled(c, ids, offsets, [edges], stats)
+    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
+    wait(parts)
+    frames.clear()
+    ids = [c.submit(part_ids, p, pure=False) for p in parts]
+    by_step = {name: [c.submit(part_step, p, name, pure=False) for p in parts]
+               for name, _, _ in steps}
+    wait([f for fs in by_step.values() for f in fs])
+    stats["embedding_bytes"] = {
+        name: int(sum(c.gather([c.submit(nbytes, f, pure=False) for f in fs])))
+        for name, fs in by_step.items()
+    }
+    del parts  # each step's rows are now held (and released) on their own
+    timings["read_embed"] = time.perf_counter() - t0
+    stats.update(n_postings=int(offsets[-1]), n_partitions=len(ids))
+    logger.info("embedded %d postings in %d partitions", offsets[-1], len(ids))
+    edges = []
+    for name, _, matcher in steps:
+        t0 = time.perf_counter()
+        rows = by_step.pop(name)
+        if name in hash_steps:
+            n_bits = int(c.submit(hash_bits, rows[0], name, pure=False).result())
+            e = hash_edges(c, rows, offsets, name, matcher, n_bits=n_bits)
+            wait([f for fs in e for f in fs])
+        elif method == "exact":
+            e = exact_edges(c, rows, offsets, name, matcher)
+            wait(e)
+        elif method == "cuml":
+            from ._cuml import cuml_edges
+
+            e = cuml_edges(c, rows, offsets, name, matcher)
+            wait(e)
+        else:
+            check = (recall_start(c, rows, offsets, name, matcher, recall_sample,
+                                  random_state) if recall_sample > 0 else None)
+            e, ivf = ivf_edges(
+                c, rows, offsets, name, matcher, n_cells=n_cells, n_probe=n_probe,
+                cell_size=cell_size, dim=256, sample_size=50_000, seed=random_state,
+            )
+            # drop each partition's rows once its shuffle pieces exist: the copies are
+            # all the cell search needs, and memory then never holds both in full
+            split = ivf.pop("split")
+            where = {f.key: i for i, f in enumerate(split)}
+            for done in as_completed(split):
+                rows[where[done.key]] = None
+            del rows, split
+            wait(e)
+            ivf["shuffle_bytes"] = int(ivf["shuffle_bytes"].result())
+            sizes = np.asarray(ivf.pop("cell_sizes").result(), dtype=np.int64)
+            ivf.update(memberships=int(sizes.sum()), largest_cell=int(sizes.max()),
+                       pairs_searched=int((sizes**2).sum()))
+            stats[f"ivf_{name}"] = ivf
+            if check is not None:
+                stats[f"recall_{name}"] = recall_finish(c, offsets, e, int(matcher.k),
+                                                        *check)
+        edges.append(e)
+        timings[f"search_{name}"] = time.perf_counter() - t0
+        logger.info("step %s searched in %.1f s", name, timings[f"search_{name}"])
+    stats.setdefault("n_partitions", len(ids))
+    return _assembled(c, ids, offsets, edges, stats)
+
+
+def _assembled(c: Any, ids: list[Any], offsets: np.ndarray, edges: list[Any],
+               stats: dict[str, Any]) -> list[Any]:
+    """Futures of each partition's submission table from each step's edges."""
     from ._io import assemble
 
     t0 = time.perf_counter()
     tables = assemble(c, ids, offsets, *edges)
-    del edges, ids
+    stats["timings"]["assemble"] = time.perf_counter() - t0
+    return tables
+
+
+def _output(c: Any, tables: list[Any], output: str | Path | None,
+            stats: dict[str, Any]) -> Any:
+    """The submission table, or with ``output`` the written file's statistics."""
+    t0 = time.perf_counter()
     if output is not None:
         stats.update(write_csv(c, tables, output))
         stats["timings"]["assemble_write"] = time.perf_counter() - t0
         return stats
     out = pd.concat(c.gather(tables), ignore_index=True)
-    stats["timings"]["assemble"] = time.perf_counter() - t0
+    stats["timings"]["assemble"] += time.perf_counter() - t0
     out.attrs["shopee_match"] = stats
     return out
 
@@ -230,7 +269,7 @@ def cli_match(args: Any, verbose: bool) -> int:
     # no --model: the shipped pretrained model (fitting one would need every posting on
     # one machine; the shipped one learns its vocabulary by a pass over the partitions)
     pipe = Pipeline.load(args.model) if args.model else Pipeline.pretrained()
-    pipe.set_params(verbose=False)
+    pipe.set_params(verbose=False, shift_guard=not getattr(args, "no_shift_guard", False))
     method = getattr(args, "method", None) or "exact"
     stats = predict_dask(pipe, args.postings, scheduler=args.scheduler, image_dir=args.images,
                          encoding=args.encoding, method=method, output=args.output)

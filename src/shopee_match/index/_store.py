@@ -162,9 +162,13 @@ def save_index(index: Any, path: Path) -> Path:
             embedders[key] = {"spec": estimator_to_json(emb), **opened}
         from .. import __version__
 
+        guard = getattr(index, "guard", None)
+        if guard is not None:  # the shipped model's index of the same catalogue
+            save_index(guard, tmp / "guard")
         meta = {"format": FORMAT, "version": __version__, "fingerprint": index.fingerprint,
                 "radius": index.radius, "n": len(st.ids), "step_embedder": index.step_embedder,
-                "stores": stores, "steps": steps, "embedders": embedders}
+                "stores": stores, "steps": steps, "embedders": embedders,
+                "shift_guard": guard is not None}
         (tmp / "index.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return path
 
@@ -222,4 +226,7 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
                                  [(int(b), str(t)) for b, t in spec["open"]["extra"]])
         embedders[key] = emb
     state = State(strings("ids"), strings("titles"), stores, steps, embedders)
-    return cls(pipeline, state, list(meta["step_embedder"]), meta["radius"], meta["fingerprint"])
+    guard = (load_index(cls, path / "guard", None, mmap)
+             if meta.get("shift_guard") and getattr(pipeline, "shift_guard", True) else None)
+    return cls(pipeline, state, list(meta["step_embedder"]), meta["radius"], meta["fingerprint"],
+               guard)

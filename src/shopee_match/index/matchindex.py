@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._pipeline_guard import general_model, guard_fires, shared_matches
 from ..data import Postings
 from ..ensemble import Ensemble
 from ..protocols import ClassRegistry
@@ -87,6 +88,12 @@ class MatchIndex:
     steps, the number of stages for a pair reranker); lower it to trade exactness for
     speed.
 
+    A pipeline with ``shift_guard`` on checks the catalogue when the index is built, as
+    :meth:`Pipeline.predict <shopee_match.Pipeline.predict>` checks the catalogue it
+    matches: where it looks unlike every catalogue the model was fitted on (the same
+    warning), the shipped model indexes it too (``guard``, kept with the index) and each
+    answer keeps only the matches both list.
+
     >>> from shopee_match import MatchIndex, Pipeline, make_catalog
     >>> cat = make_catalog(n_groups=40, images=False, seed=0)
     >>> pipe = Pipeline.default(rerank=False, phash=False).fit(cat)
@@ -99,8 +106,9 @@ class MatchIndex:
     """
 
     def __init__(self, pipeline: Any, state: State, step_embedder: list[str], radius: int,
-                 fingerprint_: str) -> None:
+                 fingerprint_: str, guard: MatchIndex | None = None) -> None:
         self.pipeline = pipeline
+        self.guard = guard
         self._state = state
         self.step_embedder = step_embedder
         self.radius = int(radius)
@@ -151,14 +159,17 @@ class MatchIndex:
         state = State(StringArray.from_list(list(catalogue.posting_id)),
                       StringArray.from_list(catalogue.titles), stores, built, embedders)
         logger.info("indexed %d postings (%d steps, radius %d)", len(catalogue), len(built), r)
-        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline))
+        guard = None
+        if guard_fires(pipeline, catalogue):  # the shift guard, decided on the catalogue
+            guard = cls.build(general_model(pipeline), catalogue, vocabulary=vocabulary)
+        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline), guard)
 
     def __len__(self) -> int:
         return self._state.n
 
     def __repr__(self) -> str:
         return (f"MatchIndex({len(self)} postings, steps {[s.name for s in self._state.steps]}, "
-                f"radius {self.radius})")
+                f"radius {self.radius}{', shift guard' if self.guard is not None else ''})")
 
     @property
     def posting_ids(self) -> list[str]:
@@ -197,7 +208,10 @@ class MatchIndex:
             return pd.DataFrame({"posting_id": pd.Series([], dtype=str),
                                  "matches": pd.Series([], dtype=str)})
         q = self._plan(st, new, replace)
-        return self._answer(st, new, q)
+        out = self._answer(st, new, q)
+        if self.guard is not None:
+            out = shared_matches(out, self.guard.query(new, replace))
+        return out
 
     def _answer(self, st: State, new: Postings, q: _Query) -> pd.DataFrame:
         pipe = self.pipeline
@@ -274,6 +288,8 @@ class MatchIndex:
             titles = st.titles.replaced(q.slots, new.titles)
             embedders = {k: (e.added(new) if isinstance(e, OpenVocabulary) else e)
                          for k, e in st.embedders.items()}
+            if self.guard is not None:
+                self.guard.add(new, replace)
             self._state = State(ids, titles, stores, steps, embedders)
         return self
 

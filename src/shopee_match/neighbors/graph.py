@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "select",
-           "select_keeps"]
+__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "row_blocks",
+           "select", "select_keeps", "symmetric_graph", "transposed_positions"]
 
 
 def keep_entries(x: sp.csr_matrix, keep: np.ndarray, step: int = 1 << 16) -> sp.csr_matrix:
@@ -32,6 +32,85 @@ def keep_entries(x: sp.csr_matrix, keep: np.ndarray, step: int = 1 << 16) -> sp.
     out = sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
     out.has_sorted_indices = bool(x.has_sorted_indices)
     return out
+
+
+def row_blocks(indptr: np.ndarray, block_rows: int | None = None,
+               max_pairs: int | None = None) -> list[tuple[int, int]]:
+    """Consecutive row ranges ``[lo, hi)`` of a CSR graph (its ``indptr``) of at most
+    ``block_rows`` rows and (unless a single row has more) ``max_pairs`` stored pairs; one
+    range when both are ``None``.
+
+    >>> row_blocks(np.array([0, 3, 3, 8, 9]), max_pairs=4)
+    [(0, 2), (2, 3), (3, 4)]
+    >>> row_blocks(np.array([0, 3, 3, 8, 9]), block_rows=3)
+    [(0, 3), (3, 4)]
+    """
+    n = len(indptr) - 1
+    if n <= 0:
+        return []
+    step = n if block_rows is None else max(1, int(block_rows))
+    out = []
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + step)
+        if max_pairs is not None:
+            # the last row whose end stays within the block's pair allowance
+            fit = int(np.searchsorted(indptr, indptr[lo] + max(1, int(max_pairs)), side="right")) - 1
+            hi = max(lo + 1, min(hi, fit))
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def transposed_positions(pattern: sp.csr_matrix) -> np.ndarray:
+    """For each stored pair ``(i, j)`` of a symmetric canonical CSR pattern, the position
+    of ``(j, i)`` among its stored entries: column ``j`` of the pattern's CSC form lists
+    the pairs ``(i, j)`` in the order row ``j`` lists ``(j, i)``.
+
+    >>> pattern = sp.csr_matrix(np.array([[0, 1, 1], [1, 0, 0], [1, 0, 0]]))
+    >>> transposed_positions(pattern).tolist()
+    [2, 3, 0, 1]
+    """
+    nnz = pattern.nnz
+    pos = np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.int64)
+    return sp.csr_matrix((pos, pattern.indices, pattern.indptr), shape=pattern.shape).tocsc().data
+
+
+def symmetric_graph(proba: sp.spmatrix, back: np.ndarray | None = None,
+                    chunk: int = 1 << 22) -> sp.csr_matrix:
+    """The graph of the mean of P(i, j) and P(j, i), from a sparse graph of P(i, j).
+
+    A pair stored one way only counts P(j, i) as 0; entries stored twice are summed. Sums
+    in float64, means stored as float32, pairs whose sum is 0 left out (as a sparse sum
+    drops them): the pair reranker's probability graph, the same bits in training, in
+    the block engine and in the review page. ``back``: for a canonical CSR ``proba`` whose
+    pattern is symmetric, :func:`transposed_positions` of it; the graph is then built on
+    ``proba``'s own index arrays, ``chunk`` pairs at a time (the same values, less memory).
+
+    >>> r, c = np.array([0, 1, 0]), np.array([1, 0, 2])
+    >>> p = sp.coo_matrix((np.array([0.2, 0.6, 0.5]), (r, c)), shape=(3, 3))
+    >>> symmetric_graph(p).toarray().astype(float).round(2).tolist()
+    [[0.0, 0.4, 0.25], [0.4, 0.0, 0.0], [0.25, 0.0, 0.0]]
+    """
+    if back is None:
+        coo = proba.tocoo()
+        g = sp.csr_matrix((np.asarray(coo.data, dtype=np.float64), (coo.row, coo.col)),
+                          shape=proba.shape)
+        return sp.csr_matrix((g + g.T) * 0.5, dtype=np.float32)
+    pattern = sp.csr_matrix(proba)
+    p = np.asarray(pattern.data, dtype=np.float64)
+    out = np.empty(len(p), dtype=np.float32)
+    zero = False
+    for s in range(0, len(p), chunk):
+        total = p[s:s + chunk] + p[back[s:s + chunk]]
+        zero = zero or not total.all()
+        out[s:s + chunk] = total * 0.5
+    g = sp.csr_matrix((out, pattern.indices, pattern.indptr), shape=pattern.shape)
+    if zero:  # as a sparse sum drops them (on copies: the pattern's arrays are shared)
+        g = sp.csr_matrix((out, pattern.indices.copy(), pattern.indptr.copy()), shape=pattern.shape)
+        g.eliminate_zeros()
+    g.has_canonical_format = True
+    return g
 
 
 def graph_from_knn(sims: np.ndarray, idx: np.ndarray, n: int | None = None) -> sp.csr_matrix:

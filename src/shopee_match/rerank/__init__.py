@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from ._fit import THRESHOLD_GRID, stage_features, symmetric_graph
+from ..neighbors.graph import symmetric_graph
+from ._fit import THRESHOLD_GRID, stage_features
 from .reranker import PairReranker
 
 __all__ = ["THRESHOLD_GRID", "PairReranker", "stage_features", "symmetric_graph"]

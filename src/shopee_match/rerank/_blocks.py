@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from ..neighbors.graph import keep_entries
+from ..neighbors.graph import keep_entries, row_blocks, symmetric_graph, transposed_positions
 from .pair_features import GraphContext, PairContext, pair_pattern
 
 __all__ = ["BYTES_PER_PAIR", "row_blocks", "score_blocks"]
@@ -27,61 +27,6 @@ __all__ = ["BYTES_PER_PAIR", "row_blocks", "score_blocks"]
 #: (measured on the shipped model's 95 features: the feature matrix, its columns and the
 #: sparse row gathers of the title features); sets a block's size from a memory budget
 BYTES_PER_PAIR = 4096
-
-
-def row_blocks(indptr: np.ndarray, block_rows: int | None = None,
-               max_pairs: int | None = None) -> list[tuple[int, int]]:
-    """Consecutive row ranges ``[lo, hi)`` of at most ``block_rows`` rows and (unless a
-    single row has more) ``max_pairs`` stored pairs; one range when both are ``None``.
-
-    >>> row_blocks(np.array([0, 3, 3, 8, 9]), max_pairs=4)
-    [(0, 2), (2, 3), (3, 4)]
-    >>> row_blocks(np.array([0, 3, 3, 8, 9]), block_rows=3)
-    [(0, 3), (3, 4)]
-    """
-    n = len(indptr) - 1
-    if n <= 0:
-        return []
-    step = n if block_rows is None else max(1, int(block_rows))
-    out = []
-    lo = 0
-    while lo < n:
-        hi = min(n, lo + step)
-        if max_pairs is not None:
-            # the last row whose end stays within the block's pair allowance
-            fit = int(np.searchsorted(indptr, indptr[lo] + max(1, int(max_pairs)), side="right")) - 1
-            hi = max(lo + 1, min(hi, fit))
-        out.append((lo, hi))
-        lo = hi
-    return out
-
-
-def _transposed(pattern: sp.csr_matrix) -> np.ndarray:
-    """For each stored pair ``(i, j)`` of a symmetric canonical pattern, the position of
-    ``(j, i)``: column ``j`` of the pattern's CSC form lists the pairs ``(i, j)`` in the
-    order row ``j`` lists ``(j, i)``."""
-    nnz = pattern.nnz
-    pos = np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.int64)
-    return sp.csr_matrix((pos, pattern.indices, pattern.indptr), shape=pattern.shape).tocsc().data
-
-
-def _symmetric(p: np.ndarray, pattern: sp.csr_matrix, back: np.ndarray,
-               chunk: int = 1 << 22) -> sp.csr_matrix:
-    """Graph of the mean of P(i, j) and P(j, i) over a symmetric pattern (``back``:
-    :func:`_transposed`), as :func:`~shopee_match.rerank.symmetric_graph` makes it
-    (float64 sums, float32 means, pairs whose sum is 0 left out), ``chunk`` pairs at a time."""
-    out = np.empty(len(p), dtype=np.float32)
-    zero = False
-    for s in range(0, len(p), chunk):
-        total = p[s:s + chunk] + p[back[s:s + chunk]]
-        zero = zero or not total.all()
-        out[s:s + chunk] = total * 0.5
-    g = sp.csr_matrix((out, pattern.indices, pattern.indptr), shape=pattern.shape)
-    if zero:  # as a sparse sum drops them (on copies: the pattern's arrays are shared)
-        g = sp.csr_matrix((out, pattern.indices.copy(), pattern.indptr.copy()), shape=pattern.shape)
-        g.eliminate_zeros()
-    g.has_canonical_format = True
-    return g
 
 
 def score_blocks(
@@ -117,7 +62,7 @@ def score_blocks(
     if keep is not None:
         pattern = _kept(pattern, ctx, keep, max_pairs() if callable(max_pairs) else max_pairs)
     indptr, indices = pattern.indptr, pattern.indices
-    back = _transposed(pattern) if len(boosters) else np.empty(0, dtype=np.int64)
+    back = transposed_positions(pattern) if len(boosters) else np.empty(0, dtype=np.int64)
     blocks = row_blocks(indptr, block_rows, max_pairs() if callable(max_pairs) else max_pairs)
     stages: list[GraphContext] = []
     # one block: its base features are kept for the later stages, not recomputed
@@ -144,7 +89,8 @@ def score_blocks(
             del base
             p[a:z] = proba(booster, x) if len(rows) else np.empty(0)
             del x
-        out = _symmetric(p, pattern, back)
+        out = symmetric_graph(sp.csr_matrix((p, pattern.indices, pattern.indptr),
+                                            shape=pattern.shape), back)
         if stage < len(boosters) - 1:
             stages.append(GraphContext(out))
     return out

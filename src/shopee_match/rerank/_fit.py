@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from ..data import group_kfold
 from ..metrics import graph_f1_scores, match_nothing_f1
+from ..neighbors.graph import symmetric_graph
 from ._prefilter import prefilter_features
 from .pair_features import PairContext, candidate_pairs, graph_features
 
@@ -27,7 +28,6 @@ __all__ = [
     "split_folds",
     "stage_features",
     "stage_models",
-    "symmetric_graph",
     "thin_set",
     "tune_threshold",
     "with_thinned",
@@ -236,7 +236,9 @@ def stage_models(
     for fold, clf in zip(folds, models):
         for i, s in enumerate(sets):
             if s[4] == fold:
-                out[i] = symmetric_graph(proba(clf, xs[i]), s[1], s[2], len(s[3]))
+                n = len(s[3])
+                p = sp.coo_matrix((proba(clf, xs[i]), (s[1], s[2])), shape=(n, n))
+                out[i] = symmetric_graph(p)
     return out, models[-1]
 
 
@@ -280,13 +282,6 @@ def stage_features(
     feats = graph_features(proba, r, c, prefix=f"stage{stage + 1}__")
     names = list(feats)
     return np.column_stack([feats[k] for k in names]), names
-
-
-def symmetric_graph(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.csr_matrix:
-    """Graph of the mean of P(i, j) and P(j, i); pairs come in both directions."""
-    g = sp.csr_matrix((p.astype(np.float64), (r, c)), shape=(n, n))
-    g = (g + g.T) * 0.5
-    return sp.csr_matrix(g, dtype=np.float32)
 
 
 def _f1_sum(pred: sp.csr_matrix, groups: np.ndarray) -> float:

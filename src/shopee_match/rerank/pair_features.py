@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..neighbors import effective_n_jobs
-from ..neighbors.graph import keep_entries
+from ..neighbors.graph import keep_entries, row_blocks
 from .title_features import TitleContext, title_features
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ def pair_pattern(cands: Mapping[str, sp.spmatrix], chunk: int = 1 << 22) -> sp.c
     total = sum(part.indptr.astype(np.int64) for part in parts)
     counts = np.zeros(n + 1, dtype=np.int64)
     indices = []
-    for lo, hi in _row_chunks(total, chunk):
+    for lo, hi in row_blocks(total, None, chunk):
         union = parts[0][lo:hi]
         for part in parts[1:]:
             union = union + part[lo:hi]
@@ -164,23 +164,11 @@ def _off_diagonal(g: sp.spmatrix, chunk: int) -> sp.csr_matrix:
         g.sum_duplicates()
     indptr, indices = g.indptr, g.indices
     keep = np.ones(g.nnz, dtype=bool)
-    for lo, hi in _row_chunks(indptr, chunk):
+    for lo, hi in row_blocks(indptr, None, chunk):
         a, z = int(indptr[lo]), int(indptr[hi])
         rows = np.repeat(np.arange(lo, hi, dtype=indices.dtype), np.diff(indptr[lo:hi + 1]))
         keep[a:z] = indices[a:z] != rows
     return g if keep.all() else keep_entries(g, keep)
-
-
-def _row_chunks(indptr: np.ndarray, chunk: int) -> list[tuple[int, int]]:
-    """Consecutive row ranges holding about ``chunk`` stored entries each."""
-    n = len(indptr) - 1
-    out, lo = [], 0
-    while lo < n:
-        hi = int(np.searchsorted(indptr, indptr[lo] + chunk, side="right")) - 1
-        hi = min(n, max(lo + 1, hi))
-        out.append((lo, hi))
-        lo = hi
-    return out
 
 
 class GraphContext:
@@ -205,7 +193,7 @@ class GraphContext:
         deg = np.diff(indptr).astype(np.int64)
         rank = np.empty(off_g.nnz, dtype=np.float32)
         self.kth: dict[int, np.ndarray] = {k: np.full(n, np.nan) for k in (1, *DENSITY_RANKS)}
-        for lo, hi in _row_chunks(indptr, chunk):
+        for lo, hi in row_blocks(indptr, None, chunk):
             a, z = int(indptr[lo]), int(indptr[hi])
             r = np.repeat(np.arange(lo, hi, dtype=np.int64), deg[lo:hi])
             # each row's candidates by similarity, ties by column (as stored)

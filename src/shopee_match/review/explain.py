@@ -27,18 +27,12 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from ..data import Postings
-from ..neighbors.graph import graph_to_sets
+from ..neighbors.graph import graph_to_sets, symmetric_graph
 from ..rerank.pair_features import PairContext, candidate_pairs, graph_features
 from ..rerank.title_features import title_doc_freq
 from ._phrases import feature_group, modality_label, phrase
 
 __all__ = ["PairScores", "score_pairs"]
-
-
-def _symmetric(p: np.ndarray, r: np.ndarray, c: np.ndarray, n: int) -> sp.csr_matrix:
-    """The graph of the mean of P(i, j) and P(j, i) (pairs come in both directions)."""
-    g = sp.csr_matrix((p.astype(np.float64), (r, c)), shape=(n, n))
-    return sp.csr_matrix((g + g.T) * 0.5, dtype=np.float32)
 
 
 class PairScores:
@@ -168,7 +162,7 @@ def _reranked(ens: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
             names = names + list(f)
         p = (np.asarray(booster.predict(x, num_threads=threads), dtype=np.float64)
              if len(r) else np.empty(0))
-        proba = _symmetric(p, r, c, n)
+        proba = symmetric_graph(sp.coo_matrix((p, (r, c)), shape=(n, n)))
     if list(ens.feature_names_) != names:
         raise ValueError("This PairReranker was fitted on other pair features than this "
                          "shopee_match computes; refit it with this version.")
