@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._blocks import row_blocks
+from ..neighbors.graph import row_blocks
 from .title_features import _PREP, _by_token, _incidence, _kind, _kinds
 
 __all__ = ["SelfTraining", "self_train"]
