@@ -147,3 +147,32 @@ def test_cli_source_column_reads_another_name(tmp_path, capsys):
     assert main(["match", str(named), "--source-column", "merchant", "-o", str(a)]) == 2
     err = capsys.readouterr().err.strip()
     assert "merchant" in err and "--source-column" in err and "\n" not in err
+
+
+def test_cli_exclusive_sources_is_the_pipelines_exclusive_combine(tmp_path, capsys):
+    """``match --exclusive-sources`` gives ``Pipeline(exclusive_sources=True)``'s matches:
+    no pair inside a source; without a source column it is one line, exit 2."""
+    from shopee_match.cli import main
+    from shopee_match.neighbors.graph import graph_to_sets
+
+    cat = make_catalog(n_groups=90, per_group=(2, 3), images=False, seed=12)
+    df = cat.df[["posting_id", "title", "label_group"]].copy()
+    df["source"] = "s" + (df.groupby("label_group").cumcount() % 3).astype(str)
+    path, out = tmp_path / "feeds.csv", tmp_path / "sub.csv"
+    df.drop(columns="label_group").to_csv(path, index=False)
+    assert main(["match", str(path), "--exclusive-sources", "-o", str(out), "-q"]) == 0
+    got = pd.read_csv(out)["matches"].str.split().map(set).tolist()
+    shops = Postings(df)
+    pipe = Pipeline.pretrained().set_params(exclusive_sources=True)
+    ids = shops.df["posting_id"].to_numpy()
+    want = [set(ids[s]) for s in graph_to_sets(pipe.predict_graph(shops))]
+    assert got == want
+    src = dict(zip(df["posting_id"], df["source"]))
+    own = df["source"].tolist()
+    assert all(src[p] != own[i] for i, m in enumerate(got) for p in m - {ids[i]})
+    assert any(len(m) > 1 for m in got)
+    capsys.readouterr()
+    df.drop(columns=["label_group", "source"]).to_csv(path, index=False)
+    assert main(["match", str(path), "--exclusive-sources", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--exclusive-sources" in err and "source" in err and "\n" not in err

@@ -59,6 +59,9 @@ class Pipeline(StepParams):
         fitted on (:func:`~shopee_match.shift.check_shift`), keep only the pairs that the
         shipped general model (:meth:`pretrained`) also keeps, and warn. Costs a label-free
         profile of each catalogue (seconds) and, when it fires, the shipped model's pass.
+    exclusive_sources : with a ``source`` column, each source lists a product at most
+        once (shop feeds on a price-comparison site, two shops linked to each other): no
+        pair inside a source is kept (:func:`~shopee_match.sources.combine_by_source`).
 
     Attributes
     ----------
@@ -92,10 +95,12 @@ class Pipeline(StepParams):
         fixed_steps: list[str] | None = None,
         general: bool = True,
         shift_guard: bool = True,
+        exclusive_sources: bool = False,
     ) -> None:
         self.steps = steps
         self.general = general
         self.shift_guard = shift_guard
+        self.exclusive_sources = exclusive_sources
         self.ensemble = ensemble
         self.tune = tune
         self.fixed_steps = fixed_steps
@@ -326,7 +331,8 @@ class Pipeline(StepParams):
         if postings.has_sources and postings.df["source"].nunique() > 1:  # pooled shops
             from .sources import combine_by_source
 
-            return combine_by_source(self, graphs, postings, memory=memory, block_size=block_size)
+            return combine_by_source(self, graphs, postings, memory=memory, block_size=block_size,
+                                     exclusive=bool(getattr(self, "exclusive_sources", False)))
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
             return ens.combine(graphs, titles=postings.titles if postings.has_titles else None,

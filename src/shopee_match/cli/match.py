@@ -32,6 +32,10 @@ def add_parsers(sub: Any) -> None:
                    help="keep a --model's own cut even on a catalogue unlike those it was "
                         "fitted on (by default it then keeps only the pairs the shipped "
                         "model also keeps, and warns)")
+    p.add_argument("--exclusive-sources", action="store_true",
+                   help="with a source column (--source-column): each source lists a product "
+                        "at most once (shop feeds, two shops to link), so no pair inside a "
+                        "source is kept")
     p.add_argument("--no-self-train", action="store_true",
                    help="keep the model's own cut: do not let the catalogue's code "
                         "agreements add back the worded-alike pairs it dropped (the "
@@ -53,10 +57,10 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
 
     if args.scheduler:
         if (args.pairs_out or args.groups_out or args.id_column or args.title_column
-                or args.source_column or args.memory):
+                or args.source_column or args.memory or args.exclusive_sources):
             raise ValueError("--pairs-out, --groups-out, --id-column, --title-column, "
-                             "--source-column and --memory (workers size their partitions "
-                             "instead) are "
+                             "--source-column, --exclusive-sources and --memory (workers "
+                             "size their partitions instead) are "
                              "not supported with --scheduler yet; match on one machine, or "
                              "name the files' columns posting_id and title.")
         return _match_dask(args)
@@ -64,9 +68,14 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
 
     memory = parse_memory(args.memory)  # a bad size fails before any work
     postings = read(args, args.postings)
+    if args.exclusive_sources and not postings.has_sources:
+        raise ValueError(f"{args.postings}: --exclusive-sources needs a source column "
+                         "(name it `source`, or pass --source-column NAME).")
     pipe = load_or_default(args, postings, verbose)
     if args.no_shift_guard:
         pipe.set_params(shift_guard=False)
+    if args.exclusive_sources:
+        pipe.set_params(exclusive_sources=True)
     if args.no_self_train and "self_train" in getattr(getattr(pipe, "combiner_", None),
                                                       "get_params", dict)():
         pipe.combiner_.set_params(self_train=False)
