@@ -2,6 +2,8 @@
 
     python benchmarks/peers.py --data ../shared/data --peers-python /work/venv-peers/bin/python
     python benchmarks/peers.py --data ../shared/data --catalogues amazon_google --methods nothing tfidf ours
+    python benchmarks/peers.py --data ../shared/data --catalogues amazon_google_shops \
+        --peers-python /work/venv-peers/bin/python
 
 Catalogues: all of Amazon-Google; the group-disjoint third of Shopee's ``train_dev.csv``
 scored by ``benchmarks/transfer.py`` (titles only); the third of PriceRunner the shipped
@@ -18,7 +20,14 @@ connected components), a TF-IDF cosine threshold (scikit-learn's vectorizer, mat
 ``source`` column, ``ours_nosource`` is the same model with that column dropped and
 ``ours_exclusive`` the same with no pair kept inside a source). ``pricerunner_merchants``
 is the PriceRunner third with each offer's merchant as its source: an aggregator's feeds,
-where offers of one product meet across shops (and never inside one). The peers are optional
+where offers of one product meet across shops (and never inside one). ``amazon_google_shops``
+is Amazon-Google with each offer's shop (the ``amz_`` / ``goog_`` id prefix) as its source:
+a record-linkage task, and every method is told so (``LINKED``): splink with ``link_type=
+"link_only"`` (one input table per shop; connected components or its single best links,
+each shop duplicate-free), pyJedAI as clean-clean ER (two datasets; unique mapping
+clustering or its clean-clean connected components), the TF-IDF threshold keeping pairs
+across shops only, ours reading the column (``ours``) or with no pair inside a shop
+(``ours_exclusive``); every peer still gets the best of its settings. The peers are optional
 benchmark dependencies (``benchmarks/requirements-peers.txt``); they run as a subprocess
 in ``--peers-python`` (default: this interpreter), so they may live in another
 environment. A peer that cannot be imported is reported as such. Every cell: mean
@@ -50,7 +59,12 @@ from shopee_match.sources import combine_by_source
 sys.path.insert(0, str(Path(__file__).parent))
 from transfer import catalogues as transfer_catalogues
 
-CATALOGUES = ("amazon_google", "shopee_titles", "pricerunner", "pooled", "pricerunner_merchants")
+CATALOGUES = ("amazon_google", "shopee_titles", "pricerunner", "pooled", "pricerunner_merchants",
+              "amazon_google_shops")
+#: Catalogues whose ``source`` says where pairs may be: only across sources. Every method
+#: is told so: splink links (``link_only``), pyJedAI runs clean-clean ER, TF-IDF keeps pairs
+#: across sources only, ours reads the column (``ours_exclusive``: no pair inside one).
+LINKED = ("amazon_google_shops",)
 METHODS = ("nothing", "splink", "pyjedai", "tfidf", "ours", "ours_nosource", "ours_exclusive")
 SOURCE_METHODS = ("ours_nosource", "ours_exclusive")
 SHOPS = {"shopee": "shopee/train_dev.csv", "pricerunner": "pricerunner/postings.csv",
@@ -79,9 +93,18 @@ def merchants(data: Path, third: Postings) -> Postings:
     return Postings(df, source="pricerunner third by merchant")
 
 
+def shops(ag: Postings) -> Postings:
+    """Amazon-Google with each offer's shop (the ``amz_`` / ``goog_`` id prefix) as ``source``."""
+    df = ag.df.copy()
+    df["source"] = df["posting_id"].astype(str).str.split("_", n=1).str[0]
+    return Postings(df, source="amazon_google by shop")
+
+
 def load(data: Path, names: list[str]) -> dict[str, Postings]:
     cats = transfer_catalogues(data)
     out = {n: cats[n] for n in names if n in cats}
+    if "amazon_google_shops" in names:
+        out["amazon_google_shops"] = shops(cats["amazon_google"])
     if "pooled" in names:
         out["pooled"] = pooled(data)
     if "pricerunner_merchants" in names:
@@ -106,8 +129,10 @@ def clusters_graph(labels: np.ndarray) -> sp.csr_matrix:
     return (member @ member.T).tocsr()
 
 
-def tfidf_graph(titles: list[str], t: float, block: int = 2048) -> sp.csr_matrix:
-    """Neighbours at cosine >= t of scikit-learn TF-IDF word vectors (itself included)."""
+def tfidf_graph(titles: list[str], t: float, block: int = 2048,
+                source: np.ndarray | None = None) -> sp.csr_matrix:
+    """Neighbours at cosine >= t of scikit-learn TF-IDF word vectors (itself included);
+    with ``source``, only neighbours from another source."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     x = TfidfVectorizer().fit_transform(titles).tocsr()
@@ -115,6 +140,10 @@ def tfidf_graph(titles: list[str], t: float, block: int = 2048) -> sp.csr_matrix
     for a in range(0, x.shape[0], block):
         s = (x[a:a + block] @ x.T).tocsr()
         s.data[s.data < t - 1e-9] = 0
+        if source is not None:  # keep pairs across sources only
+            coo = s.tocoo()
+            same = source[coo.row + a] == source[coo.col]
+            s = sp.csr_matrix((np.where(same, 0.0, coo.data), (coo.row, coo.col)), shape=s.shape)
         s.eliminate_zeros()
         rows.append(s)
     g = sp.vstack(rows).tocsr()
@@ -122,11 +151,16 @@ def tfidf_graph(titles: list[str], t: float, block: int = 2048) -> sp.csr_matrix
     return g
 
 
-def run_peer(method: str, cat: Postings, python: str) -> tuple[dict[str, np.ndarray], float] | str:
-    """Clusters from a peer run in ``python``; a string saying why when it cannot run."""
+def run_peer(method: str, cat: Postings, python: str,
+             link: bool = False) -> tuple[dict[str, np.ndarray], float] | str:
+    """Clusters from a peer run in ``python``; a string saying why when it cannot run.
+    With ``link`` the peer is given the ``source`` column and links across sources."""
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.csv", Path(tmp) / "out.npz"
-        pd.DataFrame({"id": np.arange(len(cat)), "title": cat.titles}).to_csv(src, index=False)
+        table = pd.DataFrame({"id": np.arange(len(cat)), "title": cat.titles})
+        if link:
+            table["source"] = cat.df["source"].astype(str).to_numpy()
+        table.to_csv(src, index=False)
         t0 = time.perf_counter()
         res = subprocess.run([python, str(RUNNER), method, str(src), str(dst)],
                              capture_output=True, text=True)
@@ -156,8 +190,10 @@ def scorer(cat: Postings, alone: dict[str, np.ndarray] | None) -> Scorer:
     return score
 
 
-def evaluate(method: str, cat: Postings, score: Scorer, python: str) -> dict[str, Any]:
-    """The method's best setting on ``cat``: scores, setting and wall seconds."""
+def evaluate(method: str, cat: Postings, score: Scorer, python: str,
+             link: bool = False) -> dict[str, Any]:
+    """The method's best setting on ``cat``: scores, setting and wall seconds (``link``:
+    pairs only across ``cat``'s sources, each peer told so its own way)."""
     t0 = time.perf_counter()
     if method == "nothing":
         return {**score(sp.identity(len(cat), format="csr")), "setting": "-", "seconds": 0.0}
@@ -171,12 +207,14 @@ def evaluate(method: str, cat: Postings, score: Scorer, python: str) -> dict[str
             graph = pipe.predict_graph(cat)
         return {**score(graph), "setting": "shipped", "seconds": time.perf_counter() - t0}
     if method == "tfidf":
-        cells = [(score(tfidf_graph(cat.titles, t)), f"cos >= {t}") for t in (0.5, 0.7)]
+        source = cat.df["source"].astype(str).to_numpy() if link else None
+        cells = [(score(tfidf_graph(cat.titles, t, source=source)), f"cos >= {t}")
+                 for t in (0.5, 0.7)]
         best = max(cells, key=lambda c: c[0]["f1"])
         every = " ".join(f"{k}: {c['f1']:.4f}" for c, k in cells)
         return {**best[0], "setting": f"{best[1]} of {every}",
                 "seconds": (time.perf_counter() - t0) / 2}
-    got = run_peer(method, cat, python)
+    got = run_peer(method, cat, python, link)
     if isinstance(got, str):
         return {"f1": float("nan"), "setting": got, "seconds": float("nan")}
     labels, wall = got
@@ -216,7 +254,7 @@ def main() -> None:
         for method in args.methods:
             if method in SOURCE_METHODS and not cat.has_sources:
                 continue
-            r = evaluate(method, cat, scorer(cat, alone), args.peers_python)
+            r = evaluate(method, cat, scorer(cat, alone), args.peers_python, name in LINKED)
             results[name][method] = r
             shops = "".join(f", {s} {r[s]:.4f}" for s in (alone or {}) if s in r)
             print(f"  {method}: F1 {r['f1']:.4f} (match nothing {nothing:.4f}; {r['setting']}; "
