@@ -180,3 +180,11 @@ def test_calibration_keeps_self_training_only_where_the_labels_say_it_helps(
     assert graph_f1_scores(other, cat.groups()).mean() <= cal["f1"] + 1e-9
     pipe.save(tmp_path / "m")
     assert Pipeline.load(tmp_path / "m").combiner_.self_train_ == rr.self_train_
+
+
+def test_a_block_with_nothing_to_add_is_no_error() -> None:
+    # every candidate pair conflicts: no pair can be added (an empty gather in SciPy)
+    titles = ["aa bb dd xq1", "aa bb dd xq2", "cc ee ff"]
+    proba = sp.csr_matrix(([0.1, 0.1], ([0, 1], [1, 0])), shape=(3, 3))
+    learnt = self_train(titles, proba, sp.eye(3, format="csr"))
+    assert learnt.point is None and learnt.added.nnz == 0 and learnt.evidence == 1

@@ -171,8 +171,37 @@ def test_cli_exclusive_sources_is_the_pipelines_exclusive_combine(tmp_path, caps
     own = df["source"].tolist()
     assert all(src[p] != own[i] for i, m in enumerate(got) for p in m - {ids[i]})
     assert any(len(m) > 1 for m in got)
+    out1 = tmp_path / "one.csv"
+    assert main(["match", str(path), "--exclusive-sources", "--one-per-source", "-o",
+                 str(out1), "-q"]) == 0
+    one = pd.read_csv(out1)["matches"].str.split().map(set).tolist()
+    assert all(a <= b for a, b in zip(one, got))
+    assert all(len({src[p] for p in m}) == len(m) for m in one)  # one offer a shop
     capsys.readouterr()
     df.drop(columns=["label_group", "source"]).to_csv(path, index=False)
     assert main(["match", str(path), "--exclusive-sources", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "--exclusive-sources" in err and "source" in err and "\n" not in err
+
+
+def test_one_per_source_links_each_posting_to_one_offer_a_shop() -> None:
+    """``exclusive="one"``: each posting keeps at most one partner in each other source,
+    the most probable, and never one in its own; a bad value is a clear error."""
+    cat = make_catalog(n_groups=100, per_group=(2, 3), images=False, seed=13)
+    df = cat.df.copy()
+    df["source"] = "s" + (df.groupby("label_group").cumcount() % 3).astype(str)
+    shops = Postings(df)
+    pipe = Pipeline.pretrained()
+    graphs = pipe.step_graphs(shops)
+    one = combine_by_source(pipe, graphs, shops, exclusive="one").tocoo()
+    ex = combine_by_source(pipe, graphs, shops, exclusive=True)
+    src = shops.sources()
+    off = one.row != one.col
+    assert (src[one.row[off]] != src[one.col[off]]).all()
+    per = pd.Series(1, index=pd.MultiIndex.from_arrays([one.row[off], src[one.col[off]]]))
+    assert per.groupby(level=[0, 1]).size().max() == 1
+    assert ex.multiply(one.tocsr()).nnz == one.nnz  # a subset of the exclusive matches
+    g = shops.groups()
+    assert graph_f1_scores(one.tocsr(), g).mean() >= graph_f1_scores(ex, g).mean() - 0.01
+    with pytest.raises(ValueError, match="'one'"):
+        combine_by_source(pipe, graphs, shops, exclusive="two")

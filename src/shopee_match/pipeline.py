@@ -61,7 +61,8 @@ class Pipeline(StepParams):
         profile of each catalogue (seconds) and, when it fires, the shipped model's pass.
     exclusive_sources : with a ``source`` column, each source lists a product at most
         once (shop feeds on a price-comparison site, two shops linked to each other): no
-        pair inside a source is kept (:func:`~shopee_match.sources.combine_by_source`).
+        pair inside a source is kept (:func:`~shopee_match.sources.combine_by_source`);
+        ``"one"``: also at most one match in each other source (two catalogues linked).
 
     Attributes
     ----------
@@ -95,7 +96,7 @@ class Pipeline(StepParams):
         fixed_steps: list[str] | None = None,
         general: bool = True,
         shift_guard: bool = True,
-        exclusive_sources: bool = False,
+        exclusive_sources: bool | str = False,
     ) -> None:
         self.steps = steps
         self.general = general
@@ -332,7 +333,7 @@ class Pipeline(StepParams):
             from .sources import combine_by_source
 
             return combine_by_source(self, graphs, postings, memory=memory, block_size=block_size,
-                                     exclusive=bool(getattr(self, "exclusive_sources", False)))
+                                     exclusive=getattr(self, "exclusive_sources", False))
         ens = self._combiner()
         if getattr(ens, "uses_candidates", False):
             return ens.combine(graphs, titles=postings.titles if postings.has_titles else None,

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from ._memory import parse_memory
 from .data import Postings
 
-__all__ = ["MIN_SOURCE_POSTINGS", "combine_by_source"]
+__all__ = ["MIN_SOURCE_POSTINGS", "combine_by_source", "one_per_source"]
 
 #: A source with fewer postings is scored in the pool only: too few neighbourhoods alone
 #: (the size below which ``shopee-match match`` does not use the shipped model either).
@@ -53,9 +53,40 @@ def _within(g: sp.csr_matrix, codes: np.ndarray, alone: np.ndarray) -> sp.csr_ma
     return sp.csr_matrix((c.data[~drop], (c.row[~drop], c.col[~drop])), shape=g.shape)
 
 
+def one_per_source(g: sp.spmatrix, proba: sp.spmatrix, codes: np.ndarray) -> sp.csr_matrix:
+    """``g`` with each posting matched to no posting of its own source and at most one of
+    each other source: pairs taken greedily by ``proba`` (highest first; ties by
+    position), a pair kept while neither side has a partner in the other's source yet
+    (pyJedAI's unique mapping, for any number of sources). Symmetric, diagonal included.
+
+    >>> g = sp.csr_matrix(np.ones((3, 3)))
+    >>> p = sp.csr_matrix(np.array([[0, .9, .6], [.9, 0, .2], [.6, .2, 0]]))
+    >>> one_per_source(g, p, np.array([0, 1, 1])).toarray().astype(int).tolist()
+    [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    """
+    n = g.shape[0]
+    both = sp.triu(sp.csr_matrix(g) + sp.csr_matrix(g).T, 1).tocoo()
+    r, c = both.row.astype(np.int64), both.col.astype(np.int64)
+    p = np.asarray(sp.csr_matrix(proba)[r, c]).ravel()
+    order = np.lexsort((c, r, -p))
+    taken: set[tuple[int, int]] = set()
+    keep = np.zeros(len(r), dtype=bool)
+    for k in order.tolist():
+        i, j = int(r[k]), int(c[k])
+        a, b = (i, int(codes[j])), (j, int(codes[i]))
+        if codes[i] != codes[j] and a not in taken and b not in taken:
+            taken.update((a, b))
+            keep[k] = True
+    r, c = r[keep], c[keep]
+    out = sp.csr_matrix((np.ones(2 * len(r), np.float32), (np.r_[r, c], np.r_[c, r])),
+                        shape=(n, n))
+    out.setdiag(1)
+    return out
+
+
 def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
                       min_postings: int = MIN_SOURCE_POSTINGS,
-                      exclusive: bool = False, *, memory: str | int | None = None,
+                      exclusive: bool | str = False, *, memory: str | int | None = None,
                       block_size: int | None = None) -> sp.csr_matrix:
     """The match graph of a fitted pipeline over a catalogue with a ``source`` column,
     from its steps' graphs over the whole catalogue (``graphs``).
@@ -71,7 +102,9 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
     pooled catalogue is scored. PriceRunner is such a catalogue (no two offers of one
     product from one merchant): 0.819 -> 0.832 F1 for the shipped model on its held-out
     third with ``merchant_id`` as the source (``benchmarks/RESULTS.md``, "Pooled
-    catalogues").
+    catalogues"). ``exclusive="one"`` also matches each posting to at most one posting
+    of each other source (:func:`one_per_source`, by pair probability): linking two
+    catalogues that each list a product once.
 
     >>> import pandas as pd
     >>> from shopee_match import Pipeline, make_catalog
@@ -86,6 +119,9 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
     >>> bool((src[g.tocoo().row] == src[g.tocoo().col]).sum() == len(cat))  # itself only
     True
     """
+    if exclusive not in (False, True, "one"):
+        raise ValueError(f"`exclusive` (exclusive_sources) must be False, True or 'one', "
+                         f"got {exclusive!r}.")
     memory = parse_memory(memory)  # None: the default budget, as predict reads it
     codes = postings.sources()
     sizes = np.bincount(codes)
@@ -107,6 +143,7 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
         c = g.tocoo()
         parts.append(sp.csr_matrix((c.data, (rows[c.row], rows[c.col])), shape=pooled.shape))
     merged = sp.csr_matrix(sum(parts[1:], parts[0]))
+    proba = merged
     if is_proba:
         merged = sp.csr_matrix(ens.select(merged))
         for rows, shop, g in shops if getattr(ens, "self_train", False) else []:
@@ -117,5 +154,7 @@ def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Pos
                     (add.data, (rows[add.row], rows[add.col])), shape=merged.shape))
     if exclusive:  # growth by shared matches may have joined two offers of one shop
         merged = _within(merged, codes, alone)
+    if exclusive == "one" and is_proba:
+        return one_per_source(merged, proba, codes)
     merged.setdiag(1)
     return merged

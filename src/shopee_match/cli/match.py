@@ -36,6 +36,9 @@ def add_parsers(sub: Any) -> None:
                    help="with a source column (--source-column): each source lists a product "
                         "at most once (shop feeds, two shops to link), so no pair inside a "
                         "source is kept")
+    p.add_argument("--one-per-source", action="store_true",
+                   help="with --exclusive-sources: also at most one match in each other "
+                        "source, the most probable (two catalogues linked one to one)")
     p.add_argument("--no-self-train", action="store_true",
                    help="keep the model's own cut: do not let the catalogue's code "
                         "agreements add back the worded-alike pairs it dropped (the "
@@ -68,6 +71,8 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
 
     memory = parse_memory(args.memory)  # a bad size fails before any work
     postings = read(args, args.postings)
+    if args.one_per_source and not args.exclusive_sources:
+        raise ValueError("--one-per-source goes with --exclusive-sources.")
     if args.exclusive_sources and not postings.has_sources:
         raise ValueError(f"{args.postings}: --exclusive-sources needs a source column "
                          "(name it `source`, or pass --source-column NAME).")
@@ -75,7 +80,7 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     if args.no_shift_guard:
         pipe.set_params(shift_guard=False)
     if args.exclusive_sources:
-        pipe.set_params(exclusive_sources=True)
+        pipe.set_params(exclusive_sources="one" if args.one_per_source else True)
     if args.no_self_train and "self_train" in getattr(getattr(pipe, "combiner_", None),
                                                       "get_params", dict)():
         pipe.combiner_.set_params(self_train=False)

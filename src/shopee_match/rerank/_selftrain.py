@@ -149,7 +149,9 @@ def self_train(titles: Sequence[str], proba: sp.spmatrix, kept: sp.spmatrix) -> 
         add = (sim >= FLOOR) & (state != _CONFLICT)
         # a pair kept either way round (a min-matches partner is kept one way) stays
         ra, ca = rows[add], cols[add]
-        add[add] = (np.asarray(kept[ra, ca]).ravel() == 0) & (np.asarray(kept[ca, ra]).ravel() == 0)
+        if len(ra):  # (SciPy answers an empty gather with a sparse matrix)
+            add[add] = ((np.asarray(kept[ra, ca]).ravel() == 0)
+                        & (np.asarray(kept[ca, ra]).ravel() == 0))
         maybe.append((rows[add], cols[add], sim[add]))
     point = _point(counts, hits)
     evidence = int(counts.sum())
