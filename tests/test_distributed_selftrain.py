@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("dask.dataframe")
@@ -12,6 +13,7 @@ pytest.importorskip("distributed")
 import dask.dataframe as dd
 
 from shopee_match import Pipeline
+from shopee_match.cli import main
 from shopee_match.distributed import predict_dask
 from test_selftrain import marketplace
 
@@ -47,15 +49,21 @@ def test_dask_self_trains_as_one_machine(client, npartitions):
     assert all(a in sets[b] for a, s in sets.items() for b in s)
 
 
-def test_dask_without_self_training_is_the_cut(client):
-    pipe = Pipeline.pretrained()
-    pipe.combiner_.set_params(self_train=False)
+def test_cli_scheduler_self_trains_unless_told_not_to(client, tmp_path):
     cat = marketplace(seed=1, n_products=100)
-    want = pipe.predict(cat)
-    out = predict_dask(pipe, dd.from_pandas(cat.df[["posting_id", "title"]], npartitions=2),
-                       client=client, partition_rows=len(cat) // 2 + 1)
-    assert out["matches"].tolist() == want["matches"].tolist()
-    assert "self_training" not in out.attrs["shopee_match"]
+    csv = tmp_path / "postings.csv"
+    cat.df[["posting_id", "title"]].to_csv(csv, index=False)
+    subs = []
+    for flag in ([], ["--no-self-train"]):
+        pipe = Pipeline.pretrained()
+        pipe.combiner_.set_params(self_train=not flag)
+        out = tmp_path / f"sub{len(flag)}.csv"
+        assert main(["match", str(csv), "-o", str(out), "--scheduler",
+                     client.scheduler.address, "-q", *flag]) == 0
+        got = pd.read_csv(out, dtype=str, keep_default_na=False)
+        assert got["matches"].tolist() == pipe.predict(cat)["matches"].tolist()
+        subs.append(got["matches"].tolist())
+    assert subs[0] != subs[1]
 
 
 def test_a_partitions_titles_with_the_catalogues_counts_read_pairs_as_the_whole():
