@@ -3,14 +3,14 @@
 
 On one machine the reranker's kept pairs (its cut, then ``grow``) gain the dropped
 candidate pairs that the catalogue's own code agreements vouch for
-(:mod:`shopee_match.rerank._selftrain`). Here:
+(``PairReranker(self_train=True)``). Here:
 
 1. each partition reads the candidate pairs of its own rows ``(i, j)`` with ``i < j``
    (each pair once across the partitions), with the titles of its own postings and of
    their partners (fetched from their owners) and the catalogue's title-token counts
    (the counting pass: the idf of one machine), and keeps the evidence counts (1,001
    similarity bins) and the pairs it could add;
-2. the client sums the counts and finds the point (:func:`~shopee_match.rerank._selftrain._point`);
+2. the client sums the counts and finds the point (:func:`~shopee_match.rerank.evidence_point`);
 3. each partition adds its pairs past the point, and the reverse direction ``(j, i)``
    goes to ``j``'s owner (a transpose).
 
@@ -77,16 +77,16 @@ def _local(rows: sp.csr_matrix, lo: int, ids: np.ndarray) -> sp.csr_matrix:
 
 def _scan(up: sp.csr_matrix, kept: sp.csr_matrix, kept_t: sp.csr_matrix,
           held: dict[str, Any], ids: np.ndarray, lo: int, cat: Any) -> Any:
-    """A partition's :class:`~shopee_match.rerank._selftrain.Scan` of its pairs (global
+    """A partition's :class:`~shopee_match.rerank.PairScan` of its pairs (global
     ids), or ``None`` without titles."""
-    from ..rerank._selftrain import Scan, _Titles, scan
+    from ..rerank import PairScan, scan_pairs
 
     titles = held.get("t")
-    if titles is None or any(t is None for t in titles):
+    if titles is None or len(titles) == 0 or any(t is None for t in titles):
         return None
-    found = scan(_Titles([str(t) for t in titles], catalogue_df=cat), _local(up, lo, ids),
-                 _local(sp.csr_matrix(kept + kept_t), lo, ids))
-    return Scan(found.counts, found.hits, ids[found.rows], ids[found.cols], found.sim)
+    found = scan_pairs([str(t) for t in titles], _local(up, lo, ids),
+                       _local(sp.csr_matrix(kept + kept_t), lo, ids), catalogue_df=cat)
+    return PairScan(found.counts, found.hits, ids[found.rows], ids[found.cols], found.sim)
 
 
 def _titles_of(titles: Any, n_own: int) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def self_trained_edges(client: Any, proba: list[Any], edges: list[Any],
     partitions' ``titles`` (futures). ``stats["self_training"]``: the point, the
     evidence pairs and the pairs added.
     """
-    from ..rerank._selftrain import _point
+    from ..rerank import evidence_point
 
     if titles is None:
         return edges
@@ -148,7 +148,7 @@ def self_trained_edges(client: Any, proba: list[Any], edges: list[Any],
         return edges
     counts = np.sum([c[0] for c in parts], axis=0)
     hits = np.sum([c[1] for c in parts], axis=0)
-    point = _point(counts, hits)
+    point = evidence_point(counts, hits)
     info: dict[str, Any] = {"point": point, "evidence": int(counts.sum()), "pairs_added": 0}
     stats["self_training"] = info
     if point is None:

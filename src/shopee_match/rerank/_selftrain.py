@@ -30,7 +30,8 @@ import scipy.sparse as sp
 from ._blocks import row_blocks
 from .title_features import _PREP, _by_token, _incidence, _kind, _kinds
 
-__all__ = ["Scan", "SelfTraining", "either_way", "scan", "self_train"]
+__all__ = ["PairScan", "SelfTraining", "either_way", "evidence_point", "scan_pairs",
+           "self_train"]
 
 #: similarity (cosine of idf-weighted words, codes and sizes out) below which no pair is
 #: added whatever the curve says: more than half the rest of the titles must agree
@@ -107,10 +108,18 @@ class SelfTraining:
     added: sp.csr_matrix
 
 
-def _point(counts: np.ndarray, hits: np.ndarray) -> float | None:
+def evidence_point(counts: np.ndarray, hits: np.ndarray) -> float | None:
     """Lowest similarity bin where the isotonic share of agreement (``hits / counts``
     per bin of 1/1000) reaches one half, with :data:`MIN_SUPPORT` evidence pairs at or
-    above it and at least :data:`FLOOR`; ``None`` if there is none."""
+    above it and at least :data:`FLOOR`; ``None`` if there is none. Counts of disjoint
+    sets of pairs (a Dask partition's each) are summed first.
+
+    >>> counts, hits = np.zeros(1001), np.zeros(1001)
+    >>> counts[[300, 800]] = 150
+    >>> hits[800] = 150  # pairs this alike agree, those at 0.3 conflict
+    >>> evidence_point(counts, hits)
+    0.8
+    """
     from sklearn.isotonic import IsotonicRegression
 
     if counts.sum() < MIN_SUPPORT:
@@ -133,7 +142,7 @@ def _evidence(counts: np.ndarray, hits: np.ndarray, sim: np.ndarray, agree: np.n
 
 
 @dataclass
-class Scan:
+class PairScan:
     """What one pass over candidate pairs keeps: the evidence counts (pairs and agreeing
     pairs per similarity bin of 1/1000, 1,001 bins) and the pairs that could be added
     (nothing in conflict, kept neither way, similarity >= :data:`FLOOR`), in the
@@ -151,7 +160,7 @@ class Scan:
         return self.rows[on], self.cols[on]
 
 
-def scan(ctx: _Titles, up: sp.csr_matrix, either: sp.csr_matrix) -> Scan:
+def _scan(ctx: _Titles, up: sp.csr_matrix, either: sp.csr_matrix) -> PairScan:
     """Read the candidate pairs of ``up`` (each pair once, stored entries, square in the
     index space of ``ctx``'s titles) a block of rows at a time (:data:`CHUNK` pairs):
     their evidence, and those that could be added. ``either``: the kept pairs, stored
@@ -170,11 +179,31 @@ def scan(ctx: _Titles, up: sp.csr_matrix, either: sp.csr_matrix) -> Scan:
         maybe.append((rows[add], cols[add], sim[add]))
     if not maybe:
         maybe.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)))
-    return Scan(counts, hits, *(np.concatenate([m[k] for m in maybe]) for k in range(3)))
+    return PairScan(counts, hits, *(np.concatenate([m[k] for m in maybe]) for k in range(3)))
+
+
+def scan_pairs(titles: Sequence[str], up: sp.csr_matrix, either: sp.csr_matrix,
+               catalogue_df: tuple[Mapping[str, int], int] | None = None) -> PairScan:
+    """The evidence counts of the candidate pairs stored in ``up`` (square over
+    ``titles``, each pair once) and those of its pairs that could be added (``either``:
+    see :func:`either_way`); ``catalogue_df`` when ``titles`` are part of a catalogue
+    (its idf is then the catalogue's). A block of rows at a time.
+
+    >>> titles = ["blue shirt xq1", "shirt blue xq1", "red mug"]
+    >>> up = sp.csr_matrix(([1], ([0], [1])), shape=(3, 3))
+    >>> found = scan_pairs(titles, up, sp.csr_matrix((3, 3)))
+    >>> int(found.counts.sum()), int(found.hits.sum()), found.rows.tolist()
+    (1, 1, [0])
+    """
+    return _scan(_Titles(titles, catalogue_df), up, either)
 
 
 def either_way(kept: sp.spmatrix) -> sp.csr_matrix:
-    """A boolean graph of the pairs ``kept`` holds one way round or the other."""
+    """A boolean graph of the pairs ``kept`` holds one way round or the other.
+
+    >>> either_way(sp.csr_matrix(([1.0], ([0], [1])), shape=(2, 2))).toarray().tolist()
+    [[False, True], [True, False]]
+    """
     k = sp.csr_matrix(kept) != 0
     return sp.csr_matrix(k + k.T)
 
@@ -184,8 +213,8 @@ def self_train(titles: Sequence[str], proba: sp.spmatrix, kept: sp.spmatrix) -> 
     catalogue's own code agreements vouch for (see the module's docstring). Read a block
     of rows at a time: what stays between blocks is the evidence counts (1,001 bins) and
     the pairs that could be added (nothing in conflict, similarity >= :data:`FLOOR`).
-    The same three parts (:func:`scan` of each part's pairs, :func:`_point` of the summed
-    counts, :meth:`Scan.added`) run per partition on Dask.
+    The same three parts (:func:`scan_pairs` of each part's pairs, :func:`evidence_point`
+    of the summed counts, :meth:`PairScan.added`) run per partition on Dask.
 
     >>> import numpy as np, scipy.sparse as sp
     >>> titles = ["blue cotton shirt slim fit", "slim fit cotton shirt blue", "red mug"]
@@ -196,8 +225,8 @@ def self_train(titles: Sequence[str], proba: sp.spmatrix, kept: sp.spmatrix) -> 
     n = proba.shape[0]
     up = sp.triu(sp.csr_matrix(proba), 1).tocsr()
     up.eliminate_zeros()
-    found = scan(_Titles(titles), up, either_way(kept))
-    point = _point(found.counts, found.hits)
+    found = _scan(_Titles(titles), up, either_way(kept))
+    point = evidence_point(found.counts, found.hits)
     evidence = int(found.counts.sum())
     if point is None:
         return SelfTraining(None, evidence, sp.csr_matrix((n, n), dtype=bool))
