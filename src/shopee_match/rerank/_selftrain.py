@@ -146,7 +146,13 @@ class PairScan:
     """What one pass over candidate pairs keeps: the evidence counts (pairs and agreeing
     pairs per similarity bin of 1/1000, 1,001 bins) and the pairs that could be added
     (nothing in conflict, kept neither way, similarity >= :data:`FLOOR`), in the
-    titles' index space. Counts of disjoint sets of pairs add up."""
+    titles' index space. Counts of disjoint sets of pairs add up.
+
+    >>> found = PairScan(np.zeros(1001), np.zeros(1001), np.array([0, 1]), np.array([2, 3]),
+    ...                  np.array([0.6, 0.9]))
+    >>> [a.tolist() for a in found.added(0.8)]
+    [[1], [3]]
+    """
 
     counts: np.ndarray
     hits: np.ndarray
