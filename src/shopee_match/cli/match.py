@@ -81,9 +81,7 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
         pipe.set_params(shift_guard=False)
     if args.exclusive_sources:
         pipe.set_params(exclusive_sources="one" if args.one_per_source else True)
-    if args.no_self_train and "self_train" in getattr(getattr(pipe, "combiner_", None),
-                                                      "get_params", dict)():
-        pipe.combiner_.set_params(self_train=False)
+    _self_train_flag(args, pipe)
     tables = {}
     if (args.pairs_out or args.groups_out) and len(postings):
         from ..review import score_pairs
@@ -115,6 +113,13 @@ def cmd_match(args: argparse.Namespace, verbose: bool) -> int:
     return 0
 
 
+def _self_train_flag(args: argparse.Namespace, pipe: Any) -> None:
+    """``--no-self-train``: the model's own cut (on one machine and on Dask)."""
+    if args.no_self_train and "self_train" in getattr(getattr(pipe, "combiner_", None),
+                                                      "get_params", dict)():
+        pipe.combiner_.set_params(self_train=False)
+
+
 def _match_dask(args: argparse.Namespace) -> int:
     """``match --scheduler ADDRESS|local:N``: :func:`shopee_match.distributed.predict_dask`
     over the file or glob, the submission streamed to ``--output``."""
@@ -128,6 +133,7 @@ def _match_dask(args: argparse.Namespace) -> int:
     # one machine; the shipped one learns its vocabulary by a pass over the partitions)
     pipe = Pipeline.load(args.model) if args.model else Pipeline.pretrained()
     pipe.set_params(verbose=False, shift_guard=not args.no_shift_guard)
+    _self_train_flag(args, pipe)
     stats = predict_dask(pipe, args.postings, scheduler=args.scheduler, image_dir=args.images,
                          encoding=args.encoding, method=args.method, output=args.output)
     print(f"wrote {stats['n_written']} postings to {args.output} (mean "

@@ -15,7 +15,8 @@ probabilities ``P(i, j)`` go to ``j``'s owner (a transpose), which makes its own
 the symmetric graph ``(P + P.T) / 2`` as one machine does; each further stage fetches the
 halo's rows of that graph and appends its graph features. The kept pairs are the
 reranker's own selection of its own rows, and ``grow`` (shared-match closure) fetches
-the match sets it compares.
+the match sets it compares; then self-training adds what the catalogue's code agreements
+vouch for (:mod:`._selftrain`, a reduction over the partitions).
 
 Two facts are catalogue-wide and are given to every partition: whether each modality
 proposed any pair (a feature), and the title tokens' document counts (rarity).
@@ -34,6 +35,7 @@ import scipy.sparse as sp
 
 from ._candidates import square
 from ._exchange import fetch_rows, local_space, transpose_rows
+from ._selftrain import self_trained_edges, self_trains
 
 __all__ = ["Local", "rerank_edges"]
 
@@ -259,8 +261,18 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     del locs
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]
     if rr.grow is None:
-        return [client.submit(_edges, k, pure=False) for k in kept]
-    # grow: i and j compared through every match set holding a posting of i's set
+        edges = [client.submit(_edges, k, pure=False) for k in kept]
+    else:
+        edges = _grow(client, kept, offsets, float(rr.grow))
+    if self_trains(rr):  # after the cut and grow, as on one machine
+        edges = self_trained_edges(client, proba, edges, titles, offsets, cat, stats)
+    return edges
+
+
+def _grow(client: Any, kept: list[Any], offsets: np.ndarray, min_share: float) -> list[Any]:
+    """Own rows of ``grow`` (edges): i and j compared through every match set holding a
+    posting of i's set."""
+    lo = [int(o) for o in offsets[:-1]]
     sets = [client.submit(dict, s=k, pure=False) for k in kept]
     holders = [client.submit(dict, s=t, pure=False) for t in transpose_rows(client, kept, offsets)]
     cols = [client.submit(_cols, k, pure=False) for k in kept]
@@ -268,7 +280,7 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
            for f in fetch_rows(client, holders, offsets, cols)]
     fetched = fetch_rows(client, sets, offsets, who)
     return [client.submit(_grown, f, w, lo[a], int(offsets[a + 1] - offsets[a]),
-                          float(rr.grow), pure=False)
+                          min_share, pure=False)
             for a, (f, w) in enumerate(zip(fetched, who))]
 
 

@@ -46,7 +46,11 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
     from ._search import tree_reduce
 
     rr = pipeline.combiner_
-    uses_titles = reranked and bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
+    from ._selftrain import self_trains
+
+    # titles and their catalogue counts: for the title features and for self-training
+    uses_titles = reranked and (bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
+                                or self_trains(rr))
     pipe_future = c.scatter(_one_tree_thread(pipeline), broadcast=True, hash=False)
     if not (_predict_fitted(pipeline) or uses_titles):
         return pipe_future, None

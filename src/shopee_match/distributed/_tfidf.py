@@ -74,7 +74,7 @@ def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
             tfs = np.asarray(x.sum(axis=0)).ravel()
             kinds[kind] = {str(t): (int(d), float(f)) for t, d, f in zip(terms, dfs, tfs)}
         out["tfidf"].append(kinds)
-    if titles:
+    if titles and postings.has_titles:
         from ..rerank.title_features import title_doc_freq
 
         out["titles"] = title_doc_freq(postings.titles)

@@ -10,6 +10,7 @@ as postings without rows (their own pairs are scored but never read).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ import scipy.sparse as sp
 from ._hash import HashSpace
 from ._rows import Overrides
 
-__all__ = ["local_graphs", "neighbourhood"]
+__all__ = ["local_graphs", "local_pipeline", "neighbourhood"]
 
 
 def _stored(space: Any) -> sp.csr_matrix | None:
@@ -86,4 +87,23 @@ def local_graphs(spaces: Sequence[Any], overs: Sequence[Overrides], row_nodes: n
         m = sp.csr_matrix((g.data[ok], (g.row[ok], c[ok])), shape=(big, big), dtype=np.float32)
         m.sort_indices()
         out.append(m)
+    return out
+
+
+def local_pipeline(pipe: Any) -> Any:
+    """``pipe`` as a query's neighbourhood is combined: without self-training (a curve
+    fitted on a few dozen local pairs would be noise, not the catalogue's; the index does
+    not self-train yet). The caller's pipeline is left as it is.
+
+    >>> from shopee_match import Pipeline
+    >>> pipe = Pipeline.pretrained()
+    >>> local_pipeline(pipe).combiner_.self_train, pipe.combiner_.self_train
+    (False, True)
+    """
+    ens = getattr(pipe, "combiner_", None)
+    if not getattr(ens, "self_train", False):
+        return pipe
+    out = copy.copy(pipe)
+    out.combiner_ = copy.copy(ens)
+    out.combiner_.self_train = False
     return out

@@ -25,7 +25,7 @@ from ..data import Postings
 from ..ensemble import Ensemble
 from ..protocols import ClassRegistry
 from ._fingerprint import fingerprint
-from ._local import local_graphs, neighbourhood
+from ._local import local_graphs, local_pipeline, neighbourhood
 from ._space import VectorStore
 from ._state import State
 from ._steps import Plan, Step, build_step, index_kind
@@ -214,7 +214,7 @@ class MatchIndex:
         return out
 
     def _answer(self, st: State, new: Postings, q: _Query) -> pd.DataFrame:
-        pipe = self.pipeline
+        pipe = local_pipeline(self.pipeline)  # no self-training on a neighbourhood
         ens = pipe.combiner_
         uses_cands = getattr(ens, "uses_candidates", False)
         spaces = [s.final for s in st.steps]

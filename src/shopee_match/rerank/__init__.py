@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from ..neighbors.graph import symmetric_graph
 from ._fit import THRESHOLD_GRID, stage_features
+from ._selftrain import PairScan, either_way, evidence_point, scan_pairs
 from .reranker import PairReranker
 
-__all__ = ["THRESHOLD_GRID", "PairReranker", "stage_features", "symmetric_graph"]
+__all__ = ["THRESHOLD_GRID", "PairReranker", "PairScan", "either_way", "evidence_point",
+           "scan_pairs", "stage_features", "symmetric_graph"]
