@@ -38,6 +38,13 @@ logger = logging.getLogger(__name__)
 
 _METHODS = ("exact", "ivf", "cuml")
 
+#: the share of the exact top-k candidates an IVF search of a reranked pipeline keeps
+#: when ``n_probe`` is left to be chosen (label-free, measured on a sample of postings)
+IVF_RECALL = 0.99
+#: the dimensions a reranked pipeline's rows are projected to for the IVF cells (a
+#: count sketch of TF-IDF rows: at 256 the cells followed the true neighbours less well)
+IVF_DIM = 1024
+
 
 def _check(pipeline: Any, method: str) -> tuple[list[Any], list[str], bool]:
     """``(steps, hash steps, reranked)`` of a pipeline that can run on Dask, or a clear
@@ -66,8 +73,9 @@ def predict_dask(
     encoding: str | None = None,
     partition_rows: int | None = None,
     n_cells: int | None = None,
-    n_probe: int = 2,
+    n_probe: int | None = None,
     cell_size: int = 2000,
+    ivf_recall: float = IVF_RECALL,
     recall_sample: int = 0,
     random_state: int = 0,
     output: str | Path | None = None,
@@ -78,6 +86,11 @@ def predict_dask(
     about ``cell_size`` postings, each posting in its ``n_probe`` nearest; approximate) or
     ``"cuml"`` (GPU workers with ``cuml.dask``). ``recall_sample`` > 0 (IVF) measures the
     recall of search-step matches against exact search on that many random postings.
+    ``n_probe=None``: 2 for a union of thresholded matches; for a reranked pipeline the
+    fewest probes whose recall of the exact top-k candidates reaches ``ivf_recall``,
+    measured without labels on a sample of postings (the trees were trained on exact
+    candidate lists; a missed neighbour changes the features of the pairs it would have
+    outranked), reported in ``stats["ivf_<step>"]``.
     Per-stage seconds and statistics are in ``result.attrs["shopee_match"]``.
 
     ``partition_rows``: the most postings a partition holds (default 100,000; 5,000 for
@@ -130,8 +143,8 @@ def predict_dask(
         pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
         if reranked:
             cells = None if method == "exact" else {
-                "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
-                "sample_size": 50_000, "seed": random_state}
+                "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": IVF_DIM,
+                "sample_size": 50_000, "seed": random_state, "recall": ivf_recall}
             ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
                                                  hash_steps, image_dir, cat, stats, cells)
             del frames
@@ -171,7 +184,8 @@ def predict_dask(
                 check = (recall_start(c, rows, offsets, name, matcher, recall_sample,
                                       random_state) if recall_sample > 0 else None)
                 e, ivf = ivf_edges(
-                    c, rows, offsets, name, matcher, n_cells=n_cells, n_probe=n_probe,
+                    c, rows, offsets, name, matcher, n_cells=n_cells,
+                    n_probe=2 if n_probe is None else n_probe,
                     cell_size=cell_size, dim=256, sample_size=50_000, seed=random_state,
                 )
                 # drop each partition's rows once its shuffle pieces exist: the copies are

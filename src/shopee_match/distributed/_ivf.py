@@ -271,23 +271,78 @@ def _merge_home(
     return select_rows(s, i, np.arange(n_rows, dtype=np.int64) + offset, matcher)
 
 
+#: the most cells a posting joins when ``n_probe`` is chosen from a recall target
+MAX_PROBE = 12
+
+
+def _cells(n_total: int, n_cells: int | None, n_probe: int, cell_size: int) -> int:
+    if n_cells is None:
+        n_cells = max(1, round(n_total * n_probe / cell_size))
+    return max(1, min(n_cells, n_total))
+
+
+def _choose_probes(
+    client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any,
+    sample: np.ndarray, n_cells: int | None, cell_size: int, recall: float, max_probe: int,
+    probe_sample: int, dim: int, seed: int, tried: dict[int, float],
+) -> tuple[int, dict[str, Any]]:
+    """The fewest probes (and their quantizer) whose recall on the sampled exact
+    neighbours reaches ``recall``; ``max_probe`` if none does. Probe counts are tried
+    doubling (1, 2, 4, ...), then bisected; each is recorded in ``tried``."""
+    from ._recall import probe_recall, sample_neighbours
+
+    n_total = int(offsets[-1])
+    nb = sample_neighbours(client, parts, offsets, step, matcher, probe_sample, seed, dim)
+    quantizers: dict[int, dict[str, Any]] = {}
+
+    def reaches(p: int) -> bool:
+        if p not in tried:
+            c = _cells(n_total, n_cells, p, cell_size)
+            # 40 sample rows a cell are plenty for k-means, and keep each try cheap
+            rows = sample[: max(10_000, 40 * c)]
+            quantizers[p] = train_quantizer(rows, c, seed=seed)
+            tried[p] = probe_recall(nb, quantizers[p], p)
+        return tried[p] >= recall
+
+    lo, hi = 0, 1  # lo: the most probes known to miss the target
+    while not reaches(hi):
+        if hi == max_probe:
+            logger.warning(
+                "IVF %s: recall %.4f with %d probes, below the target %.4f: raise cell_size "
+                "or max_probe, or use method='exact'", step, tried[hi], hi, recall)
+            return hi, quantizers[hi]
+        lo, hi = hi, min(2 * hi, max_probe)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    return hi, quantizers[hi]
+
+
 def ivf_edges(
     client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any, *,
-    n_cells: int | None, n_probe: int, cell_size: int, dim: int, sample_size: int, seed: int,
-    candidates: bool = False,
+    n_cells: int | None, cell_size: int, dim: int, sample_size: int, n_probe: int | None = None,
+    seed: int, candidates: bool = False, recall: float | None = None,
+    max_probe: int = MAX_PROBE, probe_sample: int = 1000,
 ) -> tuple[list[Any], dict[str, Any]]:
     """For each partition, a future of its edges ``(local rows, global ids)``; and stats
     (``stats["split"]``: the shuffle's input futures; once they are done the step's
     embeddings are no longer needed). ``candidates``: each partition's approximate top-k
-    ``(sims, global ids, 0)`` instead (no threshold: a reranker's candidates)."""
+    ``(sims, global ids, 0)`` instead (no threshold: a reranker's candidates).
+
+    ``n_probe=None``: the fewest probes (1 to ``max_probe``, each with cells of about
+    ``cell_size`` members) whose recall of the exact top-k reaches ``recall``, measured
+    without labels on ``probe_sample`` random postings (their exact top-k neighbours,
+    and whether each shares a cell with its query: :func:`._recall.probe_recall`).
+    ``stats``: the probes chosen, each tried probe count's recall.
+    """
     import operator
 
     n_total = int(offsets[-1])
     n_parts = len(parts)
-    if n_cells is None:
-        n_cells = max(1, round(n_total * n_probe / cell_size))
-    n_cells = min(n_cells, n_total)
-    n_sample = min(n_total, max(sample_size, 10 * n_cells))
+    if n_probe is None and recall is None:
+        raise ValueError("ivf_edges needs `n_probe` or a `recall` target.")
+    most = n_probe if n_probe is not None else max_probe
+    n_sample = min(n_total, max(sample_size, 10 * _cells(n_total, n_cells, most, cell_size)))
     per_part = np.maximum(1, np.diff(offsets) * n_sample // max(n_total, 1))
     samples = client.gather([
         client.submit(sample_projections, p, step, int(n), dim, seed, pure=False)
@@ -295,7 +350,15 @@ def ivf_edges(
     ])
     sample = np.concatenate(samples)
     t0 = time.perf_counter()
-    quantizer = train_quantizer(sample, n_cells, seed=seed)
+    tried: dict[int, float] = {}
+    if n_probe is None:
+        assert recall is not None
+        n_probe, quantizer = _choose_probes(client, parts, offsets, step, matcher, sample,
+                                            n_cells, cell_size, recall, max_probe,
+                                            probe_sample, dim, seed, tried)
+    else:
+        quantizer = train_quantizer(sample, _cells(n_total, n_cells, n_probe, cell_size),
+                                    seed=seed)
     train_s = time.perf_counter() - t0
     centroids = quantizer["centroids"]
     counts = np.bincount(assign(sample, quantizer, n_probe).ravel(), minlength=len(centroids))
@@ -323,6 +386,8 @@ def ivf_edges(
         "n_cells": len(centroids), "n_probe": n_probe, "two_level": quantizer["coarse"] is not None,
         "quantizer_s": train_s, "n_buckets": n_buckets, "sample": len(sample),
     }
+    if tried:
+        stats.update(recall_target=recall, recall_estimate=tried[n_probe], probes_tried=tried)
     logger.info("IVF: %d cells, %d probes, %d buckets", len(centroids), n_probe, n_buckets)
     stats["shuffle_bytes"] = client.submit(
         lambda *sizes: int(sum(sizes)), *[client.submit(nbytes, f, pure=False) for f in split],
