@@ -76,7 +76,7 @@ def test_probes_chosen_from_a_recall_target_reach_it(client, parts, exact):
     low = _recall(exact, one, offsets)
     assert low < 0.95  # small cells: one probe misses neighbours
     got, stats = _ivf(client, parts, recall=0.98, probe_sample=400)
-    assert stats["recall_target"] == 0.98
+    assert stats["recall_target"] == 0.98 and stats["recall_target_met"] is True
     tried = stats["probes_tried"]
     chosen = stats["n_probe"]
     assert chosen > 1 and tried[chosen] == stats["recall_estimate"] >= 0.98
@@ -89,11 +89,12 @@ def test_probes_chosen_from_a_recall_target_reach_it(client, parts, exact):
     assert abs(actual - stats["recall_estimate"]) < 0.02
 
 
-def test_a_target_out_of_reach_warns_and_uses_the_most_probes(client, parts, caplog):
-    with caplog.at_level("WARNING", logger="shopee_match.distributed._ivf"):
+def test_a_target_out_of_reach_uses_the_most_probes_and_says_so(client, parts, caplog):
+    with caplog.at_level("INFO", logger="shopee_match.distributed._ivf"):
         _, stats = _ivf(client, parts, recall=1.01, max_probe=2, probe_sample=100)
     assert stats["n_probe"] == 2 and sorted(stats["probes_tried"]) == [1, 2]
-    assert "below the target" in caplog.text
+    assert stats["recall_target_met"] is False
+    assert "IVF t: recall" in caplog.text and "below the target" in caplog.text
 
 
 def test_every_posting_in_every_cell_is_exact_search(client, parts, exact):
