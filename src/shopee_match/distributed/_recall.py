@@ -76,7 +76,7 @@ def recall_finish(
 
 # --- choosing the probes from a recall target (label-free) ---------------------------
 def _project_rows(part: Any, step: str, local: np.ndarray, dim: int, seed: int) -> np.ndarray:
-    from ._ivf import project
+    from ._quantizer import project
 
     return project(part.embs[step][local], dim, seed)
 
@@ -141,14 +141,14 @@ def probe_recall(nb: dict[str, np.ndarray], quantizer: dict[str, Any], n_probe: 
     (a neighbour of the exact top-k that shares a cell is in that cell's top-k, so in
     the merged top-k). Pairs tied at the k-th similarity count as found.
 
-    >>> from shopee_match.distributed._ivf import train_quantizer
+    >>> from shopee_match.distributed._quantizer import train_quantizer
     >>> x = np.eye(4, dtype=np.float32)
     >>> nb = {"query": x[:2], "neighbour": x[2:], "q": np.array([0, 1]),
     ...       "nb": np.array([0, 1]), "sims": np.zeros(2), "kth": np.full(2, -1.0)}
     >>> probe_recall(nb, train_quantizer(x, 1), 1)
     1.0
     """
-    from ._ivf import assign
+    from ._quantizer import assign
 
     if len(nb["q"]) == 0:
         return 1.0
