@@ -91,7 +91,7 @@ def test_probes_chosen_from_a_recall_target_reach_it(client, parts, exact):
 
 def test_a_target_out_of_reach_uses_the_most_probes_and_says_so(client, parts, caplog):
     with caplog.at_level("INFO", logger="shopee_match.distributed._ivf"):
-        _, stats = _ivf(client, parts, recall=1.01, max_probe=2, probe_sample=100)
+        _, stats = _ivf(client, parts, recall=0.999, max_probe=2, probe_sample=100)
     assert stats["n_probe"] == 2 and sorted(stats["probes_tried"]) == [1, 2]
     assert stats["recall_target_met"] is False
     assert "IVF t: recall" in caplog.text and "below the target" in caplog.text
@@ -112,3 +112,6 @@ def test_every_posting_in_every_cell_is_exact_search(client, parts, exact):
 def test_needs_probes_or_a_target(client, parts):
     with pytest.raises(ValueError, match="n_probe"):
         _ivf(client, parts)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"recall target must be in \(0, 1\], got"):
+            _ivf(client, parts, recall=bad)

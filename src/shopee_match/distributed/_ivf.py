@@ -212,6 +212,8 @@ def ivf_edges(
     n_parts = len(parts)
     if n_probe is None and recall is None:
         raise ValueError("ivf_edges needs `n_probe` or a `recall` target.")
+    if n_probe is None and recall is not None and not 0 < recall <= 1:
+        raise ValueError(f"The IVF recall target must be in (0, 1], got {recall!r}.")
     most = n_probe if n_probe is not None else max_probe
     n_sample = min(n_total, max(sample_size, 10 * _cells(n_total, n_cells, most, cell_size)))
     per_part = np.maximum(1, np.diff(offsets) * n_sample // max(n_total, 1))
