@@ -140,7 +140,10 @@ def main() -> None:
                     help="default 100,000 (union), 5,000 (a reranked pipeline)")
     ap.add_argument("--file-rows", type=int, default=100_000, help="postings per Parquet file")
     ap.add_argument("--cell-size", type=int, default=2000)
-    ap.add_argument("--n-probe", type=int, default=2)
+    ap.add_argument("--n-probe", type=int, default=None,
+                    help="default: 2 (union); chosen from --ivf-recall (a reranked pipeline)")
+    ap.add_argument("--ivf-recall", type=float, default=None,
+                    help="the IVF recall target of a reranked pipeline (default: the library's)")
     ap.add_argument("--recall-sample", type=int, default=1000)
     ap.add_argument("--train-groups", type=int, default=3000)
     ap.add_argument("--workdir", default="/tmp/scale_dask")
@@ -204,6 +207,8 @@ def main() -> None:
             sub = predict_dask(pipe, str(work / "postings-*.parquet"), client=client,
                                method=args.method, partition_rows=args.partition_rows,
                                cell_size=args.cell_size, n_probe=args.n_probe,
+                               **({} if args.ivf_recall is None else
+                                  {"ivf_recall": args.ivf_recall}),
                                recall_sample=args.recall_sample if args.method == "ivf" else 0,
                                random_state=args.seed)
         res["stages"]["predict_total"] = time.perf_counter() - t0

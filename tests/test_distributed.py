@@ -99,7 +99,7 @@ def test_min_matches_and_hash_radius_exact(client, frame):
 @pytest.mark.parametrize("flat_max", [1024, 4])
 def test_ivf_reports_recall_and_stays_close(client, pipe, frame, expected, flat_max,
                                             monkeypatch):
-    import shopee_match.distributed._ivf as ivf
+    import shopee_match.distributed._quantizer as ivf
 
     monkeypatch.setattr(ivf, "FLAT_MAX_CELLS", flat_max)  # 4: the two-level quantizer
     ddf = dd.from_pandas(frame, npartitions=4)

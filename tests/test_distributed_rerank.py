@@ -240,6 +240,26 @@ def test_ivf_candidates_stay_close(client, fitted, test_frame):
     assert f_ivf >= f_one - 0.03
 
 
+def test_ivf_candidates_probed_to_the_recall_target(client, fitted, test_frame):
+    """Left to choose (``n_probe=None``), each k-NN step probes until the label-free
+    recall of the exact top-k reaches ``ivf_recall``: the F1 of exact candidates, within
+    0.01 (small cells: one probe would miss many neighbours)."""
+    expected = fitted.predict(Postings(test_frame))
+    out = predict_dask(fitted, dd.from_pandas(test_frame, npartitions=3), client=client,
+                       method="ivf", cell_size=100, ivf_recall=0.99)
+    stats = out.attrs["shopee_match"]
+    for step in ("ivf_tfidf", "ivf_tfidf_qe"):
+        ivf = stats[step]
+        assert ivf["recall_target"] == 0.99 and ivf["n_probe"] > 1
+        assert ivf["probes_tried"][1] < 0.99 and ivf["recall_estimate"] >= 0.99
+    truth = Postings(test_frame)
+    ids = truth.posting_id
+    want = [set(ids[m]) for m in truth.true_matches()]
+    f_one = f1_score(want, [set(m.split()) for m in expected["matches"]])
+    f_ivf = f1_score(want, [set(m.split()) for m in out["matches"]])
+    assert f_ivf >= f_one - 0.01
+
+
 def test_reranked_settings_without_a_distributed_form(client, fitted, test_frame):
     ddf = dd.from_pandas(test_frame, npartitions=2)
     with pytest.raises(NotImplementedError, match="method='cuml'"):

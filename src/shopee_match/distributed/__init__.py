@@ -40,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 _METHODS = ("exact", "ivf", "cuml")
 
+#: the share of the exact top-k candidates an IVF search of a reranked pipeline keeps
+#: when ``n_probe`` is left to be chosen (label-free, measured on a sample of postings)
+IVF_RECALL = 0.99
+#: the dimensions a reranked pipeline's rows are projected to for the IVF cells (a
+#: count sketch of TF-IDF rows: at 256 the cells followed the true neighbours less well)
+IVF_DIM = 1024
+
 
 def _check(pipeline: Any, method: str) -> tuple[list[Any], list[str], bool]:
     """``(steps, hash steps, reranked)`` of a pipeline that can run on Dask, or a clear
@@ -68,8 +75,9 @@ def predict_dask(
     encoding: str | None = None,
     partition_rows: int | None = None,
     n_cells: int | None = None,
-    n_probe: int = 2,
+    n_probe: int | None = None,
     cell_size: int = 2000,
+    ivf_recall: float = IVF_RECALL,
     recall_sample: int = 0,
     random_state: int = 0,
     output: str | Path | None = None,
@@ -80,6 +88,11 @@ def predict_dask(
     about ``cell_size`` postings, each posting in its ``n_probe`` nearest; approximate) or
     ``"cuml"`` (GPU workers with ``cuml.dask``). ``recall_sample`` > 0 (IVF) measures the
     recall of search-step matches against exact search on that many random postings.
+    ``n_probe=None``: 2 for a union of thresholded matches; for a reranked pipeline the
+    fewest probes whose recall of the exact top-k candidates reaches ``ivf_recall``,
+    measured without labels on a sample of postings (the trees were trained on exact
+    candidate lists; a missed neighbour changes the features of the pairs it would have
+    outranked), reported in ``stats["ivf_<step>"]``.
     Per-stage seconds and statistics are in ``result.attrs["shopee_match"]``.
 
     ``partition_rows``: the most postings a partition holds (default 100,000; 5,000 for
@@ -112,6 +125,7 @@ def predict_dask(
         raise ValueError(f"`partition_rows` must be >= 1, got {partition_rows!r}.")
     stats: dict[str, Any] = {"method": method, "timings": {}}
     opts = {"image_dir": image_dir, "method": method, "n_cells": n_cells, "n_probe": n_probe,
+            "ivf_recall": ivf_recall,
             "cell_size": cell_size, "recall_sample": recall_sample,
             "random_state": random_state}
     with client_for(client, scheduler) as c:
@@ -162,8 +176,8 @@ def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
     pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
     if reranked:
         cells = None if method == "exact" else {
-            "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
-            "sample_size": 50_000, "seed": random_state}
+            "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": IVF_DIM,
+            "sample_size": 50_000, "seed": random_state, "recall": opts["ivf_recall"]}
         ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
                                              hash_steps, image_dir, cat, stats, cells)
         frames.clear()
@@ -203,7 +217,8 @@ def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
             check = (recall_start(c, rows, offsets, name, matcher, recall_sample,
                                   random_state) if recall_sample > 0 else None)
             e, ivf = ivf_edges(
-                c, rows, offsets, name, matcher, n_cells=n_cells, n_probe=n_probe,
+                c, rows, offsets, name, matcher, n_cells=n_cells,
+                n_probe=2 if n_probe is None else n_probe,
                 cell_size=cell_size, dim=256, sample_size=50_000, seed=random_state,
             )
             # drop each partition's rows once its shuffle pieces exist: the copies are

@@ -125,13 +125,15 @@ def candidate_rows(
     knn: dict[tuple[Any, ...], list[Any]] = {}  # k-NN cuts by (embedder, k, backend)
     ties = stats.setdefault("ties_at_k", {})
 
-    def topk(name: str, rows: list[Any], matcher: Any, key: tuple[Any, ...] | None) -> list[Any]:
+    def topk(name: str, rows: list[Any], matcher: Any, key: tuple[Any, ...] | None,
+             label: str | None = None) -> list[Any]:
         if key is not None and key in knn:
             return knn[key]
         if ivf is not None:
             from ._ivf import ivf_edges
 
-            cut, info = ivf_edges(client, rows, offsets, name, matcher, candidates=True, **ivf)
+            cut, info = ivf_edges(client, rows, offsets, name, matcher, candidates=True,
+                                  label=label or name, **ivf)
             info.pop("split")
             info.pop("cell_sizes")
             info["shuffle_bytes"] = int(info["shuffle_bytes"].result())
@@ -165,7 +167,7 @@ def candidate_rows(
         fetched = fetch_rows(client, tables, offsets, needs)
         blended = [client.submit(blend_rows, r, int(offsets[a]), n_blend, f, pure=False)
                    for a, (r, f) in enumerate(zip(base_rows, fetched))]
-        cut = topk("x", blended, matcher, None)
+        cut = topk("x", blended, matcher, None, label=name)
         ties[name] = ties.pop("x")
         if "ivf_x" in stats:
             stats[f"ivf_{name}"] = stats.pop("ivf_x")

@@ -72,3 +72,88 @@ def recall_finish(
             "precision_vs_exact": found / max(1, len(approx)),
             "capped_postings": len(capped),
             "recall_uncapped": len(ex_free & approx) / max(1, len(ex_free))}
+
+
+# --- choosing the probes from a recall target (label-free) ---------------------------
+def _project_rows(part: Any, step: str, local: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    from ._quantizer import project
+
+    return project(part.embs[step][local], dim, seed)
+
+
+def _gather_projections(c: Any, parts: list[Any], offsets: np.ndarray, step: str,
+                        gids: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """Projections of the rows ``gids`` (sorted, distinct), in that order."""
+    from ._io import home_of
+
+    owner = home_of(gids, offsets)
+    got = c.gather([
+        c.submit(_project_rows, parts[a], step, gids[owner == a] - offsets[a], dim, seed,
+                 pure=False)
+        for a in np.unique(owner)
+    ])
+    return np.concatenate(got) if got else np.empty((0, dim), np.float32)
+
+
+def sample_neighbours(
+    c: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any, n: int,
+    seed: int, dim: int,
+) -> dict[str, np.ndarray]:
+    """The exact top-k neighbours (no threshold: candidates) of ``n`` random postings, and
+    the projections of those postings and of their neighbours: what
+    :func:`probe_recall` needs to tell, for any quantizer and ``n_probe``, which of
+    those neighbours an IVF search would find. Costs one exact search of ``n`` queries."""
+    import scipy.sparse as sp
+
+    from ._io import home_of
+    from ._search import exact_for_queries
+
+    rng = np.random.default_rng([seed, 17])
+    total = int(offsets[-1])
+    gids = np.sort(rng.choice(total, min(n, total), replace=False))
+    owner = home_of(gids, offsets)
+    rows = c.gather([
+        c.submit(_rows_of, parts[a], step, gids[owner == a] - offsets[a], pure=False)
+        for a in np.unique(owner)
+    ])
+    x = rows[0][0]
+    block = sp.vstack([r[0] for r in rows], format="csr") if sp.issparse(x) else \
+        np.concatenate([r[0] for r in rows])
+    query = c.scatter((block, gids), hash=False)
+    sims, idx = c.gather(exact_for_queries(c, parts, query, step, matcher, candidates=True))
+    others = (idx >= 0) & (idx != gids[:, None])
+    q, slot = np.nonzero(others)
+    nb = idx[q, slot]
+    uniq, inv = np.unique(nb, return_inverse=True)
+    return {
+        "query": _gather_projections(c, parts, offsets, step, gids, dim, seed),
+        "neighbour": _gather_projections(c, parts, offsets, step, uniq, dim, seed),
+        "q": q, "nb": inv.ravel(), "sims": sims[q, slot],
+        # the k-th similarity of each query: a neighbour tied with it may be swapped
+        # for an equal one by any search, which is no miss
+        "kth": np.where(idx[:, -1] >= 0, sims[:, -1], -np.inf)[q],
+    }
+
+
+def probe_recall(nb: dict[str, np.ndarray], quantizer: dict[str, Any], n_probe: int) -> float:
+    """The share of the sampled exact neighbours that share a cell with their query when
+    every posting joins its ``n_probe`` nearest cells: the recall of the IVF top-k
+    (a neighbour of the exact top-k that shares a cell is in that cell's top-k, so in
+    the merged top-k). Pairs tied at the k-th similarity count as found.
+
+    >>> from shopee_match.distributed._quantizer import train_quantizer
+    >>> x = np.eye(4, dtype=np.float32)
+    >>> nb = {"query": x[:2], "neighbour": x[2:], "q": np.array([0, 1]),
+    ...       "nb": np.array([0, 1]), "sims": np.zeros(2), "kth": np.full(2, -1.0)}
+    >>> probe_recall(nb, train_quantizer(x, 1), 1)
+    1.0
+    """
+    from ._quantizer import assign
+
+    if len(nb["q"]) == 0:
+        return 1.0
+    qa = assign(nb["query"], quantizer, n_probe)[nb["q"]]
+    na = assign(nb["neighbour"], quantizer, n_probe)[nb["nb"]]
+    shared = (qa[:, :, None] == na[:, None, :]).any(axis=(1, 2))
+    found = shared | (nb["sims"] <= nb["kth"])
+    return float(found.mean())

@@ -207,8 +207,9 @@ def catalogue_counts(client: Any, parts: list[Any], step: str) -> Any:
                        _add_counts)
 
 
-def _query_pair(q: Any, pb: Any, step: str, matcher: Any) -> tuple[np.ndarray, np.ndarray]:
-    return pair_topk(q[0], pb.embs[step], matcher, pb.offset)
+def _query_pair(q: Any, pb: Any, step: str, matcher: Any, floor: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    return pair_topk(q[0], pb.embs[step], matcher, pb.offset, floor=floor)
 
 
 def _finish(res: tuple[np.ndarray, np.ndarray], self_ids: np.ndarray, matcher: Any) -> Any:
@@ -266,12 +267,20 @@ def cut_topk(top: tuple[np.ndarray, np.ndarray], k: int
 
 
 def exact_for_queries(
-    client: Any, parts: list[Any], query: Any, step: str, matcher: Any
+    client: Any, parts: list[Any], query: Any, step: str, matcher: Any,
+    candidates: bool = False,
 ) -> Any:
     """A future of ``(rows, global ids)``: exact matches of the ``query = (rows, global
-    ids)`` future against every partition (what recall of the IVF path is measured on)."""
-    pairs = [client.submit(_query_pair, query, pb, step, matcher, pure=False) for pb in parts]
+    ids)`` future against every partition (what recall of the IVF path is measured on).
+
+    ``candidates=True``: the merged top-k ``(sims, global idx)`` instead, with no
+    threshold floor (a reranker's candidates).
+    """
+    pairs = [client.submit(_query_pair, query, pb, step, matcher, not candidates, pure=False)
+             for pb in parts]
     top = tree_reduce(client, pairs, merge_topk, int(matcher.k))
+    if candidates:
+        return top
     return client.submit(_finish_query, top, query, matcher, pure=False)
 
 
