@@ -127,13 +127,14 @@ def predict_dask(
             if output is not None:
                 return write_csv(c, [c.scatter(empty)], output)
             return empty
-        pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
+        pipe_future, cat, tokens = fitted_on_partitions(c, pipeline, frames, reranked, stats)
         if reranked:
             cells = None if method == "exact" else {
                 "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
                 "sample_size": 50_000, "seed": random_state}
             ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
-                                                 hash_steps, image_dir, cat, stats, cells)
+                                                 hash_steps, image_dir, cat, stats, cells,
+                                                 tokens)
             del frames
             return _finish(c, ids, offsets, [edges], output, stats)
         parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)

@@ -32,7 +32,6 @@ __all__ = [
     "nbytes",
     "part_ids",
     "part_step",
-    "part_titles",
     "read_frame",
 ]
 
@@ -50,7 +49,6 @@ class Part:
     ids: np.ndarray
     offset: int
     embs: dict[str, Any] = field(default_factory=dict)
-    titles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,8 +118,6 @@ def _embed(
 ) -> Part:
     postings = Postings(df, image_dir=image_dir, source=f"partition at posting {offset}")
     part = Part(ids=postings.posting_id.astype(object), offset=int(offset))
-    if postings.has_titles:
-        part.titles = np.asarray(postings.titles, dtype=object)
     done: dict[int, Any] = {}  # steps sharing one embedder embed once
     for name, emb, _ in pipe.steps:
         if id(emb) not in done:
@@ -186,11 +182,6 @@ def home_of(gids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def part_ids(part: Part) -> np.ndarray:
     """The posting ids of a partition (a small future, so embeddings can be released)."""
     return part.ids
-
-
-def part_titles(part: Part) -> np.ndarray | None:
-    """The titles of a partition (for the pair reranker's title features)."""
-    return part.titles
 
 
 def part_step(part: Part, step: str) -> Part:

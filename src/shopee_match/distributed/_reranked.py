@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ._tfidf import Counts, _predict_fitted, count_terms, fit_predict_tfidf, merge_counts
+from ._tfidf import (
+    Counts,
+    _predict_fitted,
+    count_terms,
+    fit_predict_tfidf,
+    frame_tokens,
+    merge_counts,
+)
 
 __all__ = ["fitted_on_partitions", "reranked_edges"]
 
@@ -37,10 +44,12 @@ def _one_tree_thread(pipeline: Any) -> Any:
 
 
 def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: bool,
-                         stats: dict[str, Any]) -> tuple[Any, Any]:
-    """``(pipeline future, catalogue token counts future)``: the pipeline as every
-    worker will use it, scattered once (its ``fit_on="predict"`` TF-IDF embedders fitted
-    on all the partitions by one counting pass, when it has any)."""
+                         stats: dict[str, Any]) -> tuple[Any, Any, list[Any] | None]:
+    """``(pipeline future, catalogue token counts future, title tokens futures)``: the
+    pipeline as every worker will use it, scattered once (its ``fit_on="predict"``
+    TF-IDF embedders fitted on all the partitions by one counting pass, when it has
+    any); the title tokens of each partition (for the reranker's title features, ``None``
+    when it reads no titles), tokenized once for the counting pass and the reranker."""
     from distributed import wait
 
     from ._search import tree_reduce
@@ -49,9 +58,11 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
     uses_titles = reranked and bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
     pipe_future = c.scatter(_one_tree_thread(pipeline), broadcast=True, hash=False)
     if not (_predict_fitted(pipeline) or uses_titles):
-        return pipe_future, None
+        return pipe_future, None, None
     t0 = time.perf_counter()
-    counts = [c.submit(count_terms, f, pipe_future, uses_titles, pure=False) for f in frames]
+    tokens = [c.submit(frame_tokens, f, pure=False) for f in frames] if uses_titles else None
+    counts = [c.submit(count_terms, f, pipe_future, False if tokens is None else tokens[a],
+                       pure=False) for a, f in enumerate(frames)]
     merged = tree_reduce(c, counts, merge_counts)
     cat = c.submit(_catalogue_df, merged, pure=False) if uses_titles else None
     if _predict_fitted(pipeline):
@@ -62,22 +73,24 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
     if cat is not None:
         wait([cat])
     stats["timings"]["vocabulary"] = time.perf_counter() - t0
-    return pipe_future, cat
+    return pipe_future, cat, tokens
 
 
 def reranked_edges(
     c: Any, pipeline: Any, pipe_future: Any, frames: list[Any], steps: list[Any],
     hash_steps: list[str], image_dir: str | None, cat: Any, stats: dict[str, Any],
-    ivf: dict[str, Any] | None = None,
+    ivf: dict[str, Any] | None = None, tokens: list[Any] | None = None,
 ) -> tuple[list[Any], np.ndarray, list[Any]]:
     """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
     embed, build each step's candidate graph (``ivf``: in IVF cells), rerank (see
-    :mod:`._rerank`)."""
+    :mod:`._rerank`); ``tokens``: each partition's title tokens (from
+    :func:`fitted_on_partitions`; tokenized here when the reranker reads titles and
+    they are not given)."""
     from distributed import wait
 
     from ..tuning import MAX_TUNED_RADIUS
     from ._candidates import candidate_rows
-    from ._io import embed_parts, part_ids, part_titles
+    from ._io import embed_parts, part_ids
     from ._rerank import rerank_edges
 
     timings = stats["timings"]
@@ -86,7 +99,9 @@ def reranked_edges(
     parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
     wait(parts)
     ids = [c.submit(part_ids, p, pure=False) for p in parts]
-    titles = [c.submit(part_titles, p, pure=False) for p in parts] if cat is not None else None
+    if cat is not None and tokens is None:
+        tokens = [c.submit(frame_tokens, f, pure=False) for f in frames]
+    titles = tokens if cat is not None else None
     timings["embed"] = time.perf_counter() - t0
     stats.update(n_postings=int(offsets[-1]), n_partitions=len(parts))
     t0 = time.perf_counter()

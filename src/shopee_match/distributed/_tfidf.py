@@ -25,7 +25,7 @@ from ..data import Postings
 from ..text import count_matrix
 from ..text.weighting import smooth_idf
 
-__all__ = ["Counts", "count_terms", "fit_predict_tfidf", "merge_counts"]
+__all__ = ["Counts", "count_terms", "fit_predict_tfidf", "frame_tokens", "merge_counts"]
 
 #: per vectorizer kind, ``{term: (documents, occurrences)}``; ``"titles"``: the title
 #: tokens' document counts; ``"n"``: the number of postings
@@ -43,9 +43,21 @@ def _predict_fitted(pipe: Any) -> list[Any]:
     return list(out.values())
 
 
-def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
+def frame_tokens(df: pd.DataFrame) -> Any:
+    """The title tokens of a partition's postings (:func:`~shopee_match.rerank.title_features.title_tokens`),
+    or ``None`` where it has no titles: tokenized once, for the counting pass and for
+    the pair reranker's title features."""
+    from ..rerank.title_features import title_tokens
+
+    postings = Postings(df, source="partition")
+    return title_tokens(postings.titles) if postings.has_titles else None
+
+
+def count_terms(df: pd.DataFrame, pipe: Any, titles: Any) -> Counts:
     """One partition's term counts for each ``fit_on="predict"`` TF-IDF embedder (by
-    position), and its title-token counts when ``titles``."""
+    position), and its title-token counts when ``titles`` (``True``: tokenize the
+    titles; or their :class:`~shopee_match.rerank.title_features.TitleTokens`, from
+    :func:`frame_tokens`)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     postings = Postings(df, source="partition")
@@ -74,10 +86,12 @@ def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
             tfs = np.asarray(x.sum(axis=0)).ravel()
             kinds[kind] = {str(t): (int(d), float(f)) for t, d, f in zip(terms, dfs, tfs)}
         out["tfidf"].append(kinds)
-    if titles:
+    if titles is True:
         from ..rerank.title_features import title_doc_freq
 
         out["titles"] = title_doc_freq(postings.titles)
+    elif titles is not None and titles is not False:
+        out["titles"] = titles.doc_freq()
     return out
 
 

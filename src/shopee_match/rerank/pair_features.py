@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,12 +27,15 @@ from .title_features import TitleContext, title_features
 T = TypeVar("T")
 
 __all__ = [
+    "KTH",
     "GraphContext",
     "PairContext",
+    "RowStats",
     "candidate_pairs",
     "graph_features",
     "pair_features",
     "pair_pattern",
+    "row_stats",
     "title_features",
 ]
 
@@ -155,9 +158,9 @@ def _find(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
     return out
 
 
-def _off_diagonal(g: sp.spmatrix, chunk: int) -> sp.csr_matrix:
-    """``g`` as a canonical float32 CSR graph without its diagonal: ``g`` itself
-    (no copy) where it is one already."""
+def _off_diagonal(g: sp.spmatrix, chunk: int, first: int = 0) -> sp.csr_matrix:
+    """``g`` as a canonical float32 CSR graph without its diagonal (row ``r``'s at column
+    ``first + r``): ``g`` itself (no copy) where it is one already."""
     g = sp.csr_matrix(g, dtype=np.float32)
     if not g.has_canonical_format:
         g = g.copy()
@@ -166,7 +169,8 @@ def _off_diagonal(g: sp.spmatrix, chunk: int) -> sp.csr_matrix:
     keep = np.ones(g.nnz, dtype=bool)
     for lo, hi in _row_chunks(indptr, chunk):
         a, z = int(indptr[lo]), int(indptr[hi])
-        rows = np.repeat(np.arange(lo, hi, dtype=indices.dtype), np.diff(indptr[lo:hi + 1]))
+        rows = np.repeat(np.arange(first + lo, first + hi, dtype=np.int64),
+                         np.diff(indptr[lo:hi + 1]))
         keep[a:z] = indices[a:z] != rows
     return g if keep.all() else keep_entries(g, keep)
 
@@ -183,13 +187,57 @@ def _row_chunks(indptr: np.ndarray, chunk: int) -> list[tuple[int, int]]:
     return out
 
 
+class RowStats(NamedTuple):
+    """What :class:`GraphContext` reads of each row of a candidate graph, row by row
+    (:func:`row_stats`): rows can be computed where they live and stacked elsewhere."""
+
+    graph: sp.csr_matrix  #: the rows without their diagonal (canonical, float32)
+    rank: np.ndarray  #: each stored entry's 1-based rank in its row (float32)
+    kth: np.ndarray  #: rows x len(KTH): each row's k-th best similarity (NaN: fewer)
+
+
+#: the ranks whose similarity :class:`GraphContext` keeps per row: the best, then the density
+KTH = (1, *DENSITY_RANKS)
+
+
+def row_stats(g: sp.spmatrix, first: int = 0, chunk: int = 1 << 22) -> RowStats:
+    """:class:`RowStats` of the rows of ``g`` (any number of rows; row ``r``'s own
+    posting is column ``first + r``, its diagonal entry, left out). Every row's values
+    depend on that row alone, so the rows of a graph's parts stacked are the whole
+    graph's (what a Dask partition sends the partitions that need its postings).
+
+    >>> g = sp.csr_matrix(np.array([[0, 1, .5, .25]], dtype=np.float32))
+    >>> st = row_stats(g, first=1)
+    >>> st.graph.indices.tolist(), st.rank.tolist(), st.kth[0, :2].tolist()
+    ([2, 3], [1.0, 2.0], [0.5, 0.25])
+    """
+    off_g = _off_diagonal(g, chunk, first)
+    n = off_g.shape[0]
+    indptr, indices, s = off_g.indptr, off_g.indices, off_g.data
+    deg = np.diff(indptr).astype(np.int64)
+    rank = np.empty(off_g.nnz, dtype=np.float32)
+    kth = np.full((n, len(KTH)), np.nan)
+    for lo, hi in _row_chunks(indptr, chunk):
+        a, z = int(indptr[lo]), int(indptr[hi])
+        r = np.repeat(np.arange(lo, hi, dtype=np.int64), deg[lo:hi])
+        # each row's candidates by similarity, ties by column (as stored)
+        order = np.lexsort((indices[a:z], -s[a:z], r))
+        rank[a + order] = np.arange(a, z) - indptr[r] + 1
+        s_sorted = s[a:z][order]
+        for col, k in enumerate(KTH):
+            has = np.flatnonzero(deg[lo:hi] >= k) + lo
+            kth[has, col] = s_sorted[indptr[has] - a + k - 1]
+    return RowStats(off_g, rank, kth)
+
+
 class GraphContext:
     """One modality's candidate graph, read once: what :func:`graph_features` needs of
     every posting (canonical similarities, each candidate's rank, the best and k-th
     similarity, the candidate count), so that any block of pairs is then featured
     without another pass over the graph. Memory: the graph (shared, not copied, when it
     is a canonical float32 CSR graph without diagonal) and one float32 rank per stored
-    pair; the ranks are found ``chunk`` stored pairs at a time.
+    pair; the ranks are found ``chunk`` stored pairs at a time. :meth:`from_stats`
+    builds it from rows whose statistics were computed elsewhere.
 
     >>> g = sp.csr_matrix(np.array([[1, .9, .2], [.9, 1, 0], [.2, 0, 1]], dtype=np.float32))
     >>> ctx = GraphContext(g)
@@ -198,26 +246,40 @@ class GraphContext:
     """
 
     def __init__(self, g: sp.spmatrix, chunk: int = 1 << 22) -> None:
-        off_g = _off_diagonal(g, chunk)
-        n = off_g.shape[0]
-        indptr, indices, s = off_g.indptr, off_g.indices, off_g.data
+        self._set(row_stats(g, 0, chunk))
+
+    @classmethod
+    def from_stats(cls, stats: RowStats) -> GraphContext:
+        """The context of a square graph whose :class:`RowStats` are given (rows
+        stacked from :func:`row_stats` of parts; an empty row has NaN statistics).
+
+        >>> g = sp.csr_matrix(np.array([[1, .9, .2], [.9, 1, 0], [.2, 0, 1]], dtype=np.float32))
+        >>> top, low = row_stats(g[:1], 0), row_stats(g[1:], 1)
+        >>> both = RowStats(sp.vstack([top.graph, low.graph], format="csr"),
+        ...                 np.concatenate([top.rank, low.rank]), np.vstack([top.kth, low.kth]))
+        >>> a = GraphContext.from_stats(both).features(np.array([0, 1]), np.array([1, 2]))
+        >>> b = GraphContext(g).features(np.array([0, 1]), np.array([1, 2]))
+        >>> all(np.array_equal(a[k], b[k], equal_nan=True) for k in b)
+        True
+        """
+        n, m = stats.graph.shape
+        if n != m or len(stats.rank) != stats.graph.nnz or stats.kth.shape != (n, len(KTH)):
+            raise ValueError(
+                f"RowStats of a {n} x {m} graph with {stats.graph.nnz} entries got "
+                f"{len(stats.rank)} ranks and a {stats.kth.shape} k-th table; build them "
+                "with row_stats and stack their rows in the same order.")
+        out = cls.__new__(cls)
+        out._set(stats)
+        return out
+
+    def _set(self, stats: RowStats) -> None:
+        off_g = sp.csr_matrix(stats.graph)
+        off_g.has_canonical_format = True
         self.present = bool(off_g.nnz)
-        deg = np.diff(indptr).astype(np.int64)
-        rank = np.empty(off_g.nnz, dtype=np.float32)
-        self.kth: dict[int, np.ndarray] = {k: np.full(n, np.nan) for k in (1, *DENSITY_RANKS)}
-        for lo, hi in _row_chunks(indptr, chunk):
-            a, z = int(indptr[lo]), int(indptr[hi])
-            r = np.repeat(np.arange(lo, hi, dtype=np.int64), deg[lo:hi])
-            # each row's candidates by similarity, ties by column (as stored)
-            order = np.lexsort((indices[a:z], -s[a:z], r))
-            rank[a + order] = np.arange(a, z) - indptr[r] + 1
-            s_sorted = s[a:z][order]
-            for k, out in self.kth.items():
-                has = np.flatnonzero(deg[lo:hi] >= k) + lo
-                out[has] = s_sorted[indptr[has] - a + k - 1]
-        self.deg = deg
+        self.deg = np.diff(off_g.indptr).astype(np.int64)
+        self.kth: dict[int, np.ndarray] = {k: stats.kth[:, col] for col, k in enumerate(KTH)}
         # float32 as searched; every read widens them exactly
-        self.rank_data = rank
+        self.rank_data = np.asarray(stats.rank, dtype=np.float32)
         self.off_g = off_g
         self.stored = _Stored(off_g)
         self.shared = _SharedNeighbours(off_g)
@@ -349,6 +411,32 @@ class PairContext:
         self.graphs: list[GraphContext] = parts[:len(self.names)]  # type: ignore[assignment]
         self.titles: TitleContext | None = (parts[-1] if titles is not None  # type: ignore[assignment]
                                             else None)
+
+    @classmethod
+    def from_contexts(cls, graphs: Mapping[str, GraphContext], titles: TitleContext | None = None,
+                      n_jobs: int | None = None) -> PairContext:
+        """The context of contexts built already (each modality's, e.g. from
+        :meth:`GraphContext.from_stats`, and the titles'): the features of
+        ``PairContext`` over the graphs and titles they were built from.
+
+        >>> g = sp.csr_matrix(np.array([[1, .9], [.9, 1]], dtype=np.float32))
+        >>> ctx = PairContext.from_contexts({"tfidf": GraphContext(g)})
+        >>> ctx.features(np.array([0]), np.array([1]))[1][:2]
+        ['tfidf__sim', 'tfidf__rank_ij']
+        """
+        sizes = {name: ctx.off_g.shape[0] for name, ctx in graphs.items()}
+        if titles is not None:
+            sizes["titles"] = titles.n
+        if not graphs or len(set(sizes.values())) != 1:
+            raise ValueError(f"`graphs` (and `titles`) must cover the same postings; got "
+                             f"these sizes: {sizes}.")
+        out = cls.__new__(cls)
+        out.n = next(iter(sizes.values()))
+        out.names = sorted(graphs)
+        out.n_jobs = n_jobs
+        out.graphs = [graphs[name] for name in out.names]
+        out.titles = titles
+        return out
 
     def features(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Feature matrix (float64, NaN = missing) of pairs ``(rows[p], cols[p])``, and
