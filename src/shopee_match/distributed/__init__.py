@@ -127,19 +127,20 @@ def predict_dask(
             if output is not None:
                 return write_csv(c, [c.scatter(empty)], output)
             return empty
-        pipe_future, cat, tokens = fitted_on_partitions(c, pipeline, frames, reranked, stats)
+        prepared = fitted_on_partitions(c, pipeline, frames, reranked, stats)
+        pipe_future = prepared.pipe
         if reranked:
             cells = None if method == "exact" else {
                 "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": 256,
                 "sample_size": 50_000, "seed": random_state}
-            ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
-                                                 hash_steps, image_dir, cat, stats, cells,
-                                                 tokens)
+            ids, offsets, edges = reranked_edges(c, pipeline, prepared, frames, steps,
+                                                 hash_steps, image_dir, stats, cells)
             del frames
             return _finish(c, ids, offsets, [edges], output, stats)
-        parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
+        parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps,
+                                     prepared.counted)
         wait(parts)
-        del frames
+        del frames, prepared
         ids = [c.submit(part_ids, p, pure=False) for p in parts]
         by_step = {name: [c.submit(part_step, p, name, pure=False) for p in parts]
                    for name, _, _ in steps}

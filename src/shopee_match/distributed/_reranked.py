@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,9 +17,10 @@ from ._tfidf import (
     fit_predict_tfidf,
     frame_tokens,
     merge_counts,
+    partition_counts,
 )
 
-__all__ = ["fitted_on_partitions", "reranked_edges"]
+__all__ = ["Prepared", "fitted_on_partitions", "reranked_edges"]
 
 
 def _catalogue_df(counts: Counts) -> tuple[dict[str, int], int] | None:
@@ -43,13 +44,23 @@ def _one_tree_thread(pipeline: Any) -> Any:
     return out
 
 
+class Prepared(NamedTuple):
+    """What the counting pass leaves for the rest of a run (:func:`fitted_on_partitions`)."""
+
+    pipe: Any  #: future of the pipeline as every worker uses it
+    cat: Any  #: future of the title tokens' catalogue counts (``None``: no titles read)
+    tokens: list[Any] | None  #: each partition's title tokens (futures), or ``None``
+    counted: list[Any] | None  #: each partition's count matrices (futures), or ``None``
+
+
 def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: bool,
-                         stats: dict[str, Any]) -> tuple[Any, Any, list[Any] | None]:
-    """``(pipeline future, catalogue token counts future, title tokens futures)``: the
-    pipeline as every worker will use it, scattered once (its ``fit_on="predict"``
+                         stats: dict[str, Any]) -> Prepared:
+    """The pipeline as every worker will use it, scattered once (its ``fit_on="predict"``
     TF-IDF embedders fitted on all the partitions by one counting pass, when it has
-    any); the title tokens of each partition (for the reranker's title features, ``None``
-    when it reads no titles), tokenized once for the counting pass and the reranker."""
+    any), with what that pass computed per partition for later: the title tokens (for
+    the reranker's title features; tokenized once for the pass and the reranker) and the
+    count matrices (:func:`._tfidf.partition_counts`, embedded from without counting
+    again)."""
     from distributed import wait
 
     from ._search import tree_reduce
@@ -58,11 +69,12 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
     uses_titles = reranked and bool(getattr(rr, "uses_titles_", False) and rr.use_titles)
     pipe_future = c.scatter(_one_tree_thread(pipeline), broadcast=True, hash=False)
     if not (_predict_fitted(pipeline) or uses_titles):
-        return pipe_future, None, None
+        return Prepared(pipe_future, None, None, None)
     t0 = time.perf_counter()
     tokens = [c.submit(frame_tokens, f, pure=False) for f in frames] if uses_titles else None
+    counted = [c.submit(partition_counts, f, pipe_future, pure=False) for f in frames]
     counts = [c.submit(count_terms, f, pipe_future, False if tokens is None else tokens[a],
-                       pure=False) for a, f in enumerate(frames)]
+                       counted[a], pure=False) for a, f in enumerate(frames)]
     merged = tree_reduce(c, counts, merge_counts)
     cat = c.submit(_catalogue_df, merged, pure=False) if uses_titles else None
     if _predict_fitted(pipeline):
@@ -73,19 +85,17 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
     if cat is not None:
         wait([cat])
     stats["timings"]["vocabulary"] = time.perf_counter() - t0
-    return pipe_future, cat, tokens
+    return Prepared(pipe_future, cat, tokens, counted if _predict_fitted(pipeline) else None)
 
 
 def reranked_edges(
-    c: Any, pipeline: Any, pipe_future: Any, frames: list[Any], steps: list[Any],
-    hash_steps: list[str], image_dir: str | None, cat: Any, stats: dict[str, Any],
-    ivf: dict[str, Any] | None = None, tokens: list[Any] | None = None,
+    c: Any, pipeline: Any, prepared: Prepared, frames: list[Any], steps: list[Any],
+    hash_steps: list[str], image_dir: str | None, stats: dict[str, Any],
+    ivf: dict[str, Any] | None = None,
 ) -> tuple[list[Any], np.ndarray, list[Any]]:
     """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
     embed, build each step's candidate graph (``ivf``: in IVF cells), rerank (see
-    :mod:`._rerank`); ``tokens``: each partition's title tokens (from
-    :func:`fitted_on_partitions`; tokenized here when the reranker reads titles and
-    they are not given)."""
+    :mod:`._rerank`); ``prepared``: from :func:`fitted_on_partitions`."""
     from distributed import wait
 
     from ..tuning import MAX_TUNED_RADIUS
@@ -96,7 +106,9 @@ def reranked_edges(
     timings = stats["timings"]
     rr = pipeline.combiner_
     t0 = time.perf_counter()
-    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
+    pipe_future, cat, tokens = prepared.pipe, prepared.cat, prepared.tokens
+    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps,
+                                 prepared.counted)
     wait(parts)
     ids = [c.submit(part_ids, p, pure=False) for p in parts]
     if cat is not None and tokens is None:
