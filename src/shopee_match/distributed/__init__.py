@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._cluster import client_for, hash_bits, require_dask, write_csv
+from ._cluster import client_for, hash_bits, local_cluster, require_dask, write_csv
 from ._kinds import DASK_COMBINERS, DASK_STEPS, combiner_check, step_kind
 
-__all__ = ["DASK_COMBINERS", "DASK_STEPS", "cli_match", "predict_dask"]
+__all__ = ["DASK_COMBINERS", "DASK_STEPS", "cli_match", "local_cluster", "predict_dask"]
 
 logger = logging.getLogger(__name__)
 
