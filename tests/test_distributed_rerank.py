@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,14 @@ from shopee_match.datasets import make_titles
 from shopee_match.distributed import predict_dask
 from shopee_match.distributed._io import Part
 from shopee_match.distributed._phash import hash_candidates
-from shopee_match.distributed._tfidf import count_terms, fit_predict_tfidf, merge_counts
+from shopee_match.distributed._tfidf import (
+    count_terms,
+    counted_rows,
+    fit_predict_tfidf,
+    frame_tokens,
+    merge_counts,
+    partition_counts,
+)
 from shopee_match.metrics import f1_score
 
 pytestmark = pytest.mark.dask
@@ -83,8 +91,18 @@ def test_tfidf_vocabulary_from_partitions_is_one_machines(test_frame):
         want = emb.fit(postings).embed(postings)
         x = got.embed(postings)
         assert x.shape == want.shape and (x != want).nnz == 0
+        # each partition embedded from the pass's own count matrices: the same rows
+        for p in parts:
+            kept = partition_counts(test_frame.iloc[p], pipe)
+            rows = counted_rows(kept[0], got)
+            assert rows is not None and kept[0]["steps"] == ["tfidf"]
+            y = got.embed_counts(rows)
+            assert y.shape == (len(p), want.shape[1]) and (y != want[p]).nnz == 0
     assert merged["n"] == len(test_frame)
     assert merged["titles"]["ma"] >= 0  # title tokens counted for the reranker
+    tokens = [frame_tokens(test_frame.iloc[p]) for p in parts]
+    assert sum((count_terms(test_frame.iloc[p], pipe, titles=t)["titles"]
+                for p, t in zip(parts, tokens)), Counter()) == merged["titles"]
 
 
 def test_default_fitted_equals_single_machine(client, fitted, test_frame):

@@ -20,7 +20,8 @@ from shopee_match.datasets import make_catalog
 from shopee_match.neighbors.blend import BlendMatcher
 from shopee_match.neighbors.hamming import _all_pairs, _popcount
 from shopee_match.neighbors.matcher import shared_searches
-from shopee_match.rerank.pair_features import _SharedNeighbours, candidate_pairs
+from shopee_match.rerank._graph_context import _SharedNeighbours
+from shopee_match.rerank.pair_features import candidate_pairs
 from shopee_match.rerank.title_features import _PREP, title_doc_freq, title_features
 from shopee_match.text._counts import count_matrix
 from shopee_match.text.codes import split_kinds

@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from .._pipeline_guard import shared_matches
-from ._cluster import client_for, hash_bits, require_dask, write_csv
+from ._cluster import client_for, hash_bits, local_cluster, require_dask, write_csv
 from ._kinds import DASK_COMBINERS, DASK_STEPS, combiner_check, step_kind
 
-__all__ = ["DASK_COMBINERS", "DASK_STEPS", "cli_match", "predict_dask"]
+__all__ = ["DASK_COMBINERS", "DASK_STEPS", "cli_match", "local_cluster", "predict_dask"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,18 +173,21 @@ def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
     recall_sample, random_state = opts["recall_sample"], opts["random_state"]
     timings = stats["timings"]
     t0 = time.perf_counter()
-    pipe_future, cat = fitted_on_partitions(c, pipeline, frames, reranked, stats)
+    prepared = fitted_on_partitions(c, pipeline, frames, reranked, stats)
+    pipe_future = prepared.pipe
     if reranked:
         cells = None if method == "exact" else {
             "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": IVF_DIM,
             "sample_size": 50_000, "seed": random_state, "recall": opts["ivf_recall"]}
-        ids, offsets, edges = reranked_edges(c, pipeline, pipe_future, frames, steps,
-                                             hash_steps, image_dir, cat, stats, cells)
+        ids, offsets, edges = reranked_edges(c, pipeline, prepared, frames, steps,
+                                             hash_steps, image_dir, stats, cells)
         frames.clear()
         return _assembled(c, ids, offsets, [edges], stats)
-    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
+    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps,
+                                 prepared.counted)
     wait(parts)
     frames.clear()
+    del prepared
     ids = [c.submit(part_ids, p, pure=False) for p in parts]
     by_step = {name: [c.submit(part_step, p, name, pure=False) for p in parts]
                for name, _, _ in steps}

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INSTALL", "client_for", "hash_bits", "require_dask", "write_csv"]
+__all__ = ["INSTALL", "QUIET", "client_for", "hash_bits", "local_cluster", "require_dask",
+           "write_csv"]
 
 INSTALL = "pip install 'shopee_match[dask]'"
 
@@ -23,11 +24,42 @@ def require_dask() -> None:
         ) from exc
 
 
+#: Dask settings of the clusters :func:`local_cluster` starts: no statistical profiler
+#: sampling every worker thread each 10 ms, monitors polled less often. They feed the
+#: dashboard only; idle, they cost a 2-worker cluster about 0.09 CPU seconds a second
+#: (0.013 with these), about 7 % of a matching run's CPU (benchmarks/RESULTS.md)
+QUIET = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+}
+
+
+@contextmanager
+def local_cluster(n_workers: int, **kwargs: Any) -> Iterator[Any]:
+    """A client of a new ``LocalCluster`` of ``n_workers`` processes of one thread each
+    (``kwargs`` go to ``LocalCluster``), run with :data:`QUIET`'s settings; closed on exit.
+
+    >>> with local_cluster(2) as c:                               # doctest: +SKIP
+    ...     sub = predict_dask(pipe, "postings-*.csv", client=c)
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set(QUIET):  # read by the scheduler, nannies and workers as they start
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                               **kwargs)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
 @contextmanager
 def client_for(client: Any, scheduler: str | None) -> Iterator[Any]:
-    """The given client, one for ``scheduler`` (``ADDRESS`` or ``local:N``), the current
-    one, or a new local cluster; closes what it opened."""
-    from distributed import Client, LocalCluster
+    """The given client, one for ``scheduler`` (``ADDRESS`` or ``local:N``: a
+    :func:`local_cluster`), the current one, or a new local cluster; closes what it
+    opened."""
+    from distributed import Client
 
     if client is not None:
         yield client
@@ -47,8 +79,7 @@ def client_for(client: Any, scheduler: str | None) -> Iterator[Any]:
             raise ValueError(
                 f"--scheduler local:N needs a worker count, got {scheduler!r}."
             ) from None
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True) as cluster, \
-                Client(cluster) as c:
+        with local_cluster(n) as c:
             yield c
         return
     with Client(scheduler) as c:

@@ -38,7 +38,8 @@ def take_rows(table: dict[str, Any], gids: np.ndarray, lo: int, hi: int) -> dict
 
 
 def stack_rows(*pieces: dict[str, Any]) -> dict[str, Any]:
-    """Row pieces (dicts of the same keys) stacked in order.
+    """Row pieces (dicts of the same keys) stacked in order (a value with a ``stack``
+    method, such as :class:`~shopee_match.rerank.title_features.TitleTokens`, by it).
 
     >>> stack_rows({"t": np.array([1])}, {"t": np.array([2, 3])})["t"].tolist()
     [1, 2, 3]
@@ -46,7 +47,12 @@ def stack_rows(*pieces: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k in pieces[0]:
         vals = [p[k] for p in pieces]
-        out[k] = sp.vstack(vals, format="csr") if sp.issparse(vals[0]) else np.concatenate(vals)
+        if sp.issparse(vals[0]):
+            out[k] = sp.vstack(vals, format="csr")
+        elif hasattr(vals[0], "stack"):  # rows of another kind (title tokens): its own stack
+            out[k] = vals[0].stack(vals)
+        else:
+            out[k] = np.concatenate(vals)
     return out
 
 

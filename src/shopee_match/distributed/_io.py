@@ -32,7 +32,6 @@ __all__ = [
     "nbytes",
     "part_ids",
     "part_step",
-    "part_titles",
     "read_frame",
 ]
 
@@ -50,7 +49,6 @@ class Part:
     ids: np.ndarray
     offset: int
     embs: dict[str, Any] = field(default_factory=dict)
-    titles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,16 +114,20 @@ def load_partitions(client: Any, ddf: Any, partition_rows: int) -> list[Any]:
 
 
 def _embed(
-    df: pd.DataFrame, pipe: Any, offset: int, image_dir: str | None, hash_steps: list[str]
+    df: pd.DataFrame, pipe: Any, offset: int, image_dir: str | None, hash_steps: list[str],
+    counted: list[dict[str, Any]] | None = None,
 ) -> Part:
+    from ._tfidf import counted_rows
+
     postings = Postings(df, image_dir=image_dir, source=f"partition at posting {offset}")
     part = Part(ids=postings.posting_id.astype(object), offset=int(offset))
-    if postings.has_titles:
-        part.titles = np.asarray(postings.titles, dtype=object)
+    # the counting pass's matrices of each step it counted for: embedded without counting
+    by_step = {name: one for one in counted or [] for name in one["steps"]}
     done: dict[int, Any] = {}  # steps sharing one embedder embed once
     for name, emb, _ in pipe.steps:
         if id(emb) not in done:
-            done[id(emb)] = emb.embed(postings)
+            rows = counted_rows(by_step[name], emb) if name in by_step else None
+            done[id(emb)] = emb.embed(postings) if rows is None else emb.embed_counts(rows)
         x = done[id(emb)]
         if name in hash_steps:
             x = np.asarray(x, dtype=np.float32)
@@ -138,19 +140,25 @@ def _embed(
 
 def embed_parts(
     client: Any, frames: list[Any], pipe_future: Any, image_dir: str | None,
-    hash_steps: list[str],
+    hash_steps: list[str], counted: list[Any] | None = None,
 ) -> tuple[list[Any], np.ndarray]:
     """Embed every partition on the workers; ``(part futures, offsets)``.
 
     ``pipe_future`` is the pipeline scattered once to every worker: tasks receive the
     worker's local copy, so fitted state travels once per worker, not once per task.
+    ``counted``: each partition's count matrices from the counting pass
+    (:func:`._tfidf.partition_counts`), for the TF-IDF steps it counted; the list is
+    emptied here (each partition's are released once it is embedded).
     """
     lengths = client.gather(client.map(len, frames, pure=False))
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     parts = [
-        client.submit(_embed, f, pipe_future, int(off), image_dir, hash_steps, pure=False)
-        for f, off in zip(frames, offsets[:-1])
+        client.submit(_embed, f, pipe_future, int(off), image_dir, hash_steps,
+                      None if counted is None else counted[a], pure=False)
+        for a, (f, off) in enumerate(zip(frames, offsets[:-1]))
     ]
+    if counted is not None:
+        counted.clear()
     return parts, offsets
 
 
@@ -186,11 +194,6 @@ def home_of(gids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def part_ids(part: Part) -> np.ndarray:
     """The posting ids of a partition (a small future, so embeddings can be released)."""
     return part.ids
-
-
-def part_titles(part: Part) -> np.ndarray | None:
-    """The titles of a partition (for the pair reranker's title features)."""
-    return part.titles
 
 
 def part_step(part: Part, step: str) -> Part:

@@ -18,6 +18,16 @@ reranker's own selection of its own rows, and ``grow`` (shared-match closure) fe
 the match sets it compares; then self-training adds what the catalogue's code agreements
 vouch for (:mod:`._selftrain`, a reduction over the partitions).
 
+What a pair's features read of each posting is computed once, by the posting's owner,
+and sent with its rows: each candidate graph's row without its diagonal, with each
+entry's rank and the row's best and k-th similarities
+(:func:`~shopee_match.rerank.pair_features.row_stats`), likewise each stage's
+probability rows, and the title's tokens (from the counting pass). A partition's
+contexts are stacked from those rows
+(:meth:`~shopee_match.rerank.pair_features.GraphContext.from_stats`,
+:meth:`~shopee_match.rerank.title_features.TitleContext.from_tokens`), never recomputed
+for its halo: with few partitions the halo is most of the catalogue.
+
 Two facts are catalogue-wide and are given to every partition: whether each modality
 proposed any pair (a feature), and the title tokens' document counts (rarity).
 Memory per partition: its rows and its halo's (about ``k`` times its own rows, at most
@@ -52,10 +62,29 @@ class Local:
     x: np.ndarray  # their features: the pair features, then each earlier stage's
 
 
-def _table(titles: np.ndarray | None, names: list[str], *graphs: sp.csr_matrix) -> dict[str, Any]:
-    out: dict[str, Any] = dict(zip(names, graphs))
-    if titles is not None:
-        out["_titles"] = np.asarray(titles, dtype=object)
+def _with_stats(out: dict[str, Any], name: str, g: sp.spmatrix, lo: int) -> dict[str, Any]:
+    """``out`` with the rows ``g`` (first global id ``lo``) as a context reads them:
+    ``name`` the rows without their diagonal, ``name:rank`` each entry's rank (a graph of
+    the same pattern, so rows taken and stacked stay aligned), ``name:kth`` the rows'
+    best and k-th similarities."""
+    from ..rerank.pair_features import row_stats
+
+    st = row_stats(g, lo)
+    out[name] = st.graph
+    out[f"{name}:rank"] = sp.csr_matrix((st.rank, st.graph.indices, st.graph.indptr),
+                                        shape=st.graph.shape)
+    out[f"{name}:kth"] = st.kth
+    return out
+
+
+def _table(tokens: Any, names: list[str], lo: int, *graphs: sp.csr_matrix) -> dict[str, Any]:
+    """A partition's rows as the others fetch them: each candidate graph's with its
+    row statistics (:func:`_with_stats`), and its titles' tokens."""
+    out: dict[str, Any] = {}
+    for n, g in zip(names, graphs):
+        _with_stats(out, n, g, lo)
+    if tokens is not None:
+        out["_tokens"] = tokens
     return out
 
 
@@ -73,12 +102,8 @@ def _halo(table: dict[str, Any], names: list[str], incoming: sp.csr_matrix, lo: 
     return ids[(ids < lo) | (ids >= hi)]
 
 
-def _present(table: dict[str, Any], names: list[str], lo: int) -> dict[str, bool]:
-    out = {}
-    for n in names:
-        coo = sp.coo_matrix(table[n])
-        out[n] = bool((coo.row.astype(np.int64) + lo != coo.col).any())
-    return out
+def _present(table: dict[str, Any], names: list[str]) -> dict[str, bool]:
+    return {n: bool(table[n].nnz) for n in names}  # rows without their diagonal
 
 
 def _ordered(own: Any, halo: Any, lo: int, halo_ids: np.ndarray) -> Any:
@@ -86,39 +111,67 @@ def _ordered(own: Any, halo: Any, lo: int, halo_ids: np.ndarray) -> Any:
     cut = int(np.searchsorted(halo_ids, lo))
     if sp.issparse(own):
         return sp.vstack([halo[:cut], own, halo[cut:]], format="csr")
+    if hasattr(own, "stack"):  # TitleTokens
+        return own.stack([halo[:cut], own, halo[cut:]])
     return np.concatenate([halo[:cut], own, halo[cut:]])
+
+
+def _context(stacked: dict[str, Any], name: str, rows: np.ndarray, space: np.ndarray) -> Any:
+    """The :class:`~shopee_match.rerank.pair_features.GraphContext` of one graph over the
+    local ``space``, from the stacked rows of ``rows`` and their statistics."""
+    from ..rerank.pair_features import KTH, GraphContext, RowStats
+
+    g, rank = stacked[name], stacked[f"{name}:rank"]
+    if rank.nnz != g.nnz:
+        raise RuntimeError(f"{name}: rows and their ranks are out of step "
+                           f"({g.nnz} entries, {rank.nnz} ranks).")
+    kth = np.full((len(space), len(KTH)), np.nan)
+    kth[np.searchsorted(space, rows)] = stacked[f"{name}:kth"]
+    # square() keeps each row's entries in order: the ranks stay aligned
+    return GraphContext.from_stats(RowStats(square(g, rows, space), rank.data, kth))
+
+
+def _local_tokens(held: Any, rows: np.ndarray, space: np.ndarray) -> Any:
+    """The held titles' tokens over the local ``space`` (a posting named only as a halo
+    row's column is never featured: no tokens, length 0)."""
+    from ..rerank.title_features import TitleTokens
+
+    counts = np.zeros(len(space), dtype=np.int64)
+    lengths = np.zeros(len(space))
+    at = np.searchsorted(space, rows)
+    counts[at] = np.diff(held.indptr)
+    lengths[at] = held.lengths
+    return TitleTokens(held.tokens, np.r_[0, np.cumsum(counts)].astype(np.int64), lengths)
 
 
 def build_local(pipe: Any, table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarray,
                 lo: int, names: list[str], cat: Any, present: dict[str, bool]) -> Local:
     """A partition's :class:`Local` block: its own rows' pairs and their pair features,
     from a :class:`~shopee_match.rerank.pair_features.PairContext` of its own and halo
-    rows (whole rows: the single-machine values), built once and dropped."""
+    rows (whole rows, with the statistics their owners computed: the single-machine
+    values), built once and dropped."""
     from ..rerank.pair_features import PairContext, pair_pattern
+    from ..rerank.title_features import TitleContext
 
     rr = pipe.combiner_
     n_own = table[names[0]].shape[0]
     rows = np.union1d(np.arange(lo, lo + n_own, dtype=np.int64), halo_ids)
-    stacked = {n: _ordered(table[n], halo[n], lo, halo_ids) for n in names}
-    space = local_space(rows, *[g.indices for g in stacked.values()])
-    cands = {n: square(g, rows, space) for n, g in stacked.items()}
-    del stacked
+    stacked = {k: _ordered(v, halo[k], lo, halo_ids) for k, v in table.items()}
+    space = local_space(rows, *[stacked[n].indices for n in names])
+    graphs = {n: _context(stacked, n, rows, space) for n in names}
     titles = None
     if getattr(rr, "uses_titles_", False) and rr.use_titles:
-        if "_titles" not in table:
+        if "_tokens" not in stacked:
             raise ValueError("This PairReranker was fitted with titles; the postings "
                              "have none.")
-        # a posting named only as a halo row's column is never featured: no title needed
-        titles = [""] * len(space)
-        held = _ordered(table["_titles"], halo["_titles"], lo, halo_ids)
-        for at, t in zip(np.searchsorted(space, rows), held):
-            titles[at] = str(t)
+        titles = TitleContext.from_tokens(_local_tokens(stacked["_tokens"], rows, space), cat)
+    del stacked
     # own rows of the pair pattern (both directions: the halo's rows that name them too)
-    pattern = pair_pattern(cands)
+    pattern = pair_pattern({n: ctx.off_g for n, ctx in graphs.items()})
     a, b = (int(v) for v in np.searchsorted(space, [lo, lo + n_own]))
     r = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(pattern.indptr[a:b + 1]))
     c = pattern.indices[pattern.indptr[a]:pattern.indptr[b]].astype(np.int64)
-    ctx = PairContext(cands, titles, n_jobs=1, catalogue_df=cat)  # one task, one thread
+    ctx = PairContext.from_contexts(graphs, titles, n_jobs=1)  # one task, one thread
     keep = rr.keep_pairs(ctx.graphs, r, c)  # the prefilter, as on one machine (whole rows)
     if keep is not None:
         r, c = r[keep], c[keep]
@@ -149,15 +202,21 @@ def symmetric_rows(p: sp.csr_matrix, pt: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(g, dtype=np.float32)
 
 
-def add_stage(loc: Local, own_proba: sp.csr_matrix, halo: dict[str, Any], stage: int) -> Local:
-    """``loc`` with stage ``stage``'s graph features of its pairs appended (from the
-    symmetric graph's rows of its own and halo postings: whole rows)."""
-    from ..rerank.pair_features import GraphContext
+def stage_table(p: sp.csr_matrix, lo: int) -> dict[str, Any]:
+    """Own rows of a stage's symmetric graph with their row statistics, as the other
+    partitions fetch them (:func:`_with_stats`)."""
+    return _with_stats({}, "p", p, lo)
 
+
+def add_stage(loc: Local, own: dict[str, Any], halo: dict[str, Any], stage: int) -> Local:
+    """``loc`` with stage ``stage``'s graph features of its pairs appended (from the
+    symmetric graph's rows of its own and halo postings, :func:`stage_table`: whole
+    rows)."""
     halo_ids = loc.rows[(loc.rows < loc.own[0]) | (loc.rows >= loc.own[1])]
-    g = _ordered(own_proba, halo["p"], loc.own[0], halo_ids)
-    space = local_space(loc.rows, g.indices)
-    ctx = GraphContext(square(g, loc.rows, space))
+    stacked = {k: _ordered(v, halo[k], loc.own[0], halo_ids) for k, v in own.items()}
+    space = local_space(loc.rows, stacked["p"].indices)
+    ctx = _context(stacked, "p", loc.rows, space)
+    del stacked
     rt = np.searchsorted(space, loc.space[loc.r])
     ct = np.searchsorted(space, loc.space[loc.c])
     feats = ctx.matrix(rt, ct, prefix=f"stage{stage + 1}__")[0]
@@ -211,13 +270,15 @@ def _edges(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
                  titles: list[Any] | None, offsets: np.ndarray, cat: Any,
-                 stats: dict[str, Any]) -> list[Any]:
+                 stats: dict[str, Any], raw_titles: list[Any] | None = None) -> list[Any]:
     """For each partition, a future of its final edges ``(local rows, global ids)``.
 
     ``pipe``: the scattered pipeline (its combiner is the fitted reranker, sent once per
     worker); ``rr``: that reranker, here (for its settings); ``cands``: each step's
-    candidate rows per partition; ``titles``: futures of each partition's titles;
-    ``cat``: a future of the title tokens' catalogue counts.
+    candidate rows per partition; ``titles``: futures of each partition's title tokens
+    (:class:`~shopee_match.rerank.title_features.TitleTokens`);
+    ``cat``: a future of the title tokens' catalogue counts; ``raw_titles``: futures of
+    each partition's titles, for self-training.
     """
     if getattr(rr, "adapt_prior", False):
         raise NotImplementedError(
@@ -226,11 +287,10 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     n_parts, n_total = len(offsets) - 1, int(offsets[-1])
     names = sorted(cands)
     lo = [int(o) for o in offsets[:-1]]
-    tables = [client.submit(_table, None if titles is None else titles[a], names,
+    tables = [client.submit(_table, None if titles is None else titles[a], names, lo[a],
                             *[cands[n][a] for n in names], pure=False)
               for a in range(n_parts)]
-    flags = client.gather([client.submit(_present, t, names, lo[a], pure=False)
-                           for a, t in enumerate(tables)])
+    flags = client.gather([client.submit(_present, t, names, pure=False) for t in tables])
     present = {n: any(f[n] for f in flags) for n in names}
     incoming = transpose_rows(
         client, [client.submit(_pattern, t, names, pure=False) for t in tables], offsets)
@@ -254,10 +314,11 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
         del scored, back
         if stage == n_stages - 1:
             break
-        fetched = fetch_rows(client, [client.submit(dict, p=p, pure=False) for p in proba],
-                             offsets, halo_ids)
-        locs = [client.submit(add_stage, loc, p, f, stage, pure=False)
-                for loc, p, f in zip(locs, proba, fetched)]
+        own = [client.submit(stage_table, p, lo[a], pure=False) for a, p in enumerate(proba)]
+        fetched = fetch_rows(client, own, offsets, halo_ids)
+        locs = [client.submit(add_stage, loc, t, f, stage, pure=False)
+                for loc, t, f in zip(locs, own, fetched)]
+        del own
     del locs
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]
     if rr.grow is None:
@@ -265,7 +326,7 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     else:
         edges = _grow(client, kept, offsets, float(rr.grow))
     if self_trains(rr):  # after the cut and grow, as on one machine
-        edges = self_trained_edges(client, proba, edges, titles, offsets, cat, stats)
+        edges = self_trained_edges(client, proba, edges, raw_titles, offsets, cat, stats)
     return edges
 
 

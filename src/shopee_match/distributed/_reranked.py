@@ -6,13 +6,22 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._tfidf import Counts, _predict_fitted, count_terms, fit_predict_tfidf, merge_counts
+from ._tfidf import (
+    Counts,
+    _predict_fitted,
+    count_terms,
+    fit_predict_tfidf,
+    frame_titles,
+    frame_tokens,
+    merge_counts,
+    partition_counts,
+)
 
-__all__ = ["fitted_on_partitions", "reranked_edges"]
+__all__ = ["Prepared", "fitted_on_partitions", "reranked_edges"]
 
 
 def _catalogue_df(counts: Counts) -> tuple[dict[str, int], int] | None:
@@ -36,11 +45,23 @@ def _one_tree_thread(pipeline: Any) -> Any:
     return out
 
 
+class Prepared(NamedTuple):
+    """What the counting pass leaves for the rest of a run (:func:`fitted_on_partitions`)."""
+
+    pipe: Any  #: future of the pipeline as every worker uses it
+    cat: Any  #: future of the title tokens' catalogue counts (``None``: no titles read)
+    tokens: list[Any] | None  #: each partition's title tokens (futures), or ``None``
+    counted: list[Any] | None  #: each partition's count matrices (futures), or ``None``
+
+
 def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: bool,
-                         stats: dict[str, Any]) -> tuple[Any, Any]:
-    """``(pipeline future, catalogue token counts future)``: the pipeline as every
-    worker will use it, scattered once (its ``fit_on="predict"`` TF-IDF embedders fitted
-    on all the partitions by one counting pass, when it has any)."""
+                         stats: dict[str, Any]) -> Prepared:
+    """The pipeline as every worker will use it, scattered once (its ``fit_on="predict"``
+    TF-IDF embedders fitted on all the partitions by one counting pass, when it has
+    any), with what that pass computed per partition for later: the title tokens (for
+    the reranker's title features; tokenized once for the pass and the reranker) and the
+    count matrices (:func:`._tfidf.partition_counts`, embedded from without counting
+    again)."""
     from distributed import wait
 
     from ._search import tree_reduce
@@ -53,9 +74,12 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
                                 or self_trains(rr))
     pipe_future = c.scatter(_one_tree_thread(pipeline), broadcast=True, hash=False)
     if not (_predict_fitted(pipeline) or uses_titles):
-        return pipe_future, None
+        return Prepared(pipe_future, None, None, None)
     t0 = time.perf_counter()
-    counts = [c.submit(count_terms, f, pipe_future, uses_titles, pure=False) for f in frames]
+    tokens = [c.submit(frame_tokens, f, pure=False) for f in frames] if uses_titles else None
+    counted = [c.submit(partition_counts, f, pipe_future, pure=False) for f in frames]
+    counts = [c.submit(count_terms, f, pipe_future, False if tokens is None else tokens[a],
+                       counted[a], pure=False) for a, f in enumerate(frames)]
     merged = tree_reduce(c, counts, merge_counts)
     cat = c.submit(_catalogue_df, merged, pure=False) if uses_titles else None
     if _predict_fitted(pipeline):
@@ -66,31 +90,39 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
     if cat is not None:
         wait([cat])
     stats["timings"]["vocabulary"] = time.perf_counter() - t0
-    return pipe_future, cat
+    return Prepared(pipe_future, cat, tokens, counted if _predict_fitted(pipeline) else None)
 
 
 def reranked_edges(
-    c: Any, pipeline: Any, pipe_future: Any, frames: list[Any], steps: list[Any],
-    hash_steps: list[str], image_dir: str | None, cat: Any, stats: dict[str, Any],
+    c: Any, pipeline: Any, prepared: Prepared, frames: list[Any], steps: list[Any],
+    hash_steps: list[str], image_dir: str | None, stats: dict[str, Any],
     ivf: dict[str, Any] | None = None,
 ) -> tuple[list[Any], np.ndarray, list[Any]]:
     """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
     embed, build each step's candidate graph (``ivf``: in IVF cells), rerank (see
-    :mod:`._rerank`)."""
+    :mod:`._rerank`); ``prepared``: from :func:`fitted_on_partitions`."""
     from distributed import wait
 
     from ..tuning import MAX_TUNED_RADIUS
     from ._candidates import candidate_rows
-    from ._io import embed_parts, part_ids, part_titles
+    from ._io import embed_parts, part_ids
     from ._rerank import rerank_edges
+    from ._selftrain import self_trains
 
     timings = stats["timings"]
     rr = pipeline.combiner_
     t0 = time.perf_counter()
-    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps)
+    pipe_future, cat, tokens = prepared.pipe, prepared.cat, prepared.tokens
+    parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps,
+                                 prepared.counted)
     wait(parts)
     ids = [c.submit(part_ids, p, pure=False) for p in parts]
-    titles = [c.submit(part_titles, p, pure=False) for p in parts] if cat is not None else None
+    if cat is not None and tokens is None:
+        tokens = [c.submit(frame_tokens, f, pure=False) for f in frames]
+    titles = tokens if cat is not None else None
+    # self-training reads the titles themselves (its own words, codes out)
+    raw = ([c.submit(frame_titles, f, pure=False) for f in frames]
+           if cat is not None and self_trains(rr) else None)
     timings["embed"] = time.perf_counter() - t0
     stats.update(n_postings=int(offsets[-1]), n_partitions=len(parts))
     t0 = time.perf_counter()
@@ -99,7 +131,7 @@ def reranked_edges(
     del parts
     timings["candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    edges = rerank_edges(c, pipe_future, rr, cands, titles, offsets, cat, stats)
+    edges = rerank_edges(c, pipe_future, rr, cands, titles, offsets, cat, stats, raw)
     wait(edges)
     timings["rerank"] = time.perf_counter() - t0
     return ids, offsets, edges

@@ -25,7 +25,15 @@ from ..data import Postings
 from ..text import count_matrix
 from ..text.weighting import smooth_idf
 
-__all__ = ["Counts", "count_terms", "fit_predict_tfidf", "merge_counts"]
+__all__ = [
+    "Counts",
+    "count_terms",
+    "counted_rows",
+    "fit_predict_tfidf",
+    "frame_tokens",
+    "merge_counts",
+    "partition_counts",
+]
 
 #: per vectorizer kind, ``{term: (documents, occurrences)}``; ``"titles"``: the title
 #: tokens' document counts; ``"n"``: the number of postings
@@ -43,16 +51,35 @@ def _predict_fitted(pipe: Any) -> list[Any]:
     return list(out.values())
 
 
-def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
-    """One partition's term counts for each ``fit_on="predict"`` TF-IDF embedder (by
-    position), and its title-token counts when ``titles``."""
+def frame_tokens(df: pd.DataFrame) -> Any:
+    """The title tokens of a partition's postings (:func:`~shopee_match.rerank.title_features.title_tokens`),
+    or ``None`` where it has no titles: tokenized once, for the counting pass and for
+    the pair reranker's title features."""
+    from ..rerank.title_features import title_tokens
+
+    postings = Postings(df, source="partition")
+    return title_tokens(postings.titles) if postings.has_titles else None
+
+
+def frame_titles(df: pd.DataFrame) -> list[str] | None:
+    """A partition's titles (for self-training), or ``None`` where it has none."""
+    postings = Postings(df, source="partition")
+    return list(postings.titles) if postings.has_titles else None
+
+
+def partition_counts(df: pd.DataFrame, pipe: Any) -> list[dict[str, Any]]:
+    """One partition's count matrices for each ``fit_on="predict"`` TF-IDF embedder (by
+    position): ``{"steps": its step names, "kinds": {kind: (counts, terms, fast)}}``, the
+    terms sorted (the matrix's columns) and ``fast`` whether the single machine's counter
+    made it (then :func:`counted_rows` reuses it to embed the partition: the titles are
+    preprocessed and counted once). ``kinds[kind]`` is ``None`` for no term."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     postings = Postings(df, source="partition")
-    out: Counts = {"n": len(postings), "tfidf": []}
+    out = []
     for emb in _predict_fitted(pipe):
         docs = emb.documents(postings)
-        kinds: dict[str, dict[str, tuple[int, float]]] = {}
+        kinds: dict[str, Any] = {}
         for kind, vec in emb.make_vectorizers():
             fast = count_matrix(vec, docs)  # the single machine's counter where it applies
             if fast is not None:
@@ -63,21 +90,70 @@ def count_terms(df: pd.DataFrame, pipe: Any, titles: bool) -> Counts:
                 try:
                     m = cv.fit_transform(docs)
                 except ValueError:  # no term in this partition
-                    kinds[kind] = {}
+                    kinds[kind] = None
                     continue
                 terms = cv.get_feature_names_out().tolist()
-            if not terms:
+            kinds[kind] = (sp.csr_matrix(m), [str(t) for t in terms], fast is not None) \
+                if terms else None
+        out.append({"steps": [name for name, e, _ in pipe.steps if e is emb], "kinds": kinds})
+    return out
+
+
+def counted_rows(counted: dict[str, Any], emb: Any) -> list[sp.csr_matrix] | None:
+    """The count matrices of a partition (one embedder's, from :func:`partition_counts`)
+    over fitted ``emb``'s vocabularies, for
+    :meth:`~shopee_match.TfidfEmbedder.embed_counts`: each matrix's columns renumbered
+    (terms outside the vocabulary dropped), the counts ``emb.embed`` would make; ``None``
+    where one was counted by scikit-learn's analyser (embed as usual then)."""
+    from ..neighbors.graph import keep_entries
+
+    out = []
+    for kind, vec in emb.vectorizers_:
+        got = counted["kinds"].get(kind)
+        if got is None or not got[2]:
+            return None
+        m, terms, _ = got
+        col = np.array([vec.vocabulary_.get(t, -1) for t in terms], dtype=np.int64)[m.indices]
+        keep = col >= 0
+        shape = (m.shape[0], len(vec.vocabulary_))
+        x = sp.csr_matrix((m.data, np.where(keep, col, 0).astype(np.int32), m.indptr),
+                          shape=shape)
+        if not keep.all():
+            x = keep_entries(x, keep)
+        x.sort_indices()  # terms and vocabulary are both sorted: already in order
+        out.append(x)
+    return out
+
+
+def count_terms(df: pd.DataFrame, pipe: Any, titles: Any,
+                counted: list[dict[str, Any]] | None = None) -> Counts:
+    """One partition's term counts for each ``fit_on="predict"`` TF-IDF embedder (by
+    position), and its title-token counts when ``titles`` (``True``: tokenize the
+    titles; or their :class:`~shopee_match.rerank.title_features.TitleTokens`, from
+    :func:`frame_tokens`). ``counted``: the partition's :func:`partition_counts`."""
+    if counted is None:
+        counted = partition_counts(df, pipe)
+    out: Counts = {"n": len(df), "tfidf": []}
+    for one in counted:
+        kinds: dict[str, dict[str, tuple[int, float]]] = {}
+        for kind, got in one["kinds"].items():
+            if got is None:
                 kinds[kind] = {}
                 continue
+            m, terms, _ = got
             x = sp.csc_matrix(m)
             dfs = np.diff(x.indptr)
             tfs = np.asarray(x.sum(axis=0)).ravel()
-            kinds[kind] = {str(t): (int(d), float(f)) for t, d, f in zip(terms, dfs, tfs)}
+            kinds[kind] = {t: (int(d), float(f)) for t, d, f in zip(terms, dfs, tfs)}
         out["tfidf"].append(kinds)
-    if titles and postings.has_titles:
+    if titles is True:
         from ..rerank.title_features import title_doc_freq
 
-        out["titles"] = title_doc_freq(postings.titles)
+        part = Postings(df, source="partition")
+        if part.has_titles:  # a catalogue without titles has no title counts
+            out["titles"] = title_doc_freq(part.titles)
+    elif titles is not None and titles is not False:
+        out["titles"] = titles.doc_freq()
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,8 @@ import scipy.sparse as sp
 from ..text.codes import split_kinds
 from ..text.preprocess import TitlePreprocessor
 
-__all__ = ["TITLE_FEATURES", "TitleContext", "title_doc_freq", "title_features"]
+__all__ = ["TITLE_FEATURES", "TitleContext", "TitleTokens", "stack_tokens", "title_doc_freq",
+           "title_features", "title_tokens"]
 
 #: tokens as matched: lower-case, accents and escapes out, codes and units joined; no
 #: stop words or stemming (both are language-bound)
@@ -93,6 +95,79 @@ def _kinds(tok: np.ndarray, doc: np.ndarray, n: int) -> dict[str, sp.csr_matrix]
     return out
 
 
+@dataclass
+class TitleTokens:
+    """Titles tokenized as the title features read them, title by title (rows can be
+    taken and stacked, as a Dask partition sends its postings' to others): every
+    title's tokens in order, ``tokens[indptr[i]:indptr[i + 1]]``, and its length."""
+
+    tokens: np.ndarray  #: object array of str
+    indptr: np.ndarray  #: n + 1 offsets (int64)
+    lengths: np.ndarray  #: each title's length in characters (float64)
+
+    @property
+    def n(self) -> int:
+        return len(self.lengths)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rows: slice | np.ndarray) -> TitleTokens:
+        """:meth:`take` of rows given as positions or a slice (as a row table's arrays)."""
+        return self.take(np.arange(self.n)[rows])
+
+    @staticmethod
+    def stack(parts: Sequence[TitleTokens]) -> TitleTokens:
+        """:func:`stack_tokens` (as a row table's arrays are concatenated)."""
+        return stack_tokens(parts)
+
+    def take(self, rows: np.ndarray) -> TitleTokens:
+        """The titles ``rows`` (positions), in that order.
+
+        >>> title_tokens(["red mug", "blue cup 2l"]).take(np.array([1])).tokens.tolist()
+        ['blue', 'cup', '2l']
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = np.diff(self.indptr)[rows]
+        indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        # each taken title's token positions: its start, then one step per token
+        pos = np.repeat(self.indptr[rows] - indptr[:-1], counts) + np.arange(indptr[-1])
+        return TitleTokens(self.tokens[pos], indptr, self.lengths[rows])
+
+    def doc_freq(self) -> Counter[str]:
+        """Titles holding each token (as :func:`title_doc_freq` counts them)."""
+        doc = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
+        term, vocab = pd.factorize(self.tokens)
+        words = _incidence(doc, term, self.n, len(vocab))
+        df = np.asarray(words.sum(axis=0)).ravel().astype(np.int64)
+        return Counter(dict(zip(vocab.tolist(), df[:len(vocab)].tolist())))
+
+
+def title_tokens(titles: Sequence[str]) -> TitleTokens:
+    """:class:`TitleTokens` of ``titles``.
+
+    >>> title_tokens(["Red mug", "blue Mug 2l"]).tokens.tolist()
+    ['red', 'mug', 'blue', 'mug', '2l']
+    """
+    tok, doc = _PREP.token_table(titles)
+    n = len(titles)
+    indptr = np.searchsorted(doc, np.arange(n + 1)).astype(np.int64)
+    return TitleTokens(tok, indptr, np.fromiter(map(len, titles), dtype=np.float64, count=n))
+
+
+def stack_tokens(parts: Sequence[TitleTokens]) -> TitleTokens:
+    """The titles of ``parts``, one after the other.
+
+    >>> stack_tokens([title_tokens(["a b"]), title_tokens(["c"])]).indptr.tolist()
+    [0, 2, 3]
+    """
+    starts = np.cumsum([0] + [len(p.tokens) for p in parts])
+    indptr = np.concatenate([[0]] + [p.indptr[1:] + s for p, s in zip(parts, starts)])
+    return TitleTokens(np.concatenate([p.tokens for p in parts]) if parts
+                       else np.empty(0, dtype=object), indptr.astype(np.int64),
+                       np.concatenate([p.lengths for p in parts]) if parts else np.empty(0))
+
+
 class TitleContext:
     """A catalogue's titles, read once: token incidence matrices (words, codes, sizes,
     numbers, code cores, units), the catalogue's idf and each title's counts, so that
@@ -107,8 +182,31 @@ class TitleContext:
 
     def __init__(self, titles: Sequence[str],
                  catalogue_df: tuple[Mapping[str, int], int] | None = None) -> None:
-        n = len(titles)
         tok, doc = _PREP.token_table(titles)
+        self._set(tok, doc, np.fromiter(map(len, titles), dtype=np.float64, count=len(titles)),
+                  catalogue_df)
+
+    @classmethod
+    def from_tokens(cls, tokens: TitleTokens,
+                    catalogue_df: tuple[Mapping[str, int], int] | None = None) -> TitleContext:
+        """The context of titles tokenized already (:func:`title_tokens`, rows of several
+        stacked with :meth:`TitleTokens.take` and :func:`stack_tokens`): the same as
+        ``TitleContext(titles, catalogue_df)``.
+
+        >>> t = ["Panasonic KX-TS108W phone", "panasonic kxts108w", "Panasonic KXTS600W"]
+        >>> tokens = stack_tokens([title_tokens(t[:1]), title_tokens(t[1:])])
+        >>> TitleContext.from_tokens(tokens).features(np.array([0]), np.array([1]))["code_shared"]
+        array([1.])
+        """
+        out = cls.__new__(cls)
+        out._set(tokens.tokens, np.repeat(np.arange(tokens.n, dtype=np.int64),
+                                          np.diff(tokens.indptr)), tokens.lengths, catalogue_df)
+        return out
+
+    def _set(self, tok: np.ndarray, doc: np.ndarray, lengths: np.ndarray,
+             catalogue_df: tuple[Mapping[str, int], int] | None) -> None:
+        n = len(lengths)
+        self.n = n
         term, vocab = pd.factorize(tok)
         self.words = _incidence(doc, term, n, len(vocab))
         df = np.asarray(self.words.sum(axis=0)).ravel()
@@ -120,7 +218,7 @@ class TitleContext:
         # idf scaled by its largest possible value, so catalogues of any size compare
         self.idf = (np.log((n_cat + 1) / (df + 1)) + 1) / (np.log(n_cat + 1) + 1)
         self.size = np.asarray(self.words.sum(axis=1)).ravel().astype(np.float64)
-        self.lengths = np.fromiter(map(len, titles), dtype=np.float64, count=n)
+        self.lengths = np.asarray(lengths, dtype=np.float64)
         self.kinds = {kind: (m, np.asarray(m.sum(axis=1)).ravel().astype(np.float64))
                       for kind, m in _kinds(tok, doc, n).items()}
 
@@ -196,8 +294,4 @@ def title_doc_freq(titles: Sequence[str]) -> Counter[str]:
     >>> title_doc_freq(["Red mug", "red MUG red"])["red"]
     2
     """
-    tok, doc = _PREP.token_table(titles)
-    term, vocab = pd.factorize(tok)
-    words = _incidence(doc, term, len(titles), len(vocab))
-    df = np.asarray(words.sum(axis=0)).ravel().astype(np.int64)
-    return Counter(dict(zip(vocab.tolist(), df[:len(vocab)].tolist())))
+    return title_tokens(titles).doc_freq()

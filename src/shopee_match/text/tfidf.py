@@ -197,6 +197,29 @@ class TfidfEmbedder(BaseEmbedder):
             del counts
         return join_blocks(blocks, weights, copy=False)
 
+    def embed_counts(self, counts: list[sp.csr_matrix]) -> sp.csr_matrix:
+        """:meth:`embed` of postings counted already: ``counts``, their count matrices
+        over each fitted vectorizer's vocabulary, in :attr:`vectorizers_` order (what
+        :meth:`embed` would count; e.g. kept from a distributed counting pass). The
+        matrices are spent (weighed in place).
+
+        >>> from shopee_match import make_catalog
+        >>> p = make_catalog(n_groups=5, images=False, seed=0)
+        >>> emb = TfidfEmbedder().fit(p)
+        >>> docs = emb.documents(p)
+        >>> x = emb.embed_counts([emb.counts(vec, docs) for _, vec in emb.vectorizers_])
+        >>> bool((x != emb.embed(p)).nnz == 0)
+        True
+        """
+        check_is_fitted(self, "vectorizers_")
+        if len(counts) != len(self.vectorizers_):
+            raise ValueError(f"`counts` holds {len(counts)} matrices; this embedder has "
+                             f"{len(self.vectorizers_)} vectorizers (one matrix each).")
+        weights = block_weights([kind for kind, _ in self.vectorizers_], self.word_weight)
+        blocks = [tfidf_block(c, vec.idf_, bool(vec.sublinear_tf), copy=False) if w != 0
+                  else None for (_, vec), c, w in zip(self.vectorizers_, counts, weights)]
+        return join_blocks(blocks, weights, copy=False)
+
     # --- persistence (JSON + npy, no pickle) -----------------------------------------
     def save_state(self, path: Path) -> None:
         check_is_fitted(self, "vectorizers_")
