@@ -35,7 +35,7 @@ def load_example(name: str):  # type: ignore[no-untyped-def]
 
 def test_every_example_is_tested() -> None:
     tested = {"quickstart.py", "custom_embedder.py", "kaggle_folder.py", "train_models.py",
-              "serve_index.py"}
+              "serve_index.py", "link_shops.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -109,3 +109,22 @@ def test_train_models(tmp_path: Path) -> None:
     out = run_example("train_models.py", "--groups", "12", "--epochs", "3", cwd=tmp_path)
     assert "image model: held-out F1 untrained" in out
     assert "trigrams model: held-out F1 untrained" in out
+
+
+def test_link_shops_links_across_shops_and_beats_matching_nothing(tmp_path: Path) -> None:
+    import re
+
+    out = run_example("link_shops.py", cwd=tmp_path)
+    f1 = {m[0]: (float(m[1]), float(m[2])) for m in re.findall(
+        r"exclusive_sources=(\S+): \d+ pairs, F1 ([\d.]+) \(match nothing ([\d.]+)\)", out)}
+    assert set(f1) == {"False", "True", "'one'"}
+    assert all(f > nothing + 0.2 for f, nothing in f1.values())
+    assert f1["'one'"][0] >= f1["False"][0] - 0.005  # one offer a shop costs nothing here
+    assert out.count("\n- ") == 3 and " ~ " in out  # evidence of three linked pairs
+    # a file without shops is refused in one line
+    pd.DataFrame({"posting_id": ["a", "b"], "title": ["x y", "x z"]}).to_csv(
+        tmp_path / "plain.csv", index=False)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "link_shops.py"),
+                           str(tmp_path / "plain.csv")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0 and "source" in proc.stderr
