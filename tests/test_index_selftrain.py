@@ -1,24 +1,56 @@
-"""``MatchIndex`` with a self-training reranker (the shipped model): a query's small
-neighbourhood is combined without self-training, and the caller's pipeline is unchanged."""
+"""``MatchIndex`` with a self-training reranker (the shipped model): the catalogue's
+point is learnt at build, and a query adds its new postings' pairs past it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 from shopee_match import MatchIndex, Pipeline
+from shopee_match.index._selftrain import catalogue_df
+from shopee_match.rerank import scan_pairs
 from test_selftrain import marketplace
 
 
-def test_the_index_combines_a_neighbourhood_without_self_training() -> None:
+def _f1(table: pd.DataFrame, label: dict[str, int]) -> float:
+    truth = pd.Series(label).groupby(pd.Series(label)).groups
+    out = []
+    for pid, m in zip(table["posting_id"], table["matches"]):
+        got, want = set(m.split()), set(truth[label[pid]])
+        out.append(2 * len(got & want) / (len(got) + len(want)))
+    return float(np.mean(out))
+
+
+def test_the_index_adds_the_pairs_past_the_catalogues_point(tmp_path: Path) -> None:
     cat = marketplace(seed=1, n_products=100)
     rows = np.arange(len(cat))
     old, new = cat.subset(rows[rows % 4 != 0]), cat.subset(rows[rows % 4 == 0])
     pipe = Pipeline.pretrained()
-    got = MatchIndex.build(pipe, old).query(new)
-    assert pipe.combiner_.self_train and pipe.combiner_.get_params()["self_train"]
+    index = MatchIndex.build(pipe, old)
+    assert index.self_train_point is not None and pipe.combiner_.self_train  # unchanged
     plain = Pipeline.pretrained()
     plain.combiner_.set_params(self_train=False)
-    want = MatchIndex.build(plain, old).query(new)
+    base = MatchIndex.build(plain, old)
+    assert base.self_train_point is None
+    got, want = index.query(new), base.query(new)
     assert got["posting_id"].tolist() == want["posting_id"].tolist()
-    assert got["matches"].tolist() == want["matches"].tolist()
-    assert (got["matches"].str.count(" ") > 0).mean() > 0.5  # most new offers matched
+    sets = [(set(a.split()), set(b.split())) for a, b in zip(got["matches"], want["matches"])]
+    assert all(b <= a for a, b in sets) and any(a > b for a, b in sets)  # only additions
+    label = dict(zip(cat.df["posting_id"], cat.df["label_group"]))
+    assert _f1(got, label) > _f1(want, label)
+    # the added pairs are those past the point: every one is as alike as it says
+    titles = dict(zip(cat.df["posting_id"], cat.titles))
+    df = catalogue_df(old.titles)  # the index's word rarity
+    for (a, b), pid in zip(sets, got["posting_id"]):
+        for other in a - b:
+            up = sp.csr_matrix(([1.0], ([0], [1])), shape=(2, 2))
+            found = scan_pairs([titles[pid], titles[other]], up, sp.csr_matrix((2, 2)), df)
+            assert len(found.rows) == 1 and found.sim[0] >= index.self_train_point
+    # saved and loaded with its point; the caller's pipeline is unchanged
+    index.save(tmp_path / "ix")
+    again = MatchIndex.load(tmp_path / "ix")
+    assert again.self_train_point == index.self_train_point
+    assert again.query(new)["matches"].tolist() == got["matches"].tolist()

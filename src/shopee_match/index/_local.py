@@ -92,8 +92,9 @@ def local_graphs(spaces: Sequence[Any], overs: Sequence[Overrides], row_nodes: n
 
 def local_pipeline(pipe: Any) -> Any:
     """``pipe`` as a query's neighbourhood is combined: without self-training (a curve
-    fitted on a few dozen local pairs would be noise, not the catalogue's; the index does
-    not self-train yet). The caller's pipeline is left as it is.
+    fitted on a few dozen local pairs would be noise, not the catalogue's; the index
+    adds the pairs past the catalogue's own point instead). The caller's pipeline is
+    left as it is.
 
     >>> from shopee_match import Pipeline
     >>> pipe = Pipeline.pretrained()

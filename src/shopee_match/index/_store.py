@@ -168,7 +168,8 @@ def save_index(index: Any, path: Path) -> Path:
         meta = {"format": FORMAT, "version": __version__, "fingerprint": index.fingerprint,
                 "radius": index.radius, "n": len(st.ids), "step_embedder": index.step_embedder,
                 "stores": stores, "steps": steps, "embedders": embedders,
-                "shift_guard": guard is not None}
+                "shift_guard": guard is not None,
+                "self_train_point": getattr(index, "self_train_point", None)}
         (tmp / "index.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return path
 
@@ -229,4 +230,4 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
     guard = (load_index(cls, path / "guard", None, mmap)
              if meta.get("shift_guard") and getattr(pipeline, "shift_guard", True) else None)
     return cls(pipeline, state, list(meta["step_embedder"]), meta["radius"], meta["fingerprint"],
-               guard)
+               guard, meta.get("self_train_point"))

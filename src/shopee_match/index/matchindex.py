@@ -26,6 +26,7 @@ from ..ensemble import Ensemble
 from ..protocols import ClassRegistry
 from ._fingerprint import fingerprint
 from ._local import local_graphs, local_pipeline, neighbourhood
+from ._selftrain import added_pairs, catalogue_df, catalogue_point, self_trains
 from ._space import VectorStore
 from ._state import State
 from ._steps import Plan, Step, build_step, index_kind
@@ -106,9 +107,13 @@ class MatchIndex:
     """
 
     def __init__(self, pipeline: Any, state: State, step_embedder: list[str], radius: int,
-                 fingerprint_: str, guard: MatchIndex | None = None) -> None:
+                 fingerprint_: str, guard: MatchIndex | None = None,
+                 self_train_point: float | None = None) -> None:
         self.pipeline = pipeline
         self.guard = guard
+        #: the catalogue's self-training point, learnt at build (``None``: none)
+        self.self_train_point = self_train_point
+        self._df: Any = None  # the catalogue's title-token counts, read at first query
         self._state = state
         self.step_embedder = step_embedder
         self.radius = int(radius)
@@ -158,11 +163,16 @@ class MatchIndex:
                                     thresholded=not uses_cands))
         state = State(StringArray.from_list(list(catalogue.posting_id)),
                       StringArray.from_list(catalogue.titles), stores, built, embedders)
+        point = None
+        if uses_cands and self_trains(pipeline.combiner_) and catalogue.has_titles:
+            # learnt once on the catalogue: a query's neighbourhood is too small for it
+            point = catalogue_point([getattr(s.final, "rows", None) for s in built],
+                                    catalogue.titles)
         logger.info("indexed %d postings (%d steps, radius %d)", len(catalogue), len(built), r)
         guard = None
         if guard_fires(pipeline, catalogue):  # the shift guard, decided on the catalogue
             guard = cls.build(general_model(pipeline), catalogue, vocabulary=vocabulary)
-        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline), guard)
+        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline), guard, point)
 
     def __len__(self) -> int:
         return self._state.n
@@ -214,7 +224,7 @@ class MatchIndex:
         return out
 
     def _answer(self, st: State, new: Postings, q: _Query) -> pd.DataFrame:
-        pipe = local_pipeline(self.pipeline)  # no self-training on a neighbourhood
+        pipe = local_pipeline(self.pipeline)  # the catalogue's point instead (below)
         ens = pipe.combiner_
         uses_cands = getattr(ens, "uses_candidates", False)
         spaces = [s.final for s in st.steps]
@@ -233,6 +243,11 @@ class MatchIndex:
             local = Postings(pd.DataFrame({"posting_id": [str(i) for i in range(len(titles))],
                                            "title": titles}), source="index query")
             combined = pipe.combine_graphs(dict(zip(names, graphs)), local)
+            if self.self_train_point is not None:  # the catalogue's point, from build
+                if self._df is None:
+                    self._df = catalogue_df(st.titles.all())
+                combined = sp.csr_matrix(combined + added_pairs(
+                    graphs, titles, combined, len(q.slots), self.self_train_point, self._df))
         else:  # thresholded step graphs, combined as Pipeline.predict_graph combines them
             combined = ens.combine({name: m.select(g) for name, g, (_, _, m)
                                     in zip(names, graphs, pipe.steps)})
@@ -291,6 +306,7 @@ class MatchIndex:
             if self.guard is not None:
                 self.guard.add(new, replace)
             self._state = State(ids, titles, stores, steps, embedders)
+            self._df = None  # word rarity read again; the point stays the build's
         return self
 
     # --- persistence --------------------------------------------------------------------
