@@ -19,16 +19,14 @@ def _pick(edges: tuple[np.ndarray, np.ndarray], local: np.ndarray, offset: int) 
     return rows[keep] + offset, cols[keep]
 
 
-def recall_start(
-    c: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any, n: int, seed: int,
-) -> tuple[np.ndarray, Any]:
-    """Exact matches of ``n`` random postings (a future), to measure the IVF recall."""
+def _sampled_rows(c: Any, parts: list[Any], offsets: np.ndarray, step: str, n: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, Any, np.ndarray]:
+    """``n`` random postings (sorted global ids), their rows of ``step`` gathered from
+    their partitions (one block), and the ids the partitions return with them."""
     import scipy.sparse as sp
 
     from ._io import home_of
-    from ._search import exact_for_queries
 
-    rng = np.random.default_rng(seed)
     total = int(offsets[-1])
     gids = np.sort(rng.choice(total, min(n, total), replace=False))
     owner = home_of(gids, offsets)
@@ -36,10 +34,19 @@ def recall_start(
         c.submit(_rows_of, parts[a], step, gids[owner == a] - offsets[a], pure=False)
         for a in np.unique(owner)
     ])
-    x = rows[0][0]
-    block = sp.vstack([r[0] for r in rows], format="csr") if sp.issparse(x) else \
-        np.concatenate([r[0] for r in rows])
-    query = c.scatter((block, np.concatenate([r[1] for r in rows])), hash=False)
+    block = (sp.vstack([r[0] for r in rows], format="csr") if sp.issparse(rows[0][0])
+             else np.concatenate([r[0] for r in rows]))
+    return gids, block, np.concatenate([r[1] for r in rows])
+
+
+def recall_start(
+    c: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any, n: int, seed: int,
+) -> tuple[np.ndarray, Any]:
+    """Exact matches of ``n`` random postings (a future), to measure the IVF recall."""
+    from ._search import exact_for_queries
+
+    gids, block, got = _sampled_rows(c, parts, offsets, step, n, np.random.default_rng(seed))
+    query = c.scatter((block, got), hash=False)
     return gids, exact_for_queries(c, parts, query, step, matcher)
 
 
@@ -103,22 +110,11 @@ def sample_neighbours(
     the projections of those postings and of their neighbours: what
     :func:`probe_recall` needs to tell, for any quantizer and ``n_probe``, which of
     those neighbours an IVF search would find. Costs one exact search of ``n`` queries."""
-    import scipy.sparse as sp
 
-    from ._io import home_of
     from ._search import exact_for_queries
 
-    rng = np.random.default_rng([seed, 17])
-    total = int(offsets[-1])
-    gids = np.sort(rng.choice(total, min(n, total), replace=False))
-    owner = home_of(gids, offsets)
-    rows = c.gather([
-        c.submit(_rows_of, parts[a], step, gids[owner == a] - offsets[a], pure=False)
-        for a in np.unique(owner)
-    ])
-    x = rows[0][0]
-    block = sp.vstack([r[0] for r in rows], format="csr") if sp.issparse(x) else \
-        np.concatenate([r[0] for r in rows])
+    gids, block, _ = _sampled_rows(c, parts, offsets, step, n,
+                                   np.random.default_rng([seed, 17]))
     query = c.scatter((block, gids), hash=False)
     sims, idx = c.gather(exact_for_queries(c, parts, query, step, matcher, candidates=True))
     others = (idx >= 0) & (idx != gids[:, None])
