@@ -8,7 +8,8 @@
 
 Steps: generate ``--n`` postings as Parquet files on the workers, fit a pipeline on a
 small separate catalogue (``--model union``: a TF-IDF + exact phash union, thresholds
-tuned; ``--model default``: ``Pipeline.default()``, the reranked recipe: TF-IDF learnt on
+tuned; ``--model shipped``: ``Pipeline.pretrained()``, what ``shopee-match match`` uses,
+nothing fitted; ``--model default``: ``Pipeline.default()``, the reranked recipe: TF-IDF learnt on
 the postings matched, blended and phash candidates, two-stage pair reranker; or
 ``--model-dir DIR``: a saved pipeline), then
 ``predict_dask(pipe, "<workdir>/postings-*.parquet", method=...)`` on a
@@ -133,7 +134,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="4GB", help="per worker")
     ap.add_argument("--method", default="ivf", choices=["ivf", "exact"])
-    ap.add_argument("--model", default="union", choices=["union", "default"],
+    ap.add_argument("--model", default="union", choices=["union", "default", "shipped"],
                     help="what to fit on the training catalogue")
     ap.add_argument("--model-dir", help="a saved pipeline to use instead of fitting one")
     ap.add_argument("--partition-rows", type=int, default=None,
@@ -193,6 +194,8 @@ def main() -> None:
         train.df["image_phash"] = [f"{v:016x}" for v in h]
         if args.model_dir:
             pipe = Pipeline.load(args.model_dir)
+        elif args.model == "shipped":  # what `shopee-match match` uses: no fit
+            pipe = Pipeline.pretrained()
         elif args.model == "default":
             pipe = Pipeline.default().fit(train)
         else:  # the union of thresholded TF-IDF and exact-phash matches

@@ -13,9 +13,7 @@ in its text model format (``.txt`` + JSON state; no pickle), which loads back ex
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,11 @@ import scipy.sparse as sp
 from .._memory import block_pairs, parse_memory
 from .._params import BaseEstimator
 from .._registry import register
-from .._validation import NotFittedError, check_scalar
+from .._validation import NotFittedError
 from ..neighbors.graph import grow as grow_graph
 from ..neighbors.graph import select as select_graph
-from . import _gbm, _prefilter
+from . import _gbm, _prefilter, _train
 from ._blocks import BYTES_PER_PAIR, score_blocks
-from ._fit import Block as _Block
-from ._fit import as_lists as _as_lists
-from ._fit import pair_blocks as _pair_blocks
-from ._fit import stage_features as _stage_features
-from ._fit import stage_models as _stage_models
-from ._fit import tune_threshold as _tune_threshold
-from ._fit import with_thinned as _with_thinned
 from ._io import read_state, write_state
 from ._prior import adapt_to_prior
 from ._selftrain import self_train
@@ -130,6 +121,20 @@ class PairReranker(BaseEstimator):
     True
     """
 
+    # fitted attributes, set by :func:`~shopee_match.rerank._train.fit`
+    modalities_: list[str]
+    uses_titles_: bool
+    boosters_: list[Any]
+    feature_names_: list[str]
+    threshold_: float
+    min_matches_: int
+    cv_f1_: float
+    train_prior_: float
+    prefilter_: Any
+    prefilter_floor_: float
+    prefilter_names_: list[str]
+    prefilter_kept_: float
+
     def __init__(
         self,
         threshold: float = 0.5,
@@ -176,34 +181,8 @@ class PairReranker(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    # --- validation -----------------------------------------------------------------
     def _validate(self) -> None:
-        check_scalar(self.threshold, "threshold", (int, float), min_val=0.0, max_val=1.0)
-        check_scalar(self.min_matches, "min_matches", (int, np.integer), min_val=1)
-        check_scalar(self.min_proba, "min_proba", (int, float), min_val=0.0, max_val=1.0)
-        check_scalar(self.cv, "cv", (int, np.integer), min_val=2)
-        if self.tune_for not in ("mean", "robust"):
-            raise ValueError(f"`tune_for` must be 'mean' or 'robust', got {self.tune_for!r}.")
-        if self.thin is not None:
-            check_scalar(self.thin, "thin", (int, float), min_val=0.0, max_val=1.0)
-        if self.prefilter_recall is not None:
-            check_scalar(self.prefilter_recall, "prefilter_recall", (int, float), min_val=0.0,
-                         max_val=1.0, include_min=False)
-        check_scalar(self.max_iter, "max_iter", (int, np.integer), min_val=1)
-        check_scalar(self.n_stages, "n_stages", (int, np.integer), min_val=1, max_val=3)
-        if self.n_jobs is not None:
-            check_scalar(self.n_jobs, "n_jobs", (int, np.integer), min_val=1)
-        check_scalar(self.learning_rate, "learning_rate", (int, float), min_val=0.0,
-                     include_min=False)
-
-    def _workers(self) -> int:
-        """Tree models trained side by side (``n_jobs``, or every core this process may
-        use)."""
-        if self.n_jobs is not None:
-            return int(self.n_jobs)
-        if hasattr(os, "sched_getaffinity"):
-            return max(1, len(os.sched_getaffinity(0)))
-        return os.cpu_count() or 1
+        _train.validate(self)
 
     def _fit_gbm(self, xs: list[np.ndarray], ys: list[np.ndarray]) -> Any:
         return _gbm.fit(self, xs, ys)
@@ -236,6 +215,7 @@ class PairReranker(BaseEstimator):
         return [str(t) for t in titles]
 
     # --- fitting --------------------------------------------------------------------
+    # --- fitting (:mod:`~shopee_match.rerank._train`) ----------------------------------
     def fit(
         self,
         cands: Cands | Sequence[Cands],
@@ -248,87 +228,7 @@ class PairReranker(BaseEstimator):
         ``groups`` is one label code per row. Pass lists of each (one entry per group fold)
         to train on candidates built fold by fold.
         """
-        self._validate()
-        cand_list, group_list, title_list = _as_lists(cands, groups, titles)
-        names = sorted(cand_list[0])
-        for i, c in enumerate(cand_list):
-            if sorted(c) != names:
-                raise ValueError(
-                    f"candidate set {i} has modalities {sorted(c)}, set 0 has {names}; every "
-                    "set needs the same modality names."
-                )
-        self.modalities_ = names
-        self.uses_titles_ = self.use_titles and title_list[0] is not None
-        missing = [m for m in self.optional_modalities if m not in names]
-        if missing:
-            raise ValueError(f"`optional_modalities` {missing} are not among the candidate "
-                             f"graphs' modalities {names}.")
-        fold_of = [b % int(self.cv) for b in range(len(cand_list))]
-        if self.thin is not None:
-            cand_list, group_list, title_list, fold_of = _with_thinned(
-                cand_list, group_list, title_list, fold_of, float(self.thin), int(self.cv),
-                self.random_state)
-        tts = []
-        for c, g, t in zip(cand_list, group_list, title_list):
-            n = next(iter(c.values())).shape[0]
-            if np.asarray(g).shape != (n,):
-                raise ValueError(
-                    f"`groups` must have one label per candidate-graph row ({n}), got shape "
-                    f"{np.asarray(g).shape}."
-                )
-            tts.append(self._titles_for(t, n, fitting=True) if self.uses_titles_ else None)
-        self.prefilter_ = None
-        # (x, rows, cols, groups, fold id, is_twin) of the pairs kept; a twin is its source
-        # block with the optional modalities emptied (the regime without them)
-        sets, ys, feat_names = _pair_blocks(
-            cand_list, [np.asarray(g) for g in group_list], tts, fold_of,
-            list(self.optional_modalities), int(self.cv), self.random_state, self.n_jobs,
-            self._fit_prefilter if self.prefilter_recall is not None else None)
-        xs = [s[0] for s in sets]
-        self.min_matches_ = int(self.min_matches)
-        real = [y for y, s in zip(ys, sets) if not s[5]]
-        self.train_prior_ = float(np.concatenate(real).mean()) if real else 0.0
-        self.boosters_: list[Any] = []
-        _gbm.lightgbm()  # imported here, once, before any training thread asks for it
-        for stage in range(self.n_stages):
-            last = stage == self.n_stages - 1
-            oof, booster = _stage_models(xs, sets, ys, self._fit_gbm, self._proba,
-                                         self.tune_threshold or not last, self._workers())
-            if last:
-                self.threshold_ = self._tune(oof, sets) if self.tune_threshold else float(
-                    self.threshold)
-            self.boosters_.append(booster)
-            if not last:
-                xs = [np.hstack([x, _stage_features(pg, s[1], s[2], stage)[0]])
-                      for x, pg, s in zip(xs, oof, sets)]
-                feat_names = feat_names + _stage_features(oof[0], sets[0][1][:1],
-                                                          sets[0][2][:1], stage)[1]
-        self.feature_names_ = feat_names
-        logger.info("PairReranker: %d pairs, %d features, %d stage(s), threshold %.3f",
-                    sum(len(y) for y in ys), len(feat_names), self.n_stages, self.threshold_)
-        return self
-
-    def _fit_prefilter(self, qs: list[np.ndarray], ys: list[np.ndarray],
-                       folds: list[int]) -> list[np.ndarray]:
-        """Fit ``prefilter_`` and its floor on the blocks' prefilter features ``qs``;
-        which pairs of each block it keeps."""
-        seed = 0 if self.random_state is None else int(self.random_state)
-        recall = float(self.prefilter_recall or 1.0)
-        booster, floor, oof_kept = _prefilter.fit_prefilter(
-            qs, ys, folds, recall, seed, self._workers())
-        self.prefilter_ = booster
-        self.prefilter_floor_ = floor
-        self.prefilter_names_ = _prefilter.prefilter_names(self.modalities_)
-        keeps = [_prefilter.predict(booster, q, self.n_jobs) >= floor for q in qs]
-        n_all = sum(len(y) for y in ys)
-        n_kept = sum(int(k.sum()) for k in keeps)
-        n_pos = sum(int(y.sum()) for y in ys)
-        n_pos_kept = sum(int(y[k].sum()) for y, k in zip(ys, keeps))
-        self.prefilter_kept_ = n_kept / max(n_all, 1)
-        logger.info("PairReranker: prefilter keeps %d of %d training pairs (%.1f %%; out of "
-                    "fold %.1f %%), %d of %d true pairs, floor %.3g", n_kept, n_all,
-                    100 * self.prefilter_kept_, 100 * oof_kept, n_pos_kept, n_pos, floor)
-        return keeps
+        return _train.fit(self, cands, groups, titles)
 
     def keep_pairs(self, graphs: Sequence[Any], rows: np.ndarray,
                    cols: np.ndarray) -> np.ndarray | None:
@@ -352,22 +252,6 @@ class PairReranker(BaseEstimator):
             return None
         q = _prefilter.prefilter_features(graphs, rows, cols)
         return _prefilter.predict(booster, q, self.n_jobs) >= float(self.prefilter_floor_)
-
-    def _tune(self, oof: list[sp.csr_matrix], sets: list[_Block]) -> float:
-        """Threshold maximising the mean out-of-fold F1 of the blocks as given (not twins)."""
-        if self.adapt_prior:
-            oof = [self._adapted(g) for g in oof]
-        best = None
-        for mm in sorted({1, int(self.min_matches)}):
-            t, f1, value = _tune_threshold(oof, sets, partial(self.cut, min_matches=mm),
-                                           self.tune_for)
-            if best is None or value > best[2] + 1e-9:
-                best = (t, f1, value, mm)
-        assert best is not None
-        threshold, self.cv_f1_, _, self.min_matches_ = best
-        logger.info("PairReranker: tuned threshold %.3f (out-of-fold F1 %.4f)",
-                    threshold, self.cv_f1_)
-        return threshold
 
     # --- prediction -----------------------------------------------------------------
     def predict_proba_graph(self, cands: Cands, titles: Sequence[str] | None = None, *,
