@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..neighbors.graph import mean_graph
 from ._candidates import square
 from ._exchange import fetch_rows, local_space, transpose_rows
 from ._selftrain import self_trained_edges, self_trains
@@ -194,14 +195,6 @@ def stage_rows(pipe: Any, loc: Local, stage: int, n_total: int) -> sp.csr_matrix
     return sp.csr_matrix((p, (loc.r - a, loc.space[loc.c])), shape=(hi - lo, n_total))
 
 
-def symmetric_rows(p: sp.csr_matrix, pt: sp.csr_matrix) -> sp.csr_matrix:
-    """Own rows of the symmetric graph ``(P + P.T) / 2`` (float32), from the own rows of
-    ``P`` and of ``P.T`` (what the other owners scored of pairs naming own postings),
-    with one machine's arithmetic (:func:`~shopee_match.rerank.symmetric_graph`)."""
-    g = (sp.csr_matrix(p, dtype=np.float64) + sp.csr_matrix(pt, dtype=np.float64)) * 0.5
-    return sp.csr_matrix(g, dtype=np.float32)
-
-
 def stage_table(p: sp.csr_matrix, lo: int) -> dict[str, Any]:
     """Own rows of a stage's symmetric graph with their row statistics, as the other
     partitions fetch them (:func:`_with_stats`)."""
@@ -309,7 +302,7 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
         scored = [client.submit(stage_rows, pipe, loc, stage, n_total, pure=False)
                   for loc in locs]
         back = transpose_rows(client, scored, offsets)  # P(j, i) to i's owner
-        proba = [client.submit(symmetric_rows, p, t, pure=False)
+        proba = [client.submit(mean_graph, p, t, pure=False)
                  for p, t in zip(scored, back)]
         del scored, back
         if stage == n_stages - 1:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "row_blocks",
-           "select", "select_keeps", "symmetric_graph", "transposed_positions"]
+__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "mean_graph",
+           "row_blocks", "select", "select_keeps", "symmetric_graph", "transposed_positions"]
 
 
 def keep_entries(x: sp.csr_matrix, keep: np.ndarray, step: int = 1 << 16) -> sp.csr_matrix:
@@ -76,6 +76,18 @@ def transposed_positions(pattern: sp.csr_matrix) -> np.ndarray:
     return sp.csr_matrix((pos, pattern.indices, pattern.indptr), shape=pattern.shape).tocsc().data
 
 
+def mean_graph(p: sp.spmatrix, q: sp.spmatrix) -> sp.csr_matrix:
+    """``(p + q) / 2`` as float32, summed in float64: :func:`symmetric_graph`'s arithmetic
+    for ``q = p.T``; a Dask partition passes the own rows of ``P`` and of ``P.T``.
+
+    >>> p = sp.csr_matrix(np.array([[0.0, 0.2], [0.6, 0.0]]))
+    >>> mean_graph(p, p.T).toarray().astype(float).round(2).tolist()
+    [[0.0, 0.4], [0.4, 0.0]]
+    """
+    g = sp.csr_matrix(p, dtype=np.float64) + sp.csr_matrix(q, dtype=np.float64)
+    return sp.csr_matrix(g * 0.5, dtype=np.float32)
+
+
 def symmetric_graph(proba: sp.spmatrix, back: np.ndarray | None = None,
                     chunk: int = 1 << 22) -> sp.csr_matrix:
     """The graph of the mean of P(i, j) and P(j, i), from a sparse graph of P(i, j).
@@ -96,7 +108,7 @@ def symmetric_graph(proba: sp.spmatrix, back: np.ndarray | None = None,
         coo = proba.tocoo()
         g = sp.csr_matrix((np.asarray(coo.data, dtype=np.float64), (coo.row, coo.col)),
                           shape=proba.shape)
-        return sp.csr_matrix((g + g.T) * 0.5, dtype=np.float32)
+        return mean_graph(g, g.T)
     pattern = sp.csr_matrix(proba)
     p = np.asarray(pattern.data, dtype=np.float64)
     out = np.empty(len(p), dtype=np.float32)
