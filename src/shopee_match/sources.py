@@ -65,23 +65,46 @@ def one_per_source(g: sp.spmatrix, proba: sp.spmatrix, codes: np.ndarray) -> sp.
     [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
     """
     n = g.shape[0]
+    codes = np.asarray(codes, dtype=np.int64)
     both = sp.triu(sp.csr_matrix(g) + sp.csr_matrix(g).T, 1).tocoo()
     r, c = both.row.astype(np.int64), both.col.astype(np.int64)
-    p = np.asarray(sp.csr_matrix(proba)[r, c]).ravel()
-    order = np.lexsort((c, r, -p))
-    taken: set[tuple[int, int]] = set()
-    keep = np.zeros(len(r), dtype=bool)
-    for k in order.tolist():
-        i, j = int(r[k]), int(c[k])
-        a, b = (i, int(codes[j])), (j, int(codes[i]))
-        if codes[i] != codes[j] and a not in taken and b not in taken:
-            taken.update((a, b))
-            keep[k] = True
-    r, c = r[keep], c[keep]
+    cross = codes[r] != codes[c]
+    r, c = r[cross], c[cross]
+    if len(r):  # (SciPy answers an empty gather with a sparse matrix)
+        keep = _greedy_unique(r, c, np.asarray(sp.csr_matrix(proba)[r, c]).ravel(), codes)
+        r, c = r[keep], c[keep]
     out = sp.csr_matrix((np.ones(2 * len(r), np.float32), (np.r_[r, c], np.r_[c, r])),
                         shape=(n, n))
     out.setdiag(1)
     return out
+
+
+def _greedy_unique(r: np.ndarray, c: np.ndarray, p: np.ndarray,
+                   codes: np.ndarray) -> np.ndarray:
+    """Which pairs ``(r, c)`` the greedy pass by ``p`` keeps (each posting's slot in each
+    other source filled once), in rounds over arrays: a pair ranked first among the
+    pairs still open for both of its slots is kept (the greedy pass would reach it
+    before any rival), the pairs whose slot it fills drop out; the same pairs as one
+    pair at a time, in a few rounds."""
+    order = np.lexsort((c, r, -p))
+    rank = np.empty(len(r), dtype=np.int64)
+    rank[order] = np.arange(len(r))
+    width = int(codes.max()) + 1
+    slots, slot = np.unique(np.r_[r * width + codes[c], c * width + codes[r]],
+                            return_inverse=True)
+    sa, sb = slot[:len(r)], slot[len(r):]
+    keep = np.zeros(len(r), dtype=bool)
+    filled = np.zeros(len(slots), dtype=bool)
+    open_ = np.arange(len(r))
+    while len(open_):
+        first = np.full(len(slots), len(r), dtype=np.int64)
+        np.minimum.at(first, sa[open_], rank[open_])
+        np.minimum.at(first, sb[open_], rank[open_])
+        won = open_[(first[sa[open_]] == rank[open_]) & (first[sb[open_]] == rank[open_])]
+        keep[won] = True
+        filled[sa[won]] = filled[sb[won]] = True
+        open_ = open_[~(filled[sa[open_]] | filled[sb[open_]])]
+    return keep
 
 
 def combine_by_source(pipe: Any, graphs: dict[str, sp.csr_matrix], postings: Postings,
