@@ -87,7 +87,7 @@ def main() -> None:
         print(f"{c.source}: {len(c)} postings, {c.df['label_group'].nunique()} groups")
     pipe = Pipeline.default(phash=True, verbose=False)
     # match sets may grow past the k neighbours searched (products with many offers)
-    pipe.ensemble.set_params(grow=0.5)
+    pipe.ensemble.set_params(grow=0.5, grow_rounds=None)
     # and learn on each catalogue matched how alike its titles must be (self-training
     # from its own code agreements; applied at predict time only)
     pipe.ensemble.set_params(self_train=True)

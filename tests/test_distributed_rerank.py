@@ -206,6 +206,40 @@ def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path, expl
     _same(pd.read_csv(out, dtype=str, keep_default_na=False), expected)
 
 
+def _large_groups() -> pd.DataFrame:
+    """Small products and a few with more offers than the 30 neighbours searched."""
+    parts = []
+    for k, (n, per) in enumerate([(200, (1, 3)), (3, (60, 90))]):
+        df = make_titles(n, per_group=per, seed=41 + k)
+        df["posting_id"] = f"s{k}_" + df["posting_id"].astype(str)
+        df["label_group"] = f"s{k}:" + df["label_group"].astype(str)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_growth_rounds_across_partitions_are_one_machines(client):
+    """The shipped model grows match sets until a round adds nothing: across partitions
+    round by round, the same submission as one machine, in more than one round, and
+    better than one round on the products with more offers than neighbours searched."""
+    frame = _large_groups()
+    pipe = Pipeline.pretrained()
+    assert pipe.combiner_.grow_rounds is None
+    expected = pipe.predict(Postings(frame))
+    out = predict_dask(pipe, dd.from_pandas(frame, npartitions=3), client=client)
+    _same(out.reset_index(drop=True), expected)
+    assert out.attrs["shopee_match"]["grow_rounds"] > 1
+    once = copy.deepcopy(pipe)
+    once.combiner_.set_params(grow_rounds=1)
+    big = frame["label_group"].str.startswith("s1:").to_numpy()
+    truth = frame.groupby("label_group")["posting_id"].agg(set)[frame["label_group"]].tolist()
+
+    def f1_big(sub: pd.DataFrame) -> float:
+        got = [set(m.split()) for m in sub["matches"]]
+        return f1_score([t for t, b in zip(truth, big) if b], [g for g, b in zip(got, big) if b])
+
+    assert f1_big(expected) > f1_big(once.predict(Postings(frame))) + 0.05
+
+
 @pytest.mark.parametrize("one_task_max", [0, 10**9])
 @pytest.mark.parametrize("spread", [False, True])
 def test_hash_candidates_keep_the_bucket_rules(client, spread, one_task_max):

@@ -244,16 +244,17 @@ def _cols(rows: sp.csr_matrix) -> np.ndarray:
 
 
 def _grown(fetched: dict[str, Any], ids: np.ndarray, lo: int, n_own: int,
-           min_share: float) -> tuple[np.ndarray, np.ndarray]:
-    """Own rows of :func:`~shopee_match.neighbors.graph.grow` over the fetched match
-    sets (every set that shares a posting with an own one): ``(local rows, global ids)``."""
+           min_share: float, n_total: int) -> sp.csr_matrix:
+    """Own rows of one round of :func:`~shopee_match.neighbors.graph.grow` over the
+    fetched match sets (every set that shares a posting with an own one), columns as
+    global ids."""
     from ..neighbors.graph import grow
 
     s = sp.csr_matrix(fetched["s"])
     space = local_space(ids, s.indices)
-    g = grow(square(s, ids, space), min_share)
-    rows = _own_rows(g, space, (lo, lo + n_own), int(space[-1]) + 1).tocoo()
-    return rows.row.astype(np.int64), rows.col.astype(np.int64)
+    rows = _own_rows(grow(square(s, ids, space), min_share), space, (lo, lo + n_own),
+                     int(space[-1]) + 1)
+    return sp.csr_matrix((rows.data, rows.indices, rows.indptr), shape=(n_own, n_total))
 
 
 def _edges(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -314,28 +315,45 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
         del own
     del locs
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]
-    if rr.grow is None:
-        edges = [client.submit(_edges, k, pure=False) for k in kept]
-    else:
-        edges = _grow(client, kept, offsets, float(rr.grow))
+    if rr.grow is not None:
+        kept = _grow(client, kept, offsets, rr, stats)
+    edges = [client.submit(_edges, k, pure=False) for k in kept]
     if self_trains(rr):  # after the cut and grow, as on one machine
         edges = self_trained_edges(client, proba, edges, raw_titles, offsets, cat, stats)
     return edges
 
 
-def _grow(client: Any, kept: list[Any], offsets: np.ndarray, min_share: float) -> list[Any]:
-    """Own rows of ``grow`` (edges): i and j compared through every match set holding a
-    posting of i's set."""
+def _grow(client: Any, kept: list[Any], offsets: np.ndarray, rr: Any,
+          stats: dict[str, Any]) -> list[Any]:
+    """Own rows of ``grow`` (``rr.grow_rounds`` rounds, ``None``: until a round adds
+    nothing anywhere): in each round i and j are compared through every match set
+    holding a posting of i's set, as on one machine."""
     lo = [int(o) for o in offsets[:-1]]
-    sets = [client.submit(dict, s=k, pure=False) for k in kept]
-    holders = [client.submit(dict, s=t, pure=False) for t in transpose_rows(client, kept, offsets)]
-    cols = [client.submit(_cols, k, pure=False) for k in kept]
-    who = [client.submit(_cols_of, f, pure=False)
-           for f in fetch_rows(client, holders, offsets, cols)]
-    fetched = fetch_rows(client, sets, offsets, who)
-    return [client.submit(_grown, f, w, lo[a], int(offsets[a + 1] - offsets[a]),
-                          min_share, pure=False)
-            for a, (f, w) in enumerate(zip(fetched, who))]
+    rounds, done = rr.grow_rounds, 0
+    while rounds is None or done < int(rounds):
+        done += 1
+        sets = [client.submit(dict, s=k, pure=False) for k in kept]
+        holders = [client.submit(dict, s=t, pure=False)
+                   for t in transpose_rows(client, kept, offsets)]
+        cols = [client.submit(_cols, k, pure=False) for k in kept]
+        who = [client.submit(_cols_of, f, pure=False)
+               for f in fetch_rows(client, holders, offsets, cols)]
+        fetched = fetch_rows(client, sets, offsets, who)
+        grown = [client.submit(_grown, f, w, lo[a], int(offsets[a + 1] - offsets[a]),
+                               float(rr.grow), int(offsets[-1]), pure=False)
+                 for a, (f, w) in enumerate(zip(fetched, who))]
+        added = sum(client.gather([client.submit(_added, k, g, pure=False)
+                                   for k, g in zip(kept, grown)]))
+        kept = grown
+        if added == 0:
+            break
+    stats["grow_rounds"] = done
+    return kept
+
+
+def _added(before: sp.csr_matrix, after: sp.csr_matrix) -> int:
+    """Pairs a growth round added to a partition's own rows."""
+    return int((sp.csr_matrix(after, dtype=bool) > sp.csr_matrix(before, dtype=bool)).nnz)
 
 
 def _cols_of(table: dict[str, Any]) -> np.ndarray:

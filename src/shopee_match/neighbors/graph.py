@@ -10,7 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "mean_graph",
-           "row_blocks", "select", "select_keeps", "symmetric_graph", "transposed_positions"]
+           "row_blocks", "select", "select_keeps", "symmetric_graph",
+           "transposed_positions"]
 
 
 def keep_entries(x: sp.csr_matrix, keep: np.ndarray, step: int = 1 << 16) -> sp.csr_matrix:
@@ -175,14 +176,15 @@ def select_keeps(sims: np.ndarray, threshold: float) -> np.ndarray:
     return sims >= threshold
 
 
-def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int = 1) -> sp.csr_matrix:
+def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int | None = 1) -> sp.csr_matrix:
     """Let match sets grow past the k neighbours searched, without chaining products.
 
     Adds the pair ``(i, j)`` when ``i`` and ``j`` share at least ``min_share`` of the
     smaller of their two match sets (itself included in each) and at least two postings:
     a product with hundreds of offers closes up through its many common matches, while
     a single bridge between two products (one wrong pair) is never enough. ``rounds``
-    repeats it on the grown graph. Symmetric in, symmetric out.
+    repeats it on the grown graph (``None``: until a round adds nothing). Symmetric in,
+    symmetric out.
 
     >>> import numpy as np, scipy.sparse as sp
     >>> chain = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]],
@@ -194,7 +196,9 @@ def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int = 1) -> sp.csr_ma
     [1, 1, 0]
     """
     g = add_self(sp.csr_matrix(g))
-    for _ in range(max(int(rounds), 0)):
+    done = 0
+    while rounds is None or done < int(rounds):
+        done += 1
         b = g.copy()
         b.data[:] = 1.0
         deg = np.diff(b.indptr).astype(np.float64)

@@ -38,6 +38,8 @@ def validate(rr: PairReranker) -> None:
     check_scalar(rr.threshold, "threshold", (int, float), min_val=0.0, max_val=1.0)
     check_scalar(rr.min_matches, "min_matches", (int, np.integer), min_val=1)
     check_scalar(rr.min_proba, "min_proba", (int, float), min_val=0.0, max_val=1.0)
+    if rr.grow_rounds is not None:
+        check_scalar(rr.grow_rounds, "grow_rounds", (int, np.integer), min_val=1)
     check_scalar(rr.cv, "cv", (int, np.integer), min_val=2)
     if rr.tune_for not in ("mean", "robust"):
         raise ValueError(f"`tune_for` must be 'mean' or 'robust', got {rr.tune_for!r}.")

@@ -74,6 +74,8 @@ class PairReranker(BaseEstimator):
     grow : ``None``, or let match sets grow past the k neighbours searched: pairs sharing
         at least this share of their smaller match set are added
         (:func:`~shopee_match.neighbors.graph.grow`), for products with more offers than k.
+    grow_rounds : rounds of that growth (``None``: until a round adds nothing, so a
+        product with hundreds of offers closes up).
     tune_for : ``"mean"`` picks the threshold with the best mean out-of-fold F1;
         ``"robust"`` the one whose worst fold beats matching nothing by the most (for a
         model meant for catalogues unlike its training ones, fitted on several kinds).
@@ -152,6 +154,7 @@ class PairReranker(BaseEstimator):
         optional_modalities: Sequence[str] = (),
         adapt_prior: bool = False,
         grow: float | None = None,
+        grow_rounds: int | None = 1,
         tune_for: str = "mean",
         thin: float | None = None,
         prefilter_recall: float | None = None,
@@ -161,6 +164,7 @@ class PairReranker(BaseEstimator):
     ) -> None:
         self.adapt_prior = adapt_prior
         self.grow = grow
+        self.grow_rounds = grow_rounds
         self.tune_for = tune_for
         self.thin = thin
         self.prefilter_recall = prefilter_recall
@@ -330,7 +334,9 @@ class PairReranker(BaseEstimator):
         mm = int(getattr(self, "min_matches_", self.min_matches)
                  if min_matches is None else min_matches)
         g = select_graph(proba, threshold, mm, float(self.min_proba))
-        return g if self.grow is None else grow_graph(g, float(self.grow))
+        if self.grow is None:
+            return g
+        return grow_graph(g, float(self.grow), self.grow_rounds)
 
     def select(self, proba_graph: sp.spmatrix, threshold: float | None = None) -> sp.csr_matrix:
         """Kept pairs (diagonal included): probability >= threshold, plus min-matches
