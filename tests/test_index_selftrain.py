@@ -54,3 +54,29 @@ def test_the_index_adds_the_pairs_past_the_catalogues_point(tmp_path: Path) -> N
     again = MatchIndex.load(tmp_path / "ix")
     assert again.self_train_point == index.self_train_point
     assert again.query(new)["matches"].tolist() == got["matches"].tolist()
+
+
+def test_add_counts_the_new_pairs_and_reads_the_point_again(tmp_path: Path) -> None:
+    """An index built on a sliver of the catalogue has too little code evidence for a
+    point; adding the rest counts the new postings' pairs and the point appears, near
+    the one an index built on everything learns. Saved and loaded with its evidence."""
+    cat = marketplace(seed=3, n_products=120)
+    rows = np.arange(len(cat))
+    first, rest = cat.subset(rows[rows % 10 == 0]), cat.subset(rows[rows % 10 != 0])
+    pipe = Pipeline.pretrained()
+    index = MatchIndex.build(pipe, first)
+    assert index.self_train_evidence is not None
+    before = index.self_train_evidence[0].sum()
+    whole = MatchIndex.build(pipe, cat)
+    assert whole.self_train_point is not None
+    index.add(rest)
+    counts = index.self_train_evidence[0].sum()
+    assert counts > before
+    assert abs(counts - whole.self_train_evidence[0].sum()) <= 0.25 * counts
+    assert index.self_train_point is not None
+    assert abs(index.self_train_point - whole.self_train_point) <= 0.05
+    index.save(tmp_path / "ix")
+    again = MatchIndex.load(tmp_path / "ix")
+    assert again.self_train_point == index.self_train_point
+    assert all((a == b).all() for a, b in zip(again.self_train_evidence,
+                                             index.self_train_evidence))

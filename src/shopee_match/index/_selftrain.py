@@ -1,4 +1,4 @@
-"""Self-training for an index: the catalogue's point learnt once, at build.
+"""Self-training for an index: the catalogue's point learnt at build, kept up by ``add``.
 
 Batch matching learns, on the catalogue it matches, the similarity of the rest of two
 titles past which agreeing codes outnumber conflicting ones (self-training,
@@ -6,7 +6,8 @@ titles past which agreeing codes outnumber conflicting ones (self-training,
 is too small to learn that point from, so the index learns it on the catalogue's stored
 candidate rows when it is built, and at each query adds the new postings' pairs past it
 (nothing in conflict, not kept already), their similarity weighted by the catalogue's
-word rarity.
+word rarity. The evidence (pairs and agreeing pairs per similarity bin) is kept, and
+each ``add`` counts the new postings' candidate pairs into it and reads the point again.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..rerank import either_way, evidence_point, scan_pairs
+from ..rerank import either_way, scan_pairs
 from ..rerank.title_features import title_doc_freq
 
-__all__ = ["added_pairs", "catalogue_df", "catalogue_point", "self_trains"]
+__all__ = ["added_pairs", "catalogue_df", "catalogue_evidence", "new_evidence",
+           "self_trains"]
 
 
 def self_trains(ens: Any) -> bool:
@@ -41,14 +43,55 @@ def _pattern(graphs: Sequence[sp.spmatrix | None], n: int) -> sp.csr_matrix:
     return up
 
 
-def catalogue_point(rows: Sequence[sp.spmatrix | None], titles: Sequence[str]) -> float | None:
-    """The catalogue's self-training point from its stored candidate rows (``None``: too
-    little evidence, or no rows stored)."""
+def catalogue_evidence(rows: Sequence[sp.spmatrix | None], titles: Sequence[str],
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The self-training evidence counts (pairs, agreeing pairs; 1,001 similarity bins)
+    of the catalogue's stored candidate rows (``None``: no rows stored); the point is
+    :func:`~shopee_match.rerank.evidence_point` of them."""
     if all(r is None for r in rows) or not len(titles):
         return None
     n = len(titles)
     found = scan_pairs(list(titles), _pattern(rows, n), sp.csr_matrix((n, n), dtype=bool))
-    return evidence_point(found.counts, found.hits)
+    return found.counts, found.hits
+
+
+def new_evidence(rows: Sequence[sp.spmatrix | None], titles_of: Any, slots: np.ndarray,
+                 df: tuple[Mapping[str, int], int]) -> tuple[np.ndarray, np.ndarray]:
+    """The evidence counts of the candidate pairs stored in the rows of postings
+    ``slots`` (just added), each pair once, read with the catalogue's word rarity
+    ``df``; ``titles_of(ids)`` gives indexed titles. Only the new postings and their
+    candidates are read, so the cost follows what was added, not the catalogue.
+
+    >>> rows = [sp.csr_matrix(([0.9], ([2], [0])), shape=(3, 3))]
+    >>> titles = ["blue shirt xq1", "red mug", "shirt blue xq1"]
+    >>> c, h = new_evidence(rows, lambda ids: [titles[i] for i in ids], np.array([2]),
+    ...                     catalogue_df(titles))
+    >>> int(c.sum()), int(h.sum())
+    (1, 1)
+    """
+    slots = np.asarray(slots, np.int64)
+    heads, tails = [], []
+    for r in rows:
+        if r is None:
+            continue
+        own = sp.csr_matrix(r)[slots].tocoo()
+        heads.append(slots[own.row])
+        tails.append(own.col.astype(np.int64))
+    empty = (np.zeros(1001), np.zeros(1001))
+    if not heads:
+        return empty
+    a, b = np.concatenate(heads), np.concatenate(tails)
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    if not len(lo):
+        return empty
+    nodes = np.unique(np.r_[lo, hi])
+    i, j = np.searchsorted(nodes, lo), np.searchsorted(nodes, hi)
+    m = len(nodes)
+    up = sp.csr_matrix((np.ones(len(i), np.float32), (i, j)), shape=(m, m))
+    up.sum_duplicates()
+    found = scan_pairs(list(titles_of(nodes)), up, sp.csr_matrix((m, m), dtype=bool), df)
+    return found.counts, found.hits
 
 
 def catalogue_df(titles: Sequence[str]) -> tuple[Mapping[str, int], int]:

@@ -169,7 +169,9 @@ def save_index(index: Any, path: Path) -> Path:
                 "radius": index.radius, "n": len(st.ids), "step_embedder": index.step_embedder,
                 "stores": stores, "steps": steps, "embedders": embedders,
                 "shift_guard": guard is not None,
-                "self_train_point": getattr(index, "self_train_point", None)}
+                "self_train_point": getattr(index, "self_train_point", None),
+                "self_train_evidence": _evidence_json(getattr(index, "self_train_evidence",
+                                                              None))}
         (tmp / "index.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return path
 
@@ -230,4 +232,17 @@ def load_index(cls: Any, path: Path, pipeline: Any, mmap: bool) -> Any:
     guard = (load_index(cls, path / "guard", None, mmap)
              if meta.get("shift_guard") and getattr(pipeline, "shift_guard", True) else None)
     return cls(pipeline, state, list(meta["step_embedder"]), meta["radius"], meta["fingerprint"],
-               guard, meta.get("self_train_point"))
+               guard, meta.get("self_train_point"), _evidence_arrays(meta.get("self_train_evidence")))
+
+
+def _evidence_json(evidence: Any) -> list[list[float]] | None:
+    """The self-training evidence (two arrays of 1,001 bins) as JSON lists."""
+    return None if evidence is None else [np.asarray(e, float).tolist() for e in evidence]
+
+
+def _evidence_arrays(saved: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """What :func:`_evidence_json` wrote (``None`` for indexes saved before it)."""
+    if saved is None:
+        return None
+    counts, hits = (np.asarray(e, dtype=np.float64) for e in saved)
+    return counts, hits

@@ -24,9 +24,16 @@ from .._pipeline_guard import general_model, guard_fires, shared_matches
 from ..data import Postings
 from ..ensemble import Ensemble
 from ..protocols import ClassRegistry
+from ..rerank import evidence_point
 from ._fingerprint import fingerprint
 from ._local import local_graphs, local_pipeline, neighbourhood
-from ._selftrain import added_pairs, catalogue_df, catalogue_point, self_trains
+from ._selftrain import (
+    added_pairs,
+    catalogue_df,
+    catalogue_evidence,
+    new_evidence,
+    self_trains,
+)
 from ._space import VectorStore
 from ._state import State
 from ._steps import Plan, Step, build_step, index_kind
@@ -108,11 +115,15 @@ class MatchIndex:
 
     def __init__(self, pipeline: Any, state: State, step_embedder: list[str], radius: int,
                  fingerprint_: str, guard: MatchIndex | None = None,
-                 self_train_point: float | None = None) -> None:
+                 self_train_point: float | None = None,
+                 self_train_evidence: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.pipeline = pipeline
         self.guard = guard
-        #: the catalogue's self-training point, learnt at build (``None``: none)
+        #: the catalogue's self-training point, learnt at build and read again by
+        #: :meth:`add` (``None``: none)
         self.self_train_point = self_train_point
+        #: the evidence behind it (pairs and agreeing pairs per similarity bin)
+        self.self_train_evidence = self_train_evidence
         self._df: Any = None  # the catalogue's title-token counts, read at first query
         self._state = state
         self.step_embedder = step_embedder
@@ -163,16 +174,18 @@ class MatchIndex:
                                     thresholded=not uses_cands))
         state = State(StringArray.from_list(list(catalogue.posting_id)),
                       StringArray.from_list(catalogue.titles), stores, built, embedders)
-        point = None
+        point, evidence = None, None
         if uses_cands and self_trains(pipeline.combiner_) and catalogue.has_titles:
-            # learnt once on the catalogue: a query's neighbourhood is too small for it
-            point = catalogue_point([getattr(s.final, "rows", None) for s in built],
-                                    catalogue.titles)
+            # learnt on the catalogue: a query's neighbourhood is too small for it
+            evidence = catalogue_evidence([getattr(s.final, "rows", None) for s in built],
+                                          catalogue.titles)
+            point = None if evidence is None else evidence_point(*evidence)
         logger.info("indexed %d postings (%d steps, radius %d)", len(catalogue), len(built), r)
         guard = None
         if guard_fires(pipeline, catalogue):  # the shift guard, decided on the catalogue
             guard = cls.build(general_model(pipeline), catalogue, vocabulary=vocabulary)
-        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline), guard, point)
+        return cls(pipeline, state, step_embedder, r, fingerprint(pipeline), guard, point,
+                   evidence)
 
     def __len__(self) -> int:
         return self._state.n
@@ -288,7 +301,9 @@ class MatchIndex:
 
     def add(self, new: Postings, replace: bool = False) -> MatchIndex:
         """Fold ``new`` into the catalogue, so later queries see it; ``replace=True``
-        updates postings whose ids are already indexed. Returns ``self``."""
+        updates postings whose ids are already indexed. With self-training, the new
+        postings' candidate pairs join the evidence and the point is read again (a
+        replaced posting's earlier pairs stay counted). Returns ``self``."""
         if len(new) == 0:
             return self
         with self._write:
@@ -306,7 +321,14 @@ class MatchIndex:
             if self.guard is not None:
                 self.guard.add(new, replace)
             self._state = State(ids, titles, stores, steps, embedders)
-            self._df = None  # word rarity read again; the point stays the build's
+            self._df = None  # word rarity read again at the next query
+            if self.self_train_evidence is not None:  # the new pairs' evidence counts too
+                self._df = catalogue_df(titles.all())
+                more = new_evidence([getattr(s.final, "rows", None) for s in steps],
+                                    titles.get, q.slots, self._df)
+                counts, hits = (a + b for a, b in zip(self.self_train_evidence, more))
+                self.self_train_evidence = (counts, hits)
+                self.self_train_point = evidence_point(counts, hits)
         return self
 
     # --- persistence --------------------------------------------------------------------
