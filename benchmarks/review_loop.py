@@ -61,7 +61,7 @@ def loop(name: str, cat: Postings, seeds: list[int], n_queue: int) -> list[dict[
         touched = np.isin(groups, np.unique(groups[np.r_[q["left"], q["right"]]]))
         held = ~touched
         shipped = graph_f1_scores(scores.matches, groups)
-        calibrated = graph_f1_scores(pipe.combiner_.select(scores.proba), groups)
+        calibrated = graph_f1_scores(pipe.combiner_.matches(scores.proba, cat.titles), groups)
         floor = 2.0 / (np.bincount(groups)[groups] + 1)
         rows.append({
             "catalogue": name, "seed": seed, "postings": len(cat), "queue": len(q),
