@@ -188,3 +188,40 @@ def test_a_block_with_nothing_to_add_is_no_error() -> None:
     proba = sp.csr_matrix(([0.1, 0.1], ([0, 1], [1, 0])), shape=(3, 3))
     learnt = self_train(titles, proba, sp.eye(3, format="csr"))
     assert learnt.point is None and learnt.added.nnz == 0 and learnt.evidence == 1
+
+
+@pytest.mark.parametrize("answer", [1, 0])
+def test_reviewed_self_trained_pairs_decide_whether_they_stay(answer: int) -> None:
+    """``calibrate_pairs`` keeps self-training's pairs when most reviewed ones were
+    answered "same" and drops them when most were not, whatever the probability map
+    says of their (low) model probabilities; the other reviewed pairs move the cut."""
+    import scipy.sparse as sp
+
+    from shopee_match.calibration import calibrate_pairs, self_trained_pairs
+
+    cat = marketplace(seed=2, n_products=120)
+    pipe = Pipeline.pretrained()
+    rr = pipe.combiner_
+    proba = sp.csr_matrix(rr.predict_proba_graph(pipe.step_graphs(cat), cat.titles))
+    learnt = sp.triu(self_trained_pairs(rr, proba, cat.titles), 1).tocoo()
+    below = learnt.data < rr.threshold_  # the pairs it adds to the shipped cut
+    learnt = sp.coo_matrix((learnt.data[below], (learnt.row[below], learnt.col[below])),
+                           shape=learnt.shape)
+    assert learnt.nnz >= 10
+    g = cat.groups()
+    others = sp.triu(proba, 1).tocoo()  # candidate pairs self-training does not add
+    out = np.asarray(sp.csr_matrix(learnt != 0)[others.row, others.col]).ravel() == 0
+    rng = np.random.default_rng(0)
+    high = np.flatnonzero(out & (others.data >= 0.5))
+    pick = np.r_[rng.choice(high, 20, replace=False),
+                 rng.choice(np.flatnonzero(out), 20, replace=False)]
+    ids = np.asarray(cat.posting_id)
+    labels = pd.DataFrame({
+        "left_id": np.r_[ids[learnt.row[:10]], ids[others.row[pick]]],
+        "right_id": np.r_[ids[learnt.col[:10]], ids[others.col[pick]]],
+        "same": np.r_[np.full(10, answer),
+                      (g[others.row[pick]] == g[others.col[pick]]).astype(int)],
+    }).drop_duplicates(["left_id", "right_id"])
+    calibrate_pairs(pipe, labels, cat)
+    assert pipe.combiner_.self_train_ is bool(answer)
+    assert pipe.tuning_["calibration"]["self_train"] is bool(answer)

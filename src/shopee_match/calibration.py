@@ -107,6 +107,23 @@ def self_trained_pairs(ens: Any, proba: sp.csr_matrix, titles: Any) -> sp.csr_ma
     return sp.csr_matrix(ens.self_trained(proba, titles, sp.identity(n, format="csr")))
 
 
+def _self_train_options(learnt: sp.csr_matrix, lo: np.ndarray, hi: np.ndarray, y: np.ndarray,
+                        w: np.ndarray, dropped: np.ndarray, ens: Any) -> list[bool]:
+    """Whether the cut keeps self-training's pairs, from the reviewed ones among them
+    that the cut in use drops (``dropped``: the reviewed pairs below it).
+
+    They are chosen by their titles, and their probability is low by construction, so a
+    map from probability to chance (the Platt map) undervalues them: the answers say.
+    With at least :data:`MIN_EACH` of them reviewed, they stay if most were answered
+    "same" (weighted), as self-training's own rule reads its curve; with fewer, as they
+    were."""
+    mark = (np.asarray(learnt[lo, hi]).ravel() != 0) & dropped if len(lo) \
+        else np.zeros(0, bool)
+    if int(mark.sum()) < MIN_EACH:
+        return [bool(getattr(ens, "self_train_", True))]
+    return [bool(np.average(y[mark], weights=w[mark]) >= 0.5)]
+
+
 def best_point(curves: dict[Any, np.ndarray]) -> tuple[float, Any, float]:
     """(threshold, key, F1) at the best point of the 3-point-smoothed curves (keyed by
     min-matches, or by any setting tried beside the threshold): a few labelled groups
@@ -388,7 +405,8 @@ def calibrate_pairs(pipe: Any, labels: pd.DataFrame | str, catalogue: Postings |
     q = q.tocsr()
     mms = tuple(sorted({1, int(ens.min_matches)}))
     learnt = self_trained_pairs(ens, proba, catalogue.titles if catalogue.has_titles else None)
-    options = [False] if learnt is None else [False, True]
+    options = [False] if learnt is None else _self_train_options(
+        learnt, lo, hi, y, w, p_lab < before_t, ens)
 
     def cut(t: float, mm: int, with_learnt: bool) -> sp.csr_matrix:
         g = ens.cut(proba, t, mm)
