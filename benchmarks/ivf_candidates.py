@@ -74,7 +74,8 @@ def main() -> None:
     ap.add_argument("--n-probe", type=int, default=None,
                     help="fixed probes (default: chosen from --recall)")
     ap.add_argument("--cell-size", type=int, default=2000)
-    ap.add_argument("--dim", type=int, default=256, help="IVF projection dimensions")
+    ap.add_argument("--dim", type=int, default=None,
+                    help="IVF projection dimensions (default: predict_dask's)")
     ap.add_argument("--recall", type=float, default=None, help="the IVF recall target")
     ap.add_argument("--mixes", action="store_true", help="also rerank each one-step swap")
     ap.add_argument("--workdir", default="/tmp/ivfc")
@@ -84,9 +85,10 @@ def main() -> None:
 
     import pandas as pd
     from distributed import Client, LocalCluster, wait
-    from scale_dask import make_chunk
+    from scale_dask import generate, train_catalogue
 
-    from shopee_match import Pipeline, Postings, make_catalog
+    from shopee_match import Pipeline, Postings
+    from shopee_match.distributed import IVF_DIM, IVF_RECALL
     from shopee_match.distributed._candidates import candidate_rows
     from shopee_match.distributed._io import embed_parts, load_partitions, read_frame
     from shopee_match.distributed._rerank import rerank_edges
@@ -102,18 +104,8 @@ def main() -> None:
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            memory_limit=args.memory_limit, dashboard_address=None)
     with cluster, Client(cluster) as c:
-        n_files = -(-args.n // args.file_rows)
-        sizes = np.full(n_files, args.n // n_files)
-        sizes[: args.n - sizes.sum()] += 1
-        c.gather(c.map(make_chunk, range(n_files), sizes.tolist(), [str(work)] * n_files,
-                       [args.seed] * n_files))
-        train = make_catalog(n_groups=args.train_groups, images=False, seed=args.seed + 99_999)
-        rng = np.random.default_rng(1)
-        base = rng.integers(0, 2**63, size=int(train.df["label_group"].max()) + 1)
-        h = base[train.df["label_group"].to_numpy()]
-        h = np.where(rng.random(len(h)) < 0.3, rng.integers(0, 2**63, size=len(h)), h)
-        train.df["image_phash"] = [f"{v:016x}" for v in h]
-        pipe = Pipeline.default().fit(train)
+        generate(c, args.n, args.file_rows, str(work), args.seed)
+        pipe = Pipeline.default().fit(train_catalogue(args.train_groups, args.seed))
 
         truth_p = Postings(pd.concat([pd.read_parquet(f) for f in
                                       sorted(work.glob("postings-*.parquet"))],
@@ -130,26 +122,26 @@ def main() -> None:
         stats: dict[str, Any] = {"timings": {}}
         frames = load_partitions(c, read_frame(str(work / "postings-*.parquet")),
                                  args.partition_rows)
-        pipe_future, cat = fitted_on_partitions(c, pipe, frames, True, stats)
+        prep = fitted_on_partitions(c, pipe, frames, True, stats)
+        pipe_future, cat = prep.pipe, prep.cat
         steps = pipe.validated_steps()
         hash_steps = [s for s, _, m in steps if type(m).__name__ == "HashMatcher"]
-        parts, offsets = embed_parts(c, frames, pipe_future, None, hash_steps)
+        parts, offsets = embed_parts(c, frames, pipe_future, None, hash_steps, prep.counted)
         wait(parts)
-        from shopee_match.distributed._io import part_ids, part_titles
+        from shopee_match.distributed._io import part_ids
+        from shopee_match.distributed._tfidf import frame_tokens
 
         pid = np.concatenate(c.gather([c.submit(part_ids, p, pure=False) for p in parts]))
         assert np.array_equal(pid.astype(str), np.asarray(ids, dtype=str))
-        titles = [c.submit(part_titles, p, pure=False) for p in parts]
+        titles = prep.tokens or [c.submit(frame_tokens, f, pure=False) for f in frames]
         cands: dict[str, dict[str, list[Any]]] = {}
         for method in ("exact", "ivf"):
             st: dict[str, Any] = {"timings": {}}
             ivf = None if method == "exact" else {
                 "n_cells": None, "n_probe": args.n_probe, "cell_size": args.cell_size,
-                "dim": args.dim, "sample_size": 50_000, "seed": args.seed}
-            if ivf is not None and args.recall is not None:
-                ivf["recall"] = args.recall
-            if ivf is not None and ivf["n_probe"] is None:
-                ivf.pop("n_probe")
+                "dim": args.dim or IVF_DIM, "sample_size": 50_000, "seed": args.seed}
+            if ivf is not None:  # predict_dask's defaults where not given
+                ivf["recall"] = IVF_RECALL if args.recall is None else args.recall
             t0 = time.perf_counter()
             cands[method] = candidate_rows(c, parts, offsets, steps, hash_steps,
                                            MAX_TUNED_RADIUS, st, ivf)

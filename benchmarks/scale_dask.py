@@ -69,6 +69,30 @@ def make_chunk(i: int, n: int, folder: str, seed: int) -> int:
     return len(df)
 
 
+def generate(client: Any, n: int, file_rows: int, folder: str, seed: int) -> int:
+    """``n`` postings as Parquet files of about ``file_rows`` (:func:`make_chunk`), made
+    on the workers; the count written."""
+    n_files = -(-n // file_rows)
+    sizes = np.full(n_files, n // n_files)
+    sizes[: n - sizes.sum()] += 1
+    return int(sum(client.gather(client.map(make_chunk, range(n_files), sizes.tolist(),
+                                            [folder] * n_files, [seed] * n_files))))
+
+
+def train_catalogue(n_groups: int, seed: int) -> Any:
+    """A separate generated catalogue to fit on, with phashes as :func:`make_chunk` gives
+    them (one per product, 30 % re-shot)."""
+    from shopee_match import make_catalog
+
+    train = make_catalog(n_groups=n_groups, images=False, seed=seed + 99_999)
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2**63, size=int(train.df["label_group"].max()) + 1)
+    h = base[train.df["label_group"].to_numpy()]
+    h = np.where(rng.random(len(h)) < 0.3, rng.integers(0, 2**63, size=len(h)), h)
+    train.df["image_phash"] = [f"{v:016x}" for v in h]
+    return train
+
+
 def _rss() -> float:
     import psutil
 
@@ -163,7 +187,6 @@ def main() -> None:
         PhashEmbedder,
         Pipeline,
         TfidfEmbedder,
-        make_catalog,
     )
     from shopee_match.distributed import predict_dask
     from shopee_match.ensemble import Ensemble
@@ -177,21 +200,11 @@ def main() -> None:
                            memory_limit=args.memory_limit, dashboard_address=None)
     with cluster, Client(cluster) as client, Peak(client) as peak:
         t0 = time.perf_counter()
-        n_files = -(-args.n // args.file_rows)
-        sizes = np.full(n_files, args.n // n_files)
-        sizes[: args.n - sizes.sum()] += 1
-        made = client.gather(client.map(make_chunk, range(n_files), sizes.tolist(),
-                                        [str(work)] * n_files, [args.seed] * n_files))
-        res["n_postings"] = int(sum(made))
+        res["n_postings"] = generate(client, args.n, args.file_rows, str(work), args.seed)
         res["stages"]["generate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        train = make_catalog(n_groups=args.train_groups, images=False, seed=args.seed + 99_999)
-        rng = np.random.default_rng(1)
-        base = rng.integers(0, 2**63, size=int(train.df["label_group"].max()) + 1)
-        h = base[train.df["label_group"].to_numpy()]
-        h = np.where(rng.random(len(h)) < 0.3, rng.integers(0, 2**63, size=len(h)), h)
-        train.df["image_phash"] = [f"{v:016x}" for v in h]
+        train = train_catalogue(args.train_groups, args.seed)
         if args.model_dir:
             pipe = Pipeline.load(args.model_dir)
         elif args.model == "shipped":  # what `shopee-match match` uses: no fit
