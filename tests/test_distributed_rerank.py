@@ -69,6 +69,14 @@ def fitted() -> Pipeline:
     return pipe.fit(Postings(_frame(150, seed=1)))
 
 
+def _true_f1(sub: pd.DataFrame, frame: pd.DataFrame) -> float:
+    """Mean F1 of a submission against the frame's label groups."""
+    truth = Postings(frame)
+    ids = truth.posting_id
+    want = [set(ids[m]) for m in truth.true_matches()]
+    return f1_score(want, [set(m.split()) for m in sub["matches"]])
+
+
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert a["posting_id"].tolist() == b["posting_id"].tolist()
     assert a["matches"].tolist() == b["matches"].tolist()
@@ -206,22 +214,13 @@ def test_pretrained_with_grow_through_the_cli(client, test_frame, tmp_path, expl
     _same(pd.read_csv(out, dtype=str, keep_default_na=False), expected)
 
 
-def _large_groups() -> pd.DataFrame:
-    """Small products and a few with more offers than the 30 neighbours searched."""
-    parts = []
-    for k, (n, per) in enumerate([(200, (1, 3)), (3, (60, 90))]):
-        df = make_titles(n, per_group=per, seed=41 + k)
-        df["posting_id"] = f"s{k}_" + df["posting_id"].astype(str)
-        df["label_group"] = f"s{k}:" + df["label_group"].astype(str)
-        parts.append(df)
-    return pd.concat(parts, ignore_index=True)
-
-
 def test_growth_rounds_across_partitions_are_one_machines(client):
     """The shipped model grows match sets until a round adds nothing: across partitions
     round by round, the same submission as one machine, in more than one round, and
     better than one round on the products with more offers than neighbours searched."""
-    frame = _large_groups()
+    from test_transfer import large_groups
+
+    frame = large_groups([(200, (1, 3)), (3, (60, 90))], seed=41)
     pipe = Pipeline.pretrained()
     assert pipe.combiner_.grow_rounds is None
     expected = pipe.predict(Postings(frame))
@@ -284,12 +283,7 @@ def test_ivf_candidates_stay_close(client, fitted, test_frame):
     assert out["posting_id"].tolist() == expected["posting_id"].tolist()
     stats = out.attrs["shopee_match"]
     assert stats["ivf_tfidf"]["n_cells"] > 1 and stats["ivf_tfidf_qe"]["n_cells"] > 1
-    truth = Postings(test_frame)
-    ids = truth.posting_id
-    want = [set(ids[m]) for m in truth.true_matches()]
-    f_one = f1_score(want, [set(m.split()) for m in expected["matches"]])
-    f_ivf = f1_score(want, [set(m.split()) for m in out["matches"]])
-    assert f_ivf >= f_one - 0.03
+    assert _true_f1(out, test_frame) >= _true_f1(expected, test_frame) - 0.03
 
 
 def test_ivf_candidates_probed_to_the_recall_target(client, fitted, test_frame):
@@ -304,12 +298,7 @@ def test_ivf_candidates_probed_to_the_recall_target(client, fitted, test_frame):
         ivf = stats[step]
         assert ivf["recall_target"] == 0.99 and ivf["n_probe"] > 1
         assert ivf["probes_tried"][1] < 0.99 and ivf["recall_estimate"] >= 0.99
-    truth = Postings(test_frame)
-    ids = truth.posting_id
-    want = [set(ids[m]) for m in truth.true_matches()]
-    f_one = f1_score(want, [set(m.split()) for m in expected["matches"]])
-    f_ivf = f1_score(want, [set(m.split()) for m in out["matches"]])
-    assert f_ivf >= f_one - 0.01
+    assert _true_f1(out, test_frame) >= _true_f1(expected, test_frame) - 0.01
 
 
 def test_reranked_settings_without_a_distributed_form(client, fitted, test_frame):

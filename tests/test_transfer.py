@@ -78,20 +78,27 @@ def test_grow_closes_large_groups_but_not_single_bridges():
     assert out[0, 6:].sum() == 0 and out[5, 6] and out[6, 5]   # the bridge is not spread
 
 
+def large_groups(mix: list[tuple[int, tuple[int, int]]], seed: int) -> pd.DataFrame:
+    """Generated titles in parts of ``(products, offers per product)``, ids and label
+    groups prefixed per part (``s0_``, ``s1_``...): small products beside large ones."""
+    from shopee_match.datasets import make_titles
+
+    parts = []
+    for k, (n, per) in enumerate(mix):
+        df = make_titles(n, per_group=per, seed=seed + k)
+        df["posting_id"] = f"s{k}_" + df["posting_id"].astype(str)
+        df["label_group"] = f"s{k}:" + df["label_group"].astype(str)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True)
+
+
 def test_grow_until_stable_closes_products_of_many_offers_without_chaining():
     """The shipped model grows match sets until a round adds nothing: products with two
     to three times more offers than the 30 neighbours searched are found better
     than after one round, with (almost) no pair between two products added (no chaining)."""
-    from shopee_match.datasets import make_titles
     from shopee_match.metrics import graph_f1_scores
 
-    parts = []
-    for k, (n, per) in enumerate([(300, (1, 3)), (4, (60, 90))]):
-        df = make_titles(n, per_group=per, seed=71 + k)
-        df["posting_id"] = f"s{k}_" + df["posting_id"].astype(str)
-        df["label_group"] = f"s{k}:" + df["label_group"].astype(str)
-        parts.append(df)
-    cat = Postings(pd.concat(parts, ignore_index=True))
+    cat = Postings(large_groups([(300, (1, 3)), (4, (60, 90))], seed=71))
     pipe = Pipeline.pretrained()
     rr = pipe.combiner_
     assert rr.grow_rounds is None

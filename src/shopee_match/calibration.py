@@ -117,8 +117,7 @@ def _self_train_options(learnt: sp.csr_matrix, lo: np.ndarray, hi: np.ndarray, y
     With at least :data:`MIN_EACH` of them reviewed, they stay if most were answered
     "same" (weighted), as self-training's own rule reads its curve; with fewer, as they
     were."""
-    mark = (np.asarray(learnt[lo, hi]).ravel() != 0) & dropped if len(lo) \
-        else np.zeros(0, bool)
+    mark = (np.asarray(learnt[lo, hi]).ravel() != 0) & dropped  # (at least MIN_PAIRS)
     if int(mark.sum()) < MIN_EACH:
         return [bool(getattr(ens, "self_train_", True))]
     return [bool(np.average(y[mark], weights=w[mark]) >= 0.5)]
