@@ -193,3 +193,27 @@ def test_header_only_input_and_output_file(client, pipe, tmp_path):
                          output=tmp_path / "sub.csv")
     assert stats["n_written"] == 0
     assert (tmp_path / "sub.csv").read_text().strip() == "posting_id,matches"
+
+
+def _pieces(b: int, n_dest: int) -> list[tuple[int, int]]:
+    return [(b, d) for d in range(n_dest)]
+
+
+def _concat(tag: str, *pieces: tuple[int, int]) -> tuple[str, list[tuple[int, int]]]:
+    return tag, list(pieces)
+
+
+@pytest.mark.parametrize("group", [None, 1, 3, 7, 50])
+def test_route_gives_each_destination_its_pieces_in_source_order(client, group):
+    from shopee_match.distributed._route import apply_pieces, route
+
+    n_src, n_dest = 5, 7
+    split = [client.submit(_pieces, b, n_dest, pure=False) for b in range(n_src)]
+    handles = route(client, split, n_dest, group=group)
+    assert len(handles) == n_dest
+    got = client.gather([apply_pieces(client, h, _concat, f"d{d}")
+                         for d, h in enumerate(handles)])
+    assert got == [(f"d{d}", [(b, d) for b in range(n_src)]) for d in range(n_dest)]
+    # one gathering task per group of destinations, not one per piece
+    size = {None: 3, 1: 1, 3: 3, 7: 7, 50: 50}[group]
+    assert len({h[0].key for h in handles}) == -(-n_dest // size)

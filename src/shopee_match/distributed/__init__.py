@@ -207,7 +207,7 @@ def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
         if name in hash_steps:
             n_bits = int(c.submit(hash_bits, rows[0], name, pure=False).result())
             e = hash_edges(c, rows, offsets, name, matcher, n_bits=n_bits)
-            wait([f for fs in e for f in fs])
+            wait(e)
         elif method == "exact":
             e = exact_edges(c, rows, offsets, name, matcher)
             wait(e)

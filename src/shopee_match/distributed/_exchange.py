@@ -9,18 +9,18 @@ per-posting arrays. Two exchanges build everything else:
 - :func:`transpose_rows`: each partition gets the columns of its postings, i.e. which
   postings point at them (in-neighbours), as rows of the transposed graph.
 
-Each is ``P * P`` small tasks (an all-to-all; a P2P shuffle at thousands of partitions).
+Both are all-to-all shuffles through :func:`._route.route`.
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from ._io import home_of
+from ._route import apply_pieces, route, route_by
 
 __all__ = ["fetch_rows", "local_space", "stack_rows", "take_rows", "transpose_rows"]
 
@@ -56,18 +56,20 @@ def stack_rows(*pieces: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _take_all(table: dict[str, Any], lo: int, hi: int, *wanted: np.ndarray
+              ) -> list[dict[str, Any]]:
+    return [take_rows(table, w, lo, hi) for w in wanted]
+
+
 def fetch_rows(client: Any, tables: list[Any], offsets: np.ndarray, wanted: list[Any]) -> list[Any]:
     """For each partition, a future of the rows of its ``wanted`` global ids (a future of
     a sorted id array), from ``tables`` (one future of a row dict per partition)."""
-    out = []
-    for want in wanted:
-        pieces = [
-            client.submit(take_rows, tables[b], want, int(offsets[b]), int(offsets[b + 1]),
-                          pure=False)
-            for b in range(len(tables))
-        ]
-        out.append(client.submit(stack_rows, *pieces, pure=False))
-    return out
+    def pieces(b: int, lo: int, hi: int) -> Any:
+        return client.submit(_take_all, tables[b], int(offsets[b]), int(offsets[b + 1]),
+                             *wanted[lo:hi], pure=False)
+
+    handles = route_by(client, len(tables), len(wanted), pieces)
+    return [apply_pieces(client, h, stack_rows) for h in handles]
 
 
 def _split_cols(g: sp.csr_matrix, offset: int, offsets: np.ndarray) -> list[tuple[Any, ...]]:
@@ -94,12 +96,9 @@ def transpose_rows(client: Any, rows: list[Any], offsets: np.ndarray) -> list[An
     n_parts = len(rows)
     split = [client.submit(_split_cols, rows[b], int(offsets[b]), offsets, pure=False)
              for b in range(n_parts)]
-    out = []
-    for a in range(n_parts):
-        pieces = [client.submit(operator.getitem, s, a, pure=False) for s in split]
-        out.append(client.submit(_gather_cols, int(offsets[a + 1] - offsets[a]),
-                                 int(offsets[-1]), *pieces, pure=False))
-    return out
+    return [apply_pieces(client, h, _gather_cols, int(offsets[a + 1] - offsets[a]),
+                         int(offsets[-1]))
+            for a, h in enumerate(route(client, split, n_parts))]
 
 
 def local_space(*id_sets: np.ndarray) -> np.ndarray:

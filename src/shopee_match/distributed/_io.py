@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob as _glob
 import itertools
-import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pandas as pd
 
 from ..data import Postings
 from ..neighbors.hamming import pack_bits
+from ._route import apply_pieces, route
 
 __all__ = [
     "Part",
@@ -227,6 +227,11 @@ def _lookup(
     return rows, owner_ids[local]
 
 
+def _lookup_all(owner_ids: np.ndarray, *pieces: tuple[np.ndarray, np.ndarray]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [_lookup(p, owner_ids) for p in pieces]
+
+
 def _format(ids: np.ndarray, *named: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
     rows = np.concatenate([r for r, _ in named])
     names = np.concatenate([np.asarray(v, dtype=object) for _, v in named])
@@ -251,12 +256,8 @@ def assemble(client: Any, ids: list[Any], offsets: np.ndarray, *edges: list[Any]
                       pure=False)
         for a in range(n_parts)
     ]
-    out = []
-    for a in range(n_parts):
-        named = [
-            client.submit(_lookup, client.submit(operator.getitem, split[a], b, pure=False),
-                          ids[b], pure=False)
-            for b in range(n_parts)
-        ]
-        out.append(client.submit(_format, ids[a], *named, pure=False))
-    return out
+    # each piece to the partition owning its ids, named there, and back
+    named = [apply_pieces(client, h, _lookup_all, ids[b])
+             for b, h in enumerate(route(client, split, n_parts))]
+    return [apply_pieces(client, h, _format, ids[a])
+            for a, h in enumerate(route(client, named, n_parts))]

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from ._io import Part, home_of, nbytes
 from ._quantizer import FLAT_MAX_CELLS, assign, project, spherical_kmeans, train_quantizer
+from ._route import apply_pieces, route
 from ._search import pair_topk, prune, select_rows, topk_from_triples
 
 __all__ = [
@@ -206,8 +207,6 @@ def ivf_edges(
     ``stats``: the probes chosen, each tried probe count's recall, whether the target
     was met (``label``: the step's name in logs).
     """
-    import operator
-
     n_total = int(offsets[-1])
     n_parts = len(parts)
     if n_probe is None and recall is None:
@@ -236,25 +235,19 @@ def ivf_edges(
     centroids = quantizer["centroids"]
     counts = np.bincount(assign(sample, quantizer, n_probe).ravel(), minlength=len(centroids))
     est = counts * (n_total / len(sample))  # estimated members of each cell
-    # about one partition's worth of rows per bucket, and at least one bucket a partition
-    biggest = int(np.diff(offsets).max())
-    n_buckets = max(n_parts, int(np.ceil(est.sum() / max(1, biggest))))
+    # as many buckets as partitions: a bucket holds about n_probe partitions' rows, and
+    # the shuffles stay near P * sqrt(P) tasks (buckets sized to one partition made
+    # n_probe times more, and their square in pieces)
+    n_buckets = n_parts
     plan = {"quantizer": quantizer, "cell_bucket": bucket_plan(est, n_buckets), "dim": dim,
             "seed": seed, "n_probe": n_probe, "n_buckets": n_buckets}
     plan_future = client.scatter(plan, broadcast=True, hash=False)
     split = [client.submit(_split, p, step, plan_future, pure=False) for p in parts]
-    results = []
-    for b in range(n_buckets):
-        pieces = [client.submit(operator.getitem, s, b, pure=False) for s in split]
-        results.append(client.submit(_cell_search, matcher, offsets, candidates, *pieces,
-                                     pure=False))
-    edges = []
-    for a in range(n_parts):
-        pieces = [client.submit(operator.getitem, r, a, pure=False) for r in results]
-        edges.append(client.submit(
-            _merge_home, int(offsets[a + 1] - offsets[a]), int(offsets[a]), matcher, candidates,
-            *pieces, pure=False,
-        ))
+    results = [apply_pieces(client, h, _cell_search, matcher, offsets, candidates)
+               for h in route(client, split, n_buckets)]
+    edges = [apply_pieces(client, h, _merge_home, int(offsets[a + 1] - offsets[a]),
+                          int(offsets[a]), matcher, candidates)
+             for a, h in enumerate(route(client, results, n_parts))]
     stats: dict[str, Any] = {
         "n_cells": len(centroids), "n_probe": n_probe, "two_level": quantizer["coarse"] is not None,
         "quantizer_s": train_s, "n_buckets": n_buckets, "sample": len(sample),

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from ..neighbors.hamming import _batches, _cross, _popcount, chunk_edges, compare_all
 from ._io import Part, home_of
+from ._route import apply_pieces, route
 
 __all__ = ["hash_candidates", "hash_edges"]
 
@@ -72,22 +73,22 @@ def _bucket(
 def hash_edges(
     client: Any, parts: list[Any], offsets: np.ndarray, step: str, matcher: Any,
     n_bits: int = 64,
-) -> list[list[Any]]:
-    """For each partition, futures of its hash-step edges ``(local rows, global ids)``."""
+) -> list[Any]:
+    """For each partition, a future of its hash-step edges: a list of ``(local rows,
+    global ids)``, one per bucket."""
     matcher.validate()
     radius = matcher.radius()
     n_parts = len(parts)
     n_buckets = max(1, n_parts)
     n_chunks = len(chunk_edges(n_bits, radius))
     split = [client.submit(_hash_split, p, step, radius, n_buckets, pure=False) for p in parts]
-    buckets = []
-    for q in range(n_chunks * n_buckets):
-        pieces = [client.submit(operator.getitem, s, q, pure=False) for s in split]
-        buckets.append(client.submit(_bucket, matcher, n_bits, offsets, *pieces, pure=False))
-    return [
-        [client.submit(operator.getitem, b, a, pure=False) for b in buckets]
-        for a in range(n_parts)
-    ]
+    buckets = [apply_pieces(client, h, _bucket, matcher, n_bits, offsets)
+               for h in route(client, split, n_chunks * n_buckets)]
+    return [apply_pieces(client, h, _listed) for h in route(client, buckets, n_parts)]
+
+
+def _listed(*pieces: Any) -> list[Any]:
+    return list(pieces)
 
 
 # --- candidates at a radius, as HashMatcher.candidates finds them -----------------------
@@ -224,11 +225,10 @@ def hash_candidates(
     n_chunks = len(chunk_edges(n_bits, radius))
     split = [client.submit(_hash_split, p, step, radius, n_buckets, pure=False)
              for p in parts]
-    pieces = [[client.submit(operator.getitem, s, q, pure=False) for s in split]
-              for q in range(n_chunks * n_buckets)]
+    pieces = route(client, split, n_chunks * n_buckets)
     loads = client.gather([
-        client.submit(_bucket_load, matcher, q // n_buckets, radius, n_bits, *p, pure=False)
-        for q, p in enumerate(pieces)])
+        apply_pieces(client, h, _bucket_load, matcher, q // n_buckets, radius, n_bits)
+        for q, h in enumerate(pieces)])
     n_codes = sum(u for _, u in loads)
     every_pair = n_codes > 1 and compare_all(sum(x for x, _ in loads), n_codes)
     if every_pair and n_codes <= one_task_max:  # one machine compares every pair: so does
@@ -236,10 +236,6 @@ def hash_candidates(
         codes = [client.submit(_codes, p, step, pure=False) for p in parts]
         whole = client.submit(_every_pair, matcher, radius, offsets, *codes, pure=False)
         return [client.submit(operator.getitem, whole, a, pure=False) for a in range(n_parts)]
-    buckets = [client.submit(_chunk_bucket, matcher, q // n_buckets, radius, n_bits, offsets,
-                             every_pair, *p, pure=False) for q, p in enumerate(pieces)]
-    return [
-        client.submit(_add_rows, *[client.submit(operator.getitem, b, a, pure=False)
-                                   for b in buckets], pure=False)
-        for a in range(n_parts)
-    ]
+    buckets = [apply_pieces(client, h, _chunk_bucket, matcher, q // n_buckets, radius, n_bits,
+                            offsets, every_pair) for q, h in enumerate(pieces)]
+    return [apply_pieces(client, h, _add_rows) for h in route(client, buckets, n_parts)]
