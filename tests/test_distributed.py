@@ -214,6 +214,7 @@ def test_route_gives_each_destination_its_pieces_in_source_order(client, group):
     got = client.gather([apply_pieces(client, h, _concat, f"d{d}")
                          for d, h in enumerate(handles)])
     assert got == [(f"d{d}", [(b, d) for b in range(n_src)]) for d in range(n_dest)]
-    # one gathering task per group of destinations, not one per piece
+    # gathering tasks: one per group of destinations and group of sources (5 sources:
+    # groups of 3), not one per piece
     size = {None: 3, 1: 1, 3: 3, 7: 7, 50: 50}[group]
-    assert len({h[0].key for h in handles}) == -(-n_dest // size)
+    assert len({g.key for h in handles for g in h[0]}) == -(-n_dest // size) * 2

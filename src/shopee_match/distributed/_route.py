@@ -1,16 +1,19 @@
-"""All-to-all shuffles between tasks, in about ``P * sqrt(D) + D`` tasks.
+"""All-to-all shuffles between tasks, in about ``(P + D) * sqrt(D)`` small tasks.
 
 ``P`` sources each send one piece to each of ``D`` destinations (a partition's rows to
 the buckets holding its cells, graph columns to their owners, ...). One task per piece
 is ``P * D`` tasks: at 2M postings in 400 partitions, millions for one shuffle, which
-stall the scheduler. Here each source's pieces are sliced a group of about ``sqrt(D)``
-destinations at a time, one task gathers a group's slices from every source, and each
-destination reads its own pieces from its group's list (:func:`route`); the pieces
-arrive in source order, as one task per piece would give them.
+stall the scheduler. Here the shuffle takes two hops, as Dask's task-based shuffle does:
+sources in groups of about ``sqrt(P)`` send, for each group of about ``sqrt(D)``
+destinations, their slices to one gathering task (about one partition's worth of data,
+``total / sqrt(P * D)``), and each destination takes its pieces from the ``sqrt(P)``
+gatherers of its group (:func:`route`). The pieces arrive in source order, as one task
+per piece would give them.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -29,27 +32,26 @@ def _regroup(*slices: list[Any]) -> list[list[Any]]:
     return [[s[i] for s in slices] for i in range(len(slices[0]))]
 
 
-def _apply(fn: Any, group: list[list[Any]], i: int, *args: Any) -> Any:
-    return fn(*args, *group[i])
+def _apply(fn: Any, n_args: int, *args: Any) -> Any:
+    """``fn(*args[:n_args], *pieces)``, the pieces being every later argument's list."""
+    return fn(*args[:n_args], *[p for ps in args[n_args:] for p in ps])
 
 
-def group_size(n_dest: int) -> int:
-    """Destinations whose pieces one task gathers: about ``sqrt(n_dest)``.
+def group_size(n: int) -> int:
+    """Sources or destinations one gathering task covers: about ``sqrt(n)``.
 
     >>> group_size(400), group_size(3)
     (20, 2)
     """
-    return max(1, int(np.ceil(np.sqrt(n_dest))))
+    return max(1, int(np.ceil(np.sqrt(n))))
 
 
 def route(client: Any, split: list[Any], n_dest: int,
-          group: int | None = None) -> list[tuple[Any, int]]:
-    """For each of ``n_dest`` destinations, a handle ``(future, index)`` on the list of
-    its pieces: piece ``d`` of every future in ``split`` (each a list of ``n_dest``
-    pieces), in source order. Use it with :func:`apply_pieces`.
-
-    ``P * G`` slicing tasks and ``G`` gathering ones for ``G = n_dest / group``
-    groups, instead of a task per (source, destination).
+          group: int | None = None) -> list[tuple[list[Any], int]]:
+    """For each of ``n_dest`` destinations, a handle on its pieces: piece ``d`` of every
+    future in ``split`` (each a list of ``n_dest`` pieces), in source order. Use it with
+    :func:`apply_pieces`. ``group``: destinations a gathering task covers (default
+    about ``sqrt(n_dest)``).
     """
     return route_by(client, len(split), n_dest,
                     lambda b, lo, hi: client.submit(_slice, split[b], lo, hi, pure=False),
@@ -57,20 +59,26 @@ def route(client: Any, split: list[Any], n_dest: int,
 
 
 def route_by(client: Any, n_src: int, n_dest: int, pieces: Callable[[int, int, int], Any],
-             group: int | None = None) -> list[tuple[Any, int]]:
+             group: int | None = None) -> list[tuple[list[Any], int]]:
     """:func:`route` where ``pieces(b, lo, hi)`` submits the task giving source ``b``'s
     pieces for destinations ``lo`` to ``hi - 1`` (a list)."""
     group = group_size(n_dest) if group is None else max(1, int(group))
-    out: list[tuple[Any, int]] = []
+    src_group = group_size(n_src)
+    out: list[tuple[list[Any], int]] = []
     for lo in range(0, n_dest, group):
         hi = min(lo + group, n_dest)
-        gathered = client.submit(_regroup, *[pieces(b, lo, hi) for b in range(n_src)],
-                                 pure=False)
+        gathered = [
+            client.submit(_regroup, *[pieces(b, lo, hi)
+                                      for b in range(s, min(s + src_group, n_src))],
+                          pure=False)
+            for s in range(0, n_src, src_group)
+        ]
         out.extend((gathered, i) for i in range(hi - lo))
     return out
 
 
-def apply_pieces(client: Any, handle: tuple[Any, int], fn: Any, *args: Any) -> Any:
+def apply_pieces(client: Any, handle: tuple[list[Any], int], fn: Any, *args: Any) -> Any:
     """A future of ``fn(*args, *pieces)`` for a destination's ``handle`` (of :func:`route`)."""
     gathered, i = handle
-    return client.submit(_apply, fn, gathered, i, *args, pure=False)
+    mine = [client.submit(operator.getitem, g, i, pure=False) for g in gathered]
+    return client.submit(_apply, fn, len(args), *args, *mine, pure=False)
