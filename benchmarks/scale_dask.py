@@ -17,6 +17,12 @@ the postings matched, blended and phash candidates, two-stage pair reranker; or
 stage, compute seconds per task kind (from Dask's task stream, so per-partition rates),
 peak RSS of each worker (polled every 0.5 s) and, for ``--method ivf``, the recall of the
 TF-IDF matches against exact search on ``--recall-sample`` random postings.
+
+``--one-machine``: then, the cluster closed, ``pipe.predict`` of the same postings in
+this process (the block engine, as ``shopee-match match`` runs it): its wall and CPU
+seconds, peak RSS and F1 beside Dask's, and the ratios. Dask's CPU is its workers'
+(each worker process's own, read before and after the prediction) plus this process's
+(scheduler, client).
 """
 
 from __future__ import annotations
@@ -152,6 +158,36 @@ def _f1(sub: Any, work: Path) -> float:
     return f1_score([want[i] for i in sub["posting_id"]], [set(m.split()) for m in sub["matches"]])
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def one_machine(pipe: Any, work: Path) -> dict[str, float]:
+    """``pipe.predict`` of the generated postings in this process: wall and CPU seconds
+    (the prediction alone: files read first), peak RSS of this process, F1."""
+    import resource
+
+    import pandas as pd
+
+    from shopee_match import Postings
+
+    frame = pd.concat([pd.read_parquet(f) for f in sorted(work.glob("postings-*.parquet"))],
+                      ignore_index=True)
+    postings = Postings(frame)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    sub = pipe.predict(postings)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_s": wall,
+            "cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+            "peak_rss_gb": r1.ru_maxrss * 1024 / 1e9,  # this process's, the client's included
+            "f1": _f1(sub, work)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2_000_000, help="postings to generate")
@@ -174,6 +210,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/scale_dask")
     ap.add_argument("--json", help="write the results here as JSON")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--one-machine", action="store_true",
+                    help="also run pipe.predict on the same postings here, side by side")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("distributed", "tornado", "bokeh"):
@@ -218,7 +256,7 @@ def main() -> None:
         res["stages"]["fit"] = time.perf_counter() - t0
         res["thresholds"] = getattr(pipe, "tuning_", {}).get("thresholds")
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), (_cpu(), client.run(_cpu))
         with get_task_stream(client) as ts:
             sub = predict_dask(pipe, str(work / "postings-*.parquet"), client=client,
                                method=args.method, partition_rows=args.partition_rows,
@@ -228,6 +266,10 @@ def main() -> None:
                                recall_sample=args.recall_sample if args.method == "ivf" else 0,
                                random_state=args.seed)
         res["stages"]["predict_total"] = time.perf_counter() - t0
+        # the workers' CPU (every process of theirs) and this process's (scheduler, client)
+        after = client.run(_cpu)
+        res["dask_cpu_s"] = _cpu() - cpu0[0] + sum(after[a] - cpu0[1].get(a, 0.0)
+                                                   for a in after)
         stats = sub.attrs["shopee_match"]
         res["stages"].update({f"predict.{k}": v for k, v in stats.pop("timings").items()})
         res["predict_stats"] = stats
@@ -237,6 +279,11 @@ def main() -> None:
         res["workers"] = {a: {"memory_limit": w["memory_limit"]}
                           for a, w in client.scheduler_info()["workers"].items()}
     res["peak_rss_gb"] = {a: round(v / 1e9, 3) for a, v in peak.peak.items()}
+    if args.one_machine:
+        res["one_machine"] = one_machine(pipe, work)
+        om = res["one_machine"]
+        res["ratios"] = {"wall": res["stages"]["predict_total"] / om["wall_s"],
+                         "cpu": res["dask_cpu_s"] / om["cpu_s"]}
     print(json.dumps(res, indent=2, default=float))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=float))
