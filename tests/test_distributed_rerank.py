@@ -173,10 +173,12 @@ def test_block_searches_planned_as_the_catalogue(test_frame):
     assert np.array_equal(got.data, want.data)  # bit for bit
 
 
-def test_partitions_score_each_pair_once_and_give_one_machines_submission(client, fitted,
-                                                                          test_frame):
-    """Four partitions: the submission of ``Pipeline.predict``, each candidate pair
-    scored once (by its first posting's owner), as the block engine scores them."""
+@pytest.mark.parametrize("block_rows", [None, 7, 100])
+def test_partitions_score_each_pair_once_and_give_one_machines_submission(
+        client, fitted, test_frame, block_rows):
+    """Four partitions, their pairs featured all at once or in blocks of 7 or 100 own
+    rows: the submission of ``Pipeline.predict``, each candidate pair scored once (by
+    its first posting's owner), as the block engine scores them."""
     pytest.importorskip("numba")
     from shopee_match.rerank.pair_features import PairContext, candidate_pairs
 
@@ -184,10 +186,15 @@ def test_partitions_score_each_pair_once_and_give_one_machines_submission(client
     postings = Postings(test_frame)
     expected = pipe.predict(postings)
     out = predict_dask(pipe, dd.from_pandas(test_frame, npartitions=4), client=client,
-                       partition_rows=250)
+                       partition_rows=250, block_rows=block_rows)
     _same(out, expected)
     stats = out.attrs["shopee_match"]
     assert stats["n_partitions"] == 4
+    if block_rows is None:  # small partitions: one block each
+        assert stats["rerank_blocks"] == 4
+    else:  # each partition's rows cut into blocks of at most block_rows
+        n = len(test_frame)
+        assert n / block_rows <= stats["rerank_blocks"] <= n / block_rows + 4
     graphs = pipe.step_graphs(postings)
     r, c = candidate_pairs(graphs)
     keep = pipe.combiner_.keep_pairs(PairContext(graphs).graphs, r, c)

@@ -96,6 +96,9 @@ def test_review_page_queue_export_calibrate(tmp_path, browser, capsys):
         el.find_element(By.CSS_SELECTOR, f'[data-answer="{"same" if same else "different"}"]').click()
         assert el.get_attribute("data-answered") == ("same" if same else "different")
         expected.append((left, right, same))
+    # every answer in the export (waited for: one CI run read it header-only once)
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+        "return window.shopeeMatch.exportLabels()").count("\n") == len(pairs) + 1)
     text = browser.execute_script("return window.shopeeMatch.exportLabels()")
     exported = pd.read_csv(io.StringIO(text), dtype={"left_id": str, "right_id": str})
     assert list(exported.columns) == ["left_id", "right_id", "same"]
@@ -105,7 +108,8 @@ def test_review_page_queue_export_calibrate(tmp_path, browser, capsys):
     browser.refresh()
     WebDriverWait(browser, 10).until(
         lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-    assert browser.execute_script("return window.shopeeMatch.exportLabels()") == text
+    WebDriverWait(browser, 10).until(
+        lambda d: d.execute_script("return window.shopeeMatch.exportLabels()") == text)
     browser.find_element(By.ID, "tab-sets").click()
     shot = tmp_path / "review.png"
     browser.save_screenshot(str(shot))

@@ -74,6 +74,7 @@ def predict_dask(
     method: str = "exact",
     encoding: str | None = None,
     partition_rows: int | None = None,
+    block_rows: int | None = None,
     n_cells: int | None = None,
     n_probe: int | None = None,
     cell_size: int = 2000,
@@ -97,6 +98,9 @@ def predict_dask(
 
     ``partition_rows``: the most postings a partition holds (default 100,000; 5,000 for
     a reranked pipeline: a task's pair features and subgraph took 3-3.5 GB at 11,000).
+    ``block_rows``: a reranked pipeline's own rows one task features at once (default:
+    as many as keep them and the halo rows they read near 40,000, so a task's memory
+    stays bounded as the halo grows with the partitions).
 
     A pipeline with ``shift_guard`` on is checked as :meth:`Pipeline.predict
     <shopee_match.Pipeline.predict>` checks a catalogue (the same sample of titles, the
@@ -123,11 +127,13 @@ def predict_dask(
         partition_rows = 5_000 if checked[2] else 100_000
     if partition_rows < 1:
         raise ValueError(f"`partition_rows` must be >= 1, got {partition_rows!r}.")
+    if block_rows is not None and block_rows < 1:
+        raise ValueError(f"`block_rows` must be >= 1 or None, got {block_rows!r}.")
     stats: dict[str, Any] = {"method": method, "timings": {}}
     opts = {"image_dir": image_dir, "method": method, "n_cells": n_cells, "n_probe": n_probe,
             "ivf_recall": ivf_recall,
             "cell_size": cell_size, "recall_sample": recall_sample,
-            "random_state": random_state}
+            "random_state": random_state, "block_rows": block_rows}
     with client_for(client, scheduler) as c:
         ddf = read_frame(data, encoding=encoding)
         frames = load_partitions(c, ddf, partition_rows)
@@ -180,7 +186,8 @@ def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
             "n_cells": n_cells, "n_probe": n_probe, "cell_size": cell_size, "dim": IVF_DIM,
             "sample_size": 50_000, "seed": random_state, "recall": opts["ivf_recall"]}
         ids, offsets, edges = reranked_edges(c, pipeline, prepared, frames, steps,
-                                             hash_steps, image_dir, stats, cells)
+                                             hash_steps, image_dir, stats, cells,
+                                             block_rows=opts["block_rows"])
         frames.clear()
         return _assembled(c, ids, offsets, [edges], stats)
     parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps,

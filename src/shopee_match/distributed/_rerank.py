@@ -46,6 +46,7 @@ import scipy.sparse as sp
 from ..neighbors.graph import mean_graph
 from ._candidates import square
 from ._exchange import fetch_rows, local_space, transpose_rows
+from ._rerank_blocks import block_bounds, block_halo, block_view, n_rows, stack_scored
 from ._selftrain import self_trained_edges, self_trains
 
 __all__ = ["Local", "rerank_edges"]
@@ -186,6 +187,18 @@ def build_local(pipe: Any, table: dict[str, Any], halo: dict[str, Any], halo_ids
     return Local(space, (lo, lo + n_own), rows, r, c, x)
 
 
+def build_block(pipe: Any, table: dict[str, Any], halo: dict[str, Any],
+                halo_ids: np.ndarray, incoming: sp.csr_matrix, lo: int, a: int, b: int,
+                names: list[str], cat: Any, present: dict[str, bool]) -> Local:
+    """:func:`build_local` for own rows ``a .. b - 1`` of a partition (global ids from
+    ``lo``): its pairs featured as a partition of exactly those rows would feature them."""
+    if a == 0 and b == n_rows(table):
+        return build_local(pipe, table, halo, halo_ids, lo, names, cat, present)
+    need = block_halo(table, names, incoming, a, b, lo)
+    own, rows = block_view(table, halo, halo_ids, lo, a, b, need)
+    return build_local(pipe, own, rows, need, lo + a, names, cat, present)
+
+
 def stage_rows(pipe: Any, loc: Local, stage: int, n_total: int) -> sp.csr_matrix:
     """Own rows ``(n_own x N)`` of stage ``stage``'s probabilities ``P(i, j)`` (float64,
     columns as global ids; not yet symmetric)."""
@@ -216,6 +229,18 @@ def add_stage(loc: Local, own: dict[str, Any], halo: dict[str, Any], stage: int)
     out = copy.copy(loc)
     out.x = np.hstack([loc.x, feats])
     return out
+
+
+def add_block(loc: Local, own: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarray,
+              lo: int, stage: int) -> Local:
+    """:func:`add_stage` for one block ``loc`` of a partition (first global id ``lo``),
+    from the partition's stage rows ``own`` and fetched ``halo`` (rows of ``halo_ids``)."""
+    b0, b1 = loc.own
+    if b0 == lo and b1 == lo + n_rows(own):
+        return add_stage(loc, own, halo, stage)
+    need = loc.rows[(loc.rows < b0) | (loc.rows >= b1)]
+    mine, rows = block_view(own, halo, halo_ids, lo, b0 - lo, b1 - lo, need)
+    return add_stage(loc, mine, rows, stage)
 
 
 def _own_rows(g: sp.csr_matrix, space: np.ndarray, own: tuple[int, int],
@@ -264,7 +289,8 @@ def _edges(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
                  titles: list[Any] | None, offsets: np.ndarray, cat: Any,
-                 stats: dict[str, Any], raw_titles: list[Any] | None = None) -> list[Any]:
+                 stats: dict[str, Any], raw_titles: list[Any] | None = None,
+                 block_rows: int | None = None) -> list[Any]:
     """For each partition, a future of its final edges ``(local rows, global ids)``.
 
     ``pipe``: the scattered pipeline (its combiner is the fitted reranker, sent once per
@@ -272,7 +298,9 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     candidate rows per partition; ``titles``: futures of each partition's title tokens
     (:class:`~shopee_match.rerank.title_features.TitleTokens`);
     ``cat``: a future of the title tokens' catalogue counts; ``raw_titles``: futures of
-    each partition's titles, for self-training.
+    each partition's titles, for self-training; ``block_rows``: own rows a rerank task
+    features at once (:func:`._rerank_blocks.block_bounds`; ``None``: as many as keep
+    its own and halo rows near ``LOCAL_ROWS``).
     """
     if getattr(rr, "adapt_prior", False):
         raise NotImplementedError(
@@ -290,18 +318,24 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
         client, [client.submit(_pattern, t, names, pure=False) for t in tables], offsets)
     halo_ids = [client.submit(_halo, tables[a], names, incoming[a], lo[a], int(offsets[a + 1]),
                               pure=False) for a in range(n_parts)]
-    stats["halo_rows"] = int(sum(client.gather(
-        [client.submit(len, h, pure=False) for h in halo_ids])))
+    halo_n = client.gather([client.submit(len, h, pure=False) for h in halo_ids])
+    stats["halo_rows"] = int(sum(halo_n))
     halos = fetch_rows(client, tables, offsets, halo_ids)
-    locs = [client.submit(build_local, pipe, tables[a], halos[a], halo_ids[a], lo[a], names,
-                          cat, present, pure=False) for a in range(n_parts)]
+    # each partition's pairs featured a block of own rows at a time (bounded memory)
+    bounds = [block_bounds(int(offsets[a + 1] - offsets[a]), halo_n[a], block_rows)
+              for a in range(n_parts)]
+    stats["rerank_blocks"] = sum(len(b) for b in bounds)
+    locs = [[client.submit(build_block, pipe, tables[a], halos[a], halo_ids[a], incoming[a],
+                           lo[a], x, y, names, cat, present, pure=False) for x, y in bounds[a]]
+            for a in range(n_parts)]
     del tables, halos, incoming
     stats["pairs_scored"] = int(sum(client.gather(
-        [client.submit(_n_pairs, loc, pure=False) for loc in locs])))
+        [client.submit(_n_pairs, loc, pure=False) for ls in locs for loc in ls])))
     n_stages = int(rr.n_stages)
     for stage in range(n_stages):
-        scored = [client.submit(stage_rows, pipe, loc, stage, n_total, pure=False)
-                  for loc in locs]
+        scored = [client.submit(stack_scored, *[
+            client.submit(stage_rows, pipe, loc, stage, n_total, pure=False) for loc in ls],
+            pure=False) for ls in locs]
         back = transpose_rows(client, scored, offsets)  # P(j, i) to i's owner
         proba = [client.submit(mean_graph, p, t, pure=False)
                  for p, t in zip(scored, back)]
@@ -310,8 +344,8 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
             break
         own = [client.submit(stage_table, p, lo[a], pure=False) for a, p in enumerate(proba)]
         fetched = fetch_rows(client, own, offsets, halo_ids)
-        locs = [client.submit(add_stage, loc, t, f, stage, pure=False)
-                for loc, t, f in zip(locs, own, fetched)]
+        locs = [[client.submit(add_block, loc, own[a], fetched[a], halo_ids[a], lo[a], stage,
+                               pure=False) for loc in locs[a]] for a in range(n_parts)]
         del own
     del locs
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]

@@ -96,7 +96,7 @@ def fitted_on_partitions(c: Any, pipeline: Any, frames: list[Any], reranked: boo
 def reranked_edges(
     c: Any, pipeline: Any, prepared: Prepared, frames: list[Any], steps: list[Any],
     hash_steps: list[str], image_dir: str | None, stats: dict[str, Any],
-    ivf: dict[str, Any] | None = None,
+    ivf: dict[str, Any] | None = None, block_rows: int | None = None,
 ) -> tuple[list[Any], np.ndarray, list[Any]]:
     """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
     embed, build each step's candidate graph (``ivf``: in IVF cells), rerank (see
@@ -131,7 +131,8 @@ def reranked_edges(
     del parts
     timings["candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    edges = rerank_edges(c, pipe_future, rr, cands, titles, offsets, cat, stats, raw)
+    edges = rerank_edges(c, pipe_future, rr, cands, titles, offsets, cat, stats, raw,
+                         block_rows=block_rows)
     wait(edges)
     timings["rerank"] = time.perf_counter() - t0
     return ids, offsets, edges
