@@ -78,6 +78,27 @@ def test_grow_closes_large_groups_but_not_single_bridges():
     assert out[0, 6:].sum() == 0 and out[5, 6] and out[6, 5]   # the bridge is not spread
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grow_rows_are_the_rows_of_one_round(seed):
+    """A block's rows of one growth round, computed from those rows alone, are the
+    round's rows over the whole graph (values kept, new pairs 1)."""
+    import scipy.sparse as sp
+
+    from shopee_match.neighbors.graph import grow, grow_rows
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    r = rng.integers(0, n, 240)
+    c = (r + rng.integers(1, 6, 240)) % n  # near neighbours: sets that overlap
+    g = sp.csr_matrix((rng.random(240).astype(np.float32), (r, c)), shape=(n, n))
+    g = sp.csr_matrix(g.maximum(g.T))
+    want = grow(g, 0.5, rounds=1)
+    assert want.nnz > sp.csr_matrix(g).nnz + n  # the round adds pairs
+    for rows in (np.arange(0, 17), np.arange(17, 60), np.array([3, 40, 41])):
+        got = grow_rows(g, rows, 0.5)
+        assert (got != want[rows]).nnz == 0
+
+
 def large_groups(mix: list[tuple[int, tuple[int, int]]], seed: int) -> pd.DataFrame:
     """Generated titles in parts of ``(products, offers per product)``, ids and label
     groups prefixed per part (``s0_``, ``s1_``...): small products beside large ones."""

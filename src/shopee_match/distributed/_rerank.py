@@ -273,13 +273,13 @@ def _grown(fetched: dict[str, Any], ids: np.ndarray, lo: int, n_own: int,
     """Own rows of one round of :func:`~shopee_match.neighbors.graph.grow` over the
     fetched match sets (every set that shares a posting with an own one), columns as
     global ids."""
-    from ..neighbors.graph import grow
+    from ..neighbors.graph import grow_rows
 
     s = sp.csr_matrix(fetched["s"])
     space = local_space(ids, s.indices)
-    rows = _own_rows(grow(square(s, ids, space), min_share), space, (lo, lo + n_own),
-                     int(space[-1]) + 1)
-    return sp.csr_matrix((rows.data, rows.indices, rows.indptr), shape=(n_own, n_total))
+    a, b = np.searchsorted(space, [lo, lo + n_own])
+    rows = grow_rows(square(s, ids, space), np.arange(a, b), min_share)
+    return sp.csr_matrix((rows.data, space[rows.indices], rows.indptr), shape=(n_own, n_total))
 
 
 def _edges(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

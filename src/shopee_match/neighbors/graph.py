@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "keep_entries", "mean_graph",
+__all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "grow_rows", "keep_entries",
+           "mean_graph",
            "row_blocks", "select", "select_keeps", "symmetric_graph",
            "transposed_positions"]
 
@@ -217,6 +218,36 @@ def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int | None = 1) -> sp
         g = sp.csr_matrix(g + add, dtype=np.float32)
         g.sort_indices()
     return g
+
+
+def grow_rows(g: sp.csr_matrix, rows: np.ndarray, min_share: float = 0.5) -> sp.csr_matrix:
+    """Rows ``rows`` of one round of :func:`grow` of ``g``, computed for those rows
+    alone (their common matches with every posting, not every pair's): what a block of
+    postings needs of a catalogue-wide round.
+
+    >>> import numpy as np, scipy.sparse as sp
+    >>> chain = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]],
+    ...                                dtype=np.float32))
+    >>> grow_rows(chain, np.array([0])).toarray().astype(int).tolist()
+    [[1, 1, 1, 1]]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    g = add_self(sp.csr_matrix(g))
+    b = g.copy()
+    b.data[:] = 1.0
+    deg = np.diff(b.indptr).astype(np.float64)
+    mine = b[rows]
+    common = (mine @ b.T).tocoo()
+    r = rows[common.row]
+    small = np.minimum(deg[r], deg[common.col])
+    new = (common.data >= np.maximum(2.0, min_share * small)) & (r != common.col)
+    add = sp.csr_matrix((np.ones(int(new.sum()), np.float32),
+                         (common.row[new], common.col[new])), shape=(len(rows), g.shape[1]))
+    add = add - add.multiply(mine)  # only pairs not matched yet (they keep their value)
+    add.eliminate_zeros()
+    out = sp.csr_matrix(g[rows] + add, dtype=np.float32)
+    out.sort_indices()
+    return out
 
 
 def add_self(g: sp.csr_matrix) -> sp.csr_matrix:
