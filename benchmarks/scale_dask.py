@@ -210,6 +210,10 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/scale_dask")
     ap.add_argument("--json", help="write the results here as JSON")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--spill", type=float, default=None,
+                    help="worker memory fraction where Dask starts spilling to disk "
+                         "(its default 0.6 target, 0.7 spill; this sets target = spill - "
+                         "0.1 and spill)")
     ap.add_argument("--one-machine", action="store_true",
                     help="also run pipe.predict on the same postings here, side by side")
     args = ap.parse_args()
@@ -234,6 +238,11 @@ def main() -> None:
     for old in work.glob("postings-*.parquet"):
         old.unlink()
     res: dict[str, Any] = {"args": vars(args), "stages": {}}
+    if args.spill is not None:  # spill earlier: the rerank holds its pairs' features
+        import dask
+
+        dask.config.set({"distributed.worker.memory.target": args.spill - 0.1,
+                         "distributed.worker.memory.spill": args.spill})
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            memory_limit=args.memory_limit, dashboard_address=None)
     with cluster, Client(cluster) as client, Peak(client) as peak:
