@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..neighbors.graph import mean_graph
+from ..neighbors.graph import mean_graph, n_added
 from ._candidates import square
 from ._exchange import fetch_rows, local_space, transpose_rows
 from ._rerank_blocks import block_bounds, block_halo, block_view, n_rows, stack_scored
@@ -96,12 +96,6 @@ def _pattern(table: dict[str, Any], names: list[str]) -> sp.csr_matrix:
     g = sp.csr_matrix(g)
     g.data[:] = 1.0
     return g
-
-
-def _halo(table: dict[str, Any], names: list[str], incoming: sp.csr_matrix, lo: int,
-          hi: int) -> np.ndarray:
-    ids = local_space(*[table[n].indices for n in names], incoming.indices)
-    return ids[(ids < lo) | (ids >= hi)]
 
 
 def _present(table: dict[str, Any], names: list[str]) -> dict[str, bool]:
@@ -194,7 +188,7 @@ def build_block(pipe: Any, table: dict[str, Any], halo: dict[str, Any],
     ``lo``): its pairs featured as a partition of exactly those rows would feature them."""
     if a == 0 and b == n_rows(table):
         return build_local(pipe, table, halo, halo_ids, lo, names, cat, present)
-    need = block_halo(table, names, incoming, a, b, lo)
+    need = block_halo(table, names, incoming, lo, a, b)
     own, rows = block_view(table, halo, halo_ids, lo, a, b, need)
     return build_local(pipe, own, rows, need, lo + a, names, cat, present)
 
@@ -316,8 +310,9 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     present = {n: any(f[n] for f in flags) for n in names}
     incoming = transpose_rows(
         client, [client.submit(_pattern, t, names, pure=False) for t in tables], offsets)
-    halo_ids = [client.submit(_halo, tables[a], names, incoming[a], lo[a], int(offsets[a + 1]),
-                              pure=False) for a in range(n_parts)]
+    halo_ids = [client.submit(block_halo, tables[a], names, incoming[a], lo[a], 0,
+                              int(offsets[a + 1] - offsets[a]), pure=False)
+                for a in range(n_parts)]
     halo_n = client.gather([client.submit(len, h, pure=False) for h in halo_ids])
     stats["halo_rows"] = int(sum(halo_n))
     halos = fetch_rows(client, tables, offsets, halo_ids)
@@ -376,18 +371,13 @@ def _grow(client: Any, kept: list[Any], offsets: np.ndarray, rr: Any,
         grown = [client.submit(_grown, f, w, lo[a], int(offsets[a + 1] - offsets[a]),
                                float(rr.grow), int(offsets[-1]), pure=False)
                  for a, (f, w) in enumerate(zip(fetched, who))]
-        added = sum(client.gather([client.submit(_added, k, g, pure=False)
+        added = sum(client.gather([client.submit(n_added, k, g, pure=False)
                                    for k, g in zip(kept, grown)]))
         kept = grown
         if added == 0:
             break
     stats["grow_rounds"] = done
     return kept
-
-
-def _added(before: sp.csr_matrix, after: sp.csr_matrix) -> int:
-    """Pairs a growth round added to a partition's own rows."""
-    return int((sp.csr_matrix(after, dtype=bool) > sp.csr_matrix(before, dtype=bool)).nnz)
 
 
 def _cols_of(table: dict[str, Any]) -> np.ndarray:

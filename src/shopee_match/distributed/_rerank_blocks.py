@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._exchange import stack_rows, take_rows
+from ._exchange import local_space, stack_rows, take_rows
 
 __all__ = ["LOCAL_ROWS", "block_bounds", "block_halo", "block_view", "n_rows",
            "stack_scored"]
@@ -47,13 +47,14 @@ def block_bounds(n_own: int, halo_rows: int, block_rows: int | None,
     return [(a, min(a + block_rows, n_own)) for a in range(0, max(n_own, 1), block_rows)]
 
 
-def block_halo(table: dict[str, Any], names: list[str], incoming: sp.csr_matrix,
-             a: int, b: int, lo: int) -> np.ndarray:
-    """Global ids the pairs of own rows ``a .. b - 1`` read besides those rows: their
-    columns and the postings whose rows name them (sorted)."""
-    ids = np.unique(np.concatenate(
-        [sp.csr_matrix(table[n][a:b]).indices.astype(np.int64) for n in names]
-        + [sp.csr_matrix(incoming[a:b]).indices.astype(np.int64)]))
+def block_halo(table: dict[str, Any], names: list[str], incoming: sp.csr_matrix, lo: int,
+               a: int, b: int) -> np.ndarray:
+    """Global ids the pairs of own rows ``a .. b - 1`` (of a partition whose first global
+    id is ``lo``) read besides those rows: their columns in every graph, and the
+    postings whose rows name them (``incoming``), sorted. ``a = 0, b = n_own``: the
+    partition's halo."""
+    ids = local_space(*[sp.csr_matrix(table[n][a:b]).indices for n in names],
+                      sp.csr_matrix(incoming[a:b]).indices)
     return ids[(ids < lo + a) | (ids >= lo + b)]
 
 

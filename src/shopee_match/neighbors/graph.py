@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["add_self", "graph_from_knn", "graph_to_sets", "grow", "grow_rows", "keep_entries",
-           "mean_graph",
+           "mean_graph", "n_added",
            "row_blocks", "select", "select_keeps", "symmetric_graph",
            "transposed_positions"]
 
@@ -200,30 +200,18 @@ def grow(g: sp.csr_matrix, min_share: float = 0.5, rounds: int | None = 1) -> sp
     done = 0
     while rounds is None or done < int(rounds):
         done += 1
-        b = g.copy()
-        b.data[:] = 1.0
-        deg = np.diff(b.indptr).astype(np.float64)
-        common = (b @ b.T).tocoo()
-        small = np.minimum(deg[common.row], deg[common.col])
-        new = ((common.data >= np.maximum(2.0, min_share * small))
-               & (common.row != common.col))
-        if not new.any():
-            break
-        add = sp.csr_matrix((np.ones(int(new.sum()), np.float32),
-                             (common.row[new], common.col[new])), shape=g.shape)
-        add = add - add.multiply(b)  # only pairs not matched yet (they keep their value)
-        add.eliminate_zeros()
-        if add.nnz == 0:
-            break
-        g = sp.csr_matrix(g + add, dtype=np.float32)
-        g.sort_indices()
+        grown = grow_rows(g, None, min_share)
+        if not n_added(g, grown):
+            break  # stable
+        g = grown
     return g
 
 
-def grow_rows(g: sp.csr_matrix, rows: np.ndarray, min_share: float = 0.5) -> sp.csr_matrix:
-    """Rows ``rows`` of one round of :func:`grow` of ``g``, computed for those rows
-    alone (their common matches with every posting, not every pair's): what a block of
-    postings needs of a catalogue-wide round.
+def grow_rows(g: sp.csr_matrix, rows: np.ndarray | None,
+              min_share: float = 0.5) -> sp.csr_matrix:
+    """Rows ``rows`` of one round of :func:`grow` of ``g`` (``None``: every row),
+    computed for those rows alone (their common matches with every posting, not every
+    pair's): what a block of postings needs of a catalogue-wide round.
 
     >>> import numpy as np, scipy.sparse as sp
     >>> chain = sp.csr_matrix(np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]],
@@ -231,12 +219,15 @@ def grow_rows(g: sp.csr_matrix, rows: np.ndarray, min_share: float = 0.5) -> sp.
     >>> grow_rows(chain, np.array([0])).toarray().astype(int).tolist()
     [[1, 1, 1, 1]]
     """
-    rows = np.asarray(rows, dtype=np.int64)
     g = add_self(sp.csr_matrix(g))
     b = g.copy()
     b.data[:] = 1.0
     deg = np.diff(b.indptr).astype(np.float64)
-    mine = b[rows]
+    if rows is None:
+        rows, mine, own = np.arange(g.shape[0], dtype=np.int64), b, g
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+        mine, own = b[rows], g[rows]
     common = (mine @ b.T).tocoo()
     r = rows[common.row]
     small = np.minimum(deg[r], deg[common.col])
@@ -245,9 +236,18 @@ def grow_rows(g: sp.csr_matrix, rows: np.ndarray, min_share: float = 0.5) -> sp.
                          (common.row[new], common.col[new])), shape=(len(rows), g.shape[1]))
     add = add - add.multiply(mine)  # only pairs not matched yet (they keep their value)
     add.eliminate_zeros()
-    out = sp.csr_matrix(g[rows] + add, dtype=np.float32)
+    out = sp.csr_matrix(own + add, dtype=np.float32)
     out.sort_indices()
     return out
+
+
+def n_added(before: sp.spmatrix, after: sp.spmatrix) -> int:
+    """Entries stored in ``after`` and not in ``before`` (pairs a round added).
+
+    >>> n_added(sp.identity(2, format="csr"), sp.csr_matrix(np.ones((2, 2))))
+    2
+    """
+    return int((sp.csr_matrix(after, dtype=bool) > sp.csr_matrix(before, dtype=bool)).nnz)
 
 
 def add_self(g: sp.csr_matrix) -> sp.csr_matrix:
