@@ -79,3 +79,32 @@ def test_overlapping_blas_limits_restore_in_any_order() -> None:
         t.join(180)
     assert seen["b after a left"] == limited  # still limited while B searches
     assert _blas_threads() == before
+
+
+def test_a_worker_threads_limit_leaves_other_threads_free_to_set_blas() -> None:
+    """threadpoolctl >= 3.8 lets one "controlling" thread set OpenBLAS and ignores the
+    others: a search in a pool thread that stays alive must not keep that control."""
+    before = _blas_threads()
+    if not before:
+        pytest.skip("no BLAS library seen by threadpoolctl")
+    done, stop = threading.Event(), threading.Event()
+
+    def search() -> None:
+        with blas_single_threaded():
+            pass
+        done.set()
+        stop.wait(60)  # a pool thread lives on after its task
+
+    worker = threading.Thread(target=search)
+    worker.start()
+    try:
+        assert done.wait(60)
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            inside = _blas_threads()
+        assert _blas_threads() == before
+    finally:
+        stop.set()
+        worker.join(60)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        limited = _blas_threads()
+    assert inside == limited  # the main thread's limit took, as with no worker about

@@ -182,13 +182,25 @@ _blas_users = 0
 _blas_limiter: Any = None
 
 
+def _release_blas_control() -> None:
+    """Let any thread set OpenBLAS's count next (threadpoolctl >= 3.8 lets only one
+    "controlling" thread change it and silently ignores the others; our reference count
+    already keeps our own threads from fighting over it)."""
+    from threadpoolctl import OpenBLASController
+
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
 @contextlib.contextmanager
 def blas_single_threaded() -> Iterator[None]:
     """BLAS at one thread inside the block (our worker threads then own the cores).
 
     Safe for concurrent use: a plain ``threadpool_limits`` in two overlapping threads
     restores in the wrong order (the second saves the first's limit of one as the
-    "original"), so here one reference-counted limit covers all the threads inside.
+    "original"), so here one reference-counted limit covers all the threads inside; the
+    last thread out restores it, whichever thread set it.
 
     >>> with blas_single_threaded():
     ...     pass
@@ -198,7 +210,9 @@ def blas_single_threaded() -> Iterator[None]:
         if _blas_users == 0:
             from threadpoolctl import threadpool_limits
 
+            _release_blas_control()
             _blas_limiter = threadpool_limits(1, user_api="blas")
+            _release_blas_control()
         _blas_users += 1
     try:
         yield
@@ -206,5 +220,7 @@ def blas_single_threaded() -> Iterator[None]:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
+                _release_blas_control()
                 _blas_limiter.restore_original_limits()
+                _release_blas_control()
                 _blas_limiter = None
