@@ -10,10 +10,14 @@ name its own: the transposed graph). In a local index space that keeps the globa
 :class:`~shopee_match.rerank.pair_features.PairContext` over those whole rows and
 features the pairs of its own rows, ``(i, j)`` for ``i`` its own: the block
 :func:`~shopee_match.rerank._blocks.score_blocks` would score for those rows, every pair
-once across the partitions. Those features are kept for the later stages. A stage's
+once across the partitions, scored, and dropped (:func:`score_block`). A stage's
 probabilities ``P(i, j)`` go to ``j``'s owner (a transpose), which makes its own rows of
 the symmetric graph ``(P + P.T) / 2`` as one machine does; each further stage fetches the
-halo's rows of that graph and appends its graph features. The kept pairs are the
+halo's candidate rows again and the halo's rows of the earlier stages' graphs, rebuilds
+its blocks' pair features and appends their graph features. Between stages only the
+candidate rows and each stage's graph rows live (a few KB a posting); holding the
+features instead cost 67 KB a posting (200k postings: 13 GB spilled, and workers of
+4 GB lost to memory). The kept pairs are the
 reranker's own selection of its own rows, and ``grow`` (shared-match closure) fetches
 the match sets it compares; then self-training adds what the catalogue's code agreements
 vouch for (:mod:`._selftrain`, a reduction over the partitions).
@@ -30,8 +34,8 @@ for its halo: with few partitions the halo is most of the catalogue.
 
 Two facts are catalogue-wide and are given to every partition: whether each modality
 proposed any pair (a feature), and the title tokens' document counts (rarity).
-Memory per partition: its rows and its halo's (about ``k`` times its own rows, at most
-the catalogue), and the features of its own pairs.
+Memory per task: one block of own rows, the halo rows it reads
+(:mod:`._rerank_blocks`) and its pairs' features.
 """
 
 from __future__ import annotations
@@ -237,6 +241,21 @@ def add_block(loc: Local, own: dict[str, Any], halo: dict[str, Any], halo_ids: n
     return add_stage(loc, mine, rows, stage)
 
 
+def score_block(pipe: Any, table: dict[str, Any], halo: dict[str, Any],
+                halo_ids: np.ndarray, incoming: sp.csr_matrix, lo: int, a: int, b: int,
+                names: list[str], cat: Any, present: dict[str, bool], n_total: int,
+                *earlier: dict[str, Any]) -> sp.csr_matrix:
+    """Own rows ``a .. b - 1``'s rows of stage ``len(earlier) // 2``'s probabilities
+    (:func:`stage_rows`): the block's pairs featured (:func:`build_block`), each earlier
+    stage's graph features appended from ``earlier`` (the partition's own rows of that
+    stage's graph and its fetched halo rows, in turn: :func:`add_block`), scored, and the
+    features dropped."""
+    loc = build_block(pipe, table, halo, halo_ids, incoming, lo, a, b, names, cat, present)
+    for t in range(len(earlier) // 2):
+        loc = add_block(loc, earlier[2 * t], earlier[2 * t + 1], halo_ids, lo, t)
+    return stage_rows(pipe, loc, len(earlier) // 2, n_total)
+
+
 def _own_rows(g: sp.csr_matrix, space: np.ndarray, own: tuple[int, int],
               n_total: int) -> sp.csr_matrix:
     """Rows of the own postings of a square local graph, columns as global ids."""
@@ -320,29 +339,33 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     bounds = [block_bounds(int(offsets[a + 1] - offsets[a]), halo_n[a], block_rows)
               for a in range(n_parts)]
     stats["rerank_blocks"] = sum(len(b) for b in bounds)
-    locs = [[client.submit(build_block, pipe, tables[a], halos[a], halo_ids[a], incoming[a],
-                           lo[a], x, y, names, cat, present, pure=False) for x, y in bounds[a]]
-            for a in range(n_parts)]
-    del tables, halos, incoming
-    stats["pairs_scored"] = int(sum(client.gather(
-        [client.submit(_n_pairs, loc, pure=False) for ls in locs for loc in ls])))
     n_stages = int(rr.n_stages)
+    earlier: list[list[Any]] = [[] for _ in range(n_parts)]  # own rows of each stage's graph
     for stage in range(n_stages):
+        # features are never held between stages: each stage fetches the halo again and
+        # rebuilds its blocks' features (as one machine does with more than one block)
+        if stage:
+            halos = fetch_rows(client, tables, offsets, halo_ids)
+        fetched = [fetch_rows(client, [e[t] for e in earlier], offsets, halo_ids)
+                   for t in range(stage)]
         scored = [client.submit(stack_scored, *[
-            client.submit(stage_rows, pipe, loc, stage, n_total, pure=False) for loc in ls],
-            pure=False) for ls in locs]
+            client.submit(score_block, pipe, tables[a], halos[a], halo_ids[a], incoming[a],
+                          lo[a], x, y, names, cat, present, n_total,
+                          *[v for t in range(stage) for v in (earlier[a][t], fetched[t][a])],
+                          pure=False)
+            for x, y in bounds[a]], pure=False) for a in range(n_parts)]
+        del halos, fetched
+        if stage == 0:
+            stats["pairs_scored"] = int(sum(client.gather(
+                [client.submit(_nnz, p, pure=False) for p in scored])))
         back = transpose_rows(client, scored, offsets)  # P(j, i) to i's owner
         proba = [client.submit(mean_graph, p, t, pure=False)
                  for p, t in zip(scored, back)]
         del scored, back
-        if stage == n_stages - 1:
-            break
-        own = [client.submit(stage_table, p, lo[a], pure=False) for a, p in enumerate(proba)]
-        fetched = fetch_rows(client, own, offsets, halo_ids)
-        locs = [[client.submit(add_block, loc, own[a], fetched[a], halo_ids[a], lo[a], stage,
-                               pure=False) for loc in locs[a]] for a in range(n_parts)]
-        del own
-    del locs
+        if stage < n_stages - 1:
+            for a, p in enumerate(proba):
+                earlier[a].append(client.submit(stage_table, p, lo[a], pure=False))
+    del tables, incoming, earlier
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]
     if rr.grow is not None:
         kept = _grow(client, kept, offsets, rr, stats)
@@ -384,5 +407,5 @@ def _cols_of(table: dict[str, Any]) -> np.ndarray:
     return _cols(sp.csr_matrix(table["s"]))
 
 
-def _n_pairs(loc: Local) -> int:
-    return len(loc.r)
+def _nnz(rows: sp.csr_matrix) -> int:
+    return int(rows.nnz)
