@@ -214,6 +214,10 @@ def main() -> None:
                     help="worker memory fraction where Dask starts spilling to disk "
                          "(its default 0.6 target, 0.7 spill; this sets target = spill - "
                          "0.1 and spill)")
+    ap.add_argument("--hold-features", choices=["auto", "yes", "no"], default="auto",
+                    help="a stacked reranker's pair features between its stages: held "
+                         "(yes), rebuilt (no) or held when they fit a quarter of the "
+                         "workers' memory (auto, the library's default)")
     ap.add_argument("--one-machine", action="store_true",
                     help="also run pipe.predict on the same postings here, side by side")
     args = ap.parse_args()
@@ -238,7 +242,7 @@ def main() -> None:
     for old in work.glob("postings-*.parquet"):
         old.unlink()
     res: dict[str, Any] = {"args": vars(args), "stages": {}}
-    if args.spill is not None:  # spill earlier: the rerank holds its pairs' features
+    if args.spill is not None:  # spill earlier (held pair features, with --hold-features yes)
         import dask
 
         dask.config.set({"distributed.worker.memory.target": args.spill - 0.1,
@@ -273,7 +277,9 @@ def main() -> None:
                                **({} if args.ivf_recall is None else
                                   {"ivf_recall": args.ivf_recall}),
                                recall_sample=args.recall_sample if args.method == "ivf" else 0,
-                               random_state=args.seed)
+                               random_state=args.seed,
+                               hold_features={"auto": None, "yes": True,
+                                              "no": False}[args.hold_features])
         res["stages"]["predict_total"] = time.perf_counter() - t0
         # the workers' CPU (every process of theirs) and this process's (scheduler, client)
         after = client.run(_cpu)

@@ -173,12 +173,14 @@ def test_block_searches_planned_as_the_catalogue(test_frame):
     assert np.array_equal(got.data, want.data)  # bit for bit
 
 
-@pytest.mark.parametrize("block_rows", [None, 7, 100])
+@pytest.mark.parametrize(("block_rows", "hold"), [(None, None), (None, False), (7, False),
+                                                  (100, True)])
 def test_partitions_score_each_pair_once_and_give_one_machines_submission(
-        client, fitted, test_frame, block_rows):
+        client, fitted, test_frame, block_rows, hold):
     """Four partitions, their pairs featured all at once or in blocks of 7 or 100 own
-    rows: the submission of ``Pipeline.predict``, each candidate pair scored once (by
-    its first posting's owner), as the block engine scores them."""
+    rows, the features held between the stages or rebuilt at each: the submission of
+    ``Pipeline.predict``, each candidate pair scored once per stage (by its first
+    posting's owner), as the block engine scores them."""
     pytest.importorskip("numba")
     from shopee_match.rerank.pair_features import PairContext, candidate_pairs
 
@@ -186,9 +188,11 @@ def test_partitions_score_each_pair_once_and_give_one_machines_submission(
     postings = Postings(test_frame)
     expected = pipe.predict(postings)
     out = predict_dask(pipe, dd.from_pandas(test_frame, npartitions=4), client=client,
-                       partition_rows=250, block_rows=block_rows)
+                       partition_rows=250, block_rows=block_rows, hold_features=hold)
     _same(out, expected)
     stats = out.attrs["shopee_match"]
+    # a small catalogue's features fit the workers' memory many times: held
+    assert stats["rerank_features_held"] is (True if hold is None else hold)
     assert stats["n_partitions"] == 4
     if block_rows is None:  # small partitions: one block each
         assert stats["rerank_blocks"] == 4
@@ -343,3 +347,24 @@ def test_workers_get_the_trees_on_one_thread_the_caller_keeps_its_own():
     assert pipe.combiner_.n_jobs is None  # the caller's pipeline is unchanged
     assert sent.combiner_.threshold_ == pipe.combiner_.threshold_
     assert _one_tree_thread(sent) is sent
+
+
+def test_features_are_held_when_they_fit_a_share_of_the_workers_memory(client, fitted):
+    """A stacked reranker's features are held when pairs x features x 8 B fit the share
+    of the workers' memory limits (of the machine's where they have none); a one-stage
+    model has nothing to hold."""
+    import psutil
+
+    from shopee_match.distributed._rerank import holds_features
+
+    rr = fitted.combiner_
+    workers = client.scheduler_info()["workers"].values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    total = sum(limits) if min(limits) > 0 else psutil.virtual_memory().total
+    fits = int(0.25 * total // (8 * len(rr.feature_names_)))
+    assert holds_features(client, rr, fits)
+    assert not holds_features(client, rr, fits + 1)
+    assert not holds_features(client, rr, 1, share=0.0)
+    one = copy.copy(rr)
+    one.n_stages = 1
+    assert not holds_features(client, one, 1)

@@ -75,6 +75,7 @@ def predict_dask(
     encoding: str | None = None,
     partition_rows: int | None = None,
     block_rows: int | None = None,
+    hold_features: bool | None = None,
     n_cells: int | None = None,
     n_probe: int | None = None,
     cell_size: int = 2000,
@@ -100,7 +101,11 @@ def predict_dask(
     a reranked pipeline: a task's pair features and subgraph took 3-3.5 GB at 11,000).
     ``block_rows``: a reranked pipeline's own rows one task features at once (default:
     as many as keep them and the halo rows they read near 40,000, so a task's memory
-    stays bounded as the halo grows with the partitions).
+    stays bounded as the halo grows with the partitions). ``hold_features``: keep the
+    pair features of a stacked reranker's blocks between its stages (``True``: faster,
+    8 bytes a feature and pair held on the workers) or rebuild them at each stage
+    (``False``: about twice the rerank's time, a few KB a posting held); ``None``: hold
+    them when they take at most a quarter of the workers' memory limits together.
 
     A pipeline with ``shift_guard`` on is checked as :meth:`Pipeline.predict
     <shopee_match.Pipeline.predict>` checks a catalogue (the same sample of titles, the
@@ -133,7 +138,8 @@ def predict_dask(
     opts = {"image_dir": image_dir, "method": method, "n_cells": n_cells, "n_probe": n_probe,
             "ivf_recall": ivf_recall,
             "cell_size": cell_size, "recall_sample": recall_sample,
-            "random_state": random_state, "block_rows": block_rows}
+            "random_state": random_state, "block_rows": block_rows,
+            "hold_features": hold_features}
     with client_for(client, scheduler) as c:
         ddf = read_frame(data, encoding=encoding)
         frames = load_partitions(c, ddf, partition_rows)
@@ -187,7 +193,8 @@ def _tables(c: Any, pipeline: Any, checked: tuple[list[Any], list[str], bool],
             "sample_size": 50_000, "seed": random_state, "recall": opts["ivf_recall"]}
         ids, offsets, edges = reranked_edges(c, pipeline, prepared, frames, steps,
                                              hash_steps, image_dir, stats, cells,
-                                             block_rows=opts["block_rows"])
+                                             block_rows=opts["block_rows"],
+                                             hold_features=opts["hold_features"])
         frames.clear()
         return _assembled(c, ids, offsets, [edges], stats)
     parts, offsets = embed_parts(c, frames, pipe_future, image_dir, hash_steps,

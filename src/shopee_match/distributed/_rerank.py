@@ -41,7 +41,6 @@ Memory per task: one block of own rows, the halo rows it reads
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,210 +49,26 @@ import scipy.sparse as sp
 from ..neighbors.graph import mean_graph, n_added
 from ._candidates import square
 from ._exchange import fetch_rows, local_space, transpose_rows
-from ._rerank_blocks import block_bounds, block_halo, block_view, n_rows, stack_scored
+from ._rerank_blocks import block_bounds, block_halo, stack_scored
+from ._rerank_tasks import (
+    add_block,
+    build_block,
+    nnz_of,
+    pair_count,
+    pair_rows,
+    proposed,
+    row_table,
+    score_block,
+    stage_rows,
+    stage_table,
+)
 from ._selftrain import self_trained_edges, self_trains
 
-__all__ = ["Local", "rerank_edges"]
+__all__ = ["HOLD_SHARE", "holds_features", "rerank_edges"]
 
-
-@dataclass
-class Local:
-    """A partition's block: the features of its own rows' pairs, in a local index space."""
-
-    space: np.ndarray  # sorted global ids; local id = position
-    own: tuple[int, int]  # the partition's own global ids [lo, hi)
-    rows: np.ndarray  # sorted global ids whose rows are held (own and halo)
-    r: np.ndarray  # pairs (i, j) of own rows i, local ids
-    c: np.ndarray
-    x: np.ndarray  # their features: the pair features, then each earlier stage's
-
-
-def _with_stats(out: dict[str, Any], name: str, g: sp.spmatrix, lo: int) -> dict[str, Any]:
-    """``out`` with the rows ``g`` (first global id ``lo``) as a context reads them:
-    ``name`` the rows without their diagonal, ``name:rank`` each entry's rank (a graph of
-    the same pattern, so rows taken and stacked stay aligned), ``name:kth`` the rows'
-    best and k-th similarities."""
-    from ..rerank.pair_features import row_stats
-
-    st = row_stats(g, lo)
-    out[name] = st.graph
-    out[f"{name}:rank"] = sp.csr_matrix((st.rank, st.graph.indices, st.graph.indptr),
-                                        shape=st.graph.shape)
-    out[f"{name}:kth"] = st.kth
-    return out
-
-
-def _table(tokens: Any, names: list[str], lo: int, *graphs: sp.csr_matrix) -> dict[str, Any]:
-    """A partition's rows as the others fetch them: each candidate graph's with its
-    row statistics (:func:`_with_stats`), and its titles' tokens."""
-    out: dict[str, Any] = {}
-    for n, g in zip(names, graphs):
-        _with_stats(out, n, g, lo)
-    if tokens is not None:
-        out["_tokens"] = tokens
-    return out
-
-
-def _pattern(table: dict[str, Any], names: list[str]) -> sp.csr_matrix:
-    g = sum((sp.csr_matrix(table[n], dtype=np.float32) for n in names[1:]),
-            sp.csr_matrix(table[names[0]], dtype=np.float32))
-    g = sp.csr_matrix(g)
-    g.data[:] = 1.0
-    return g
-
-
-def _present(table: dict[str, Any], names: list[str]) -> dict[str, bool]:
-    return {n: bool(table[n].nnz) for n in names}  # rows without their diagonal
-
-
-def _ordered(own: Any, halo: Any, lo: int, halo_ids: np.ndarray) -> Any:
-    """Own and halo rows stacked in global order (own ids are contiguous)."""
-    cut = int(np.searchsorted(halo_ids, lo))
-    if sp.issparse(own):
-        return sp.vstack([halo[:cut], own, halo[cut:]], format="csr")
-    if hasattr(own, "stack"):  # TitleTokens
-        return own.stack([halo[:cut], own, halo[cut:]])
-    return np.concatenate([halo[:cut], own, halo[cut:]])
-
-
-def _context(stacked: dict[str, Any], name: str, rows: np.ndarray, space: np.ndarray) -> Any:
-    """The :class:`~shopee_match.rerank.pair_features.GraphContext` of one graph over the
-    local ``space``, from the stacked rows of ``rows`` and their statistics."""
-    from ..rerank.pair_features import KTH, GraphContext, RowStats
-
-    g, rank = stacked[name], stacked[f"{name}:rank"]
-    if rank.nnz != g.nnz:
-        raise RuntimeError(f"{name}: rows and their ranks are out of step "
-                           f"({g.nnz} entries, {rank.nnz} ranks).")
-    kth = np.full((len(space), len(KTH)), np.nan)
-    kth[np.searchsorted(space, rows)] = stacked[f"{name}:kth"]
-    # square() keeps each row's entries in order: the ranks stay aligned
-    return GraphContext.from_stats(RowStats(square(g, rows, space), rank.data, kth))
-
-
-def _local_tokens(held: Any, rows: np.ndarray, space: np.ndarray) -> Any:
-    """The held titles' tokens over the local ``space`` (a posting named only as a halo
-    row's column is never featured: no tokens, length 0)."""
-    from ..rerank.title_features import TitleTokens
-
-    counts = np.zeros(len(space), dtype=np.int64)
-    lengths = np.zeros(len(space))
-    at = np.searchsorted(space, rows)
-    counts[at] = np.diff(held.indptr)
-    lengths[at] = held.lengths
-    return TitleTokens(held.tokens, np.r_[0, np.cumsum(counts)].astype(np.int64), lengths)
-
-
-def build_local(pipe: Any, table: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarray,
-                lo: int, names: list[str], cat: Any, present: dict[str, bool]) -> Local:
-    """A partition's :class:`Local` block: its own rows' pairs and their pair features,
-    from a :class:`~shopee_match.rerank.pair_features.PairContext` of its own and halo
-    rows (whole rows, with the statistics their owners computed: the single-machine
-    values), built once and dropped."""
-    from ..rerank.pair_features import PairContext, pair_pattern
-    from ..rerank.title_features import TitleContext
-
-    rr = pipe.combiner_
-    n_own = table[names[0]].shape[0]
-    rows = np.union1d(np.arange(lo, lo + n_own, dtype=np.int64), halo_ids)
-    stacked = {k: _ordered(v, halo[k], lo, halo_ids) for k, v in table.items()}
-    space = local_space(rows, *[stacked[n].indices for n in names])
-    graphs = {n: _context(stacked, n, rows, space) for n in names}
-    titles = None
-    if getattr(rr, "uses_titles_", False) and rr.use_titles:
-        if "_tokens" not in stacked:
-            raise ValueError("This PairReranker was fitted with titles; the postings "
-                             "have none.")
-        titles = TitleContext.from_tokens(_local_tokens(stacked["_tokens"], rows, space), cat)
-    del stacked
-    # own rows of the pair pattern (both directions: the halo's rows that name them too)
-    pattern = pair_pattern({n: ctx.off_g for n, ctx in graphs.items()})
-    a, b = (int(v) for v in np.searchsorted(space, [lo, lo + n_own]))
-    r = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(pattern.indptr[a:b + 1]))
-    c = pattern.indices[pattern.indptr[a]:pattern.indptr[b]].astype(np.int64)
-    ctx = PairContext.from_contexts(graphs, titles, n_jobs=1)  # one task, one thread
-    keep = rr.keep_pairs(ctx.graphs, r, c)  # the prefilter, as on one machine (whole rows)
-    if keep is not None:
-        r, c = r[keep], c[keep]
-    x, feat_names = ctx.features(r, c)
-    for n, flag in present.items():  # catalogue-wide, not this subgraph's
-        x[:, feat_names.index(f"{n}__present")] = float(flag)
-    if list(rr.feature_names_[:len(feat_names)]) != feat_names:
-        raise ValueError(
-            "This PairReranker was fitted on other pair features than this shopee_match "
-            "computes (a model saved by another version); refit it with this version.")
-    return Local(space, (lo, lo + n_own), rows, r, c, x)
-
-
-def build_block(pipe: Any, table: dict[str, Any], halo: dict[str, Any],
-                halo_ids: np.ndarray, incoming: sp.csr_matrix, lo: int, a: int, b: int,
-                names: list[str], cat: Any, present: dict[str, bool]) -> Local:
-    """:func:`build_local` for own rows ``a .. b - 1`` of a partition (global ids from
-    ``lo``): its pairs featured as a partition of exactly those rows would feature them."""
-    if a == 0 and b == n_rows(table):
-        return build_local(pipe, table, halo, halo_ids, lo, names, cat, present)
-    need = block_halo(table, names, incoming, lo, a, b)
-    own, rows = block_view(table, halo, halo_ids, lo, a, b, need)
-    return build_local(pipe, own, rows, need, lo + a, names, cat, present)
-
-
-def stage_rows(pipe: Any, loc: Local, stage: int, n_total: int) -> sp.csr_matrix:
-    """Own rows ``(n_own x N)`` of stage ``stage``'s probabilities ``P(i, j)`` (float64,
-    columns as global ids; not yet symmetric)."""
-    p = np.asarray(pipe.combiner_.stage_proba(stage, loc.x), dtype=np.float64)
-    lo, hi = loc.own
-    a = int(np.searchsorted(loc.space, lo))
-    return sp.csr_matrix((p, (loc.r - a, loc.space[loc.c])), shape=(hi - lo, n_total))
-
-
-def stage_table(p: sp.csr_matrix, lo: int) -> dict[str, Any]:
-    """Own rows of a stage's symmetric graph with their row statistics, as the other
-    partitions fetch them (:func:`_with_stats`)."""
-    return _with_stats({}, "p", p, lo)
-
-
-def add_stage(loc: Local, own: dict[str, Any], halo: dict[str, Any], stage: int) -> Local:
-    """``loc`` with stage ``stage``'s graph features of its pairs appended (from the
-    symmetric graph's rows of its own and halo postings, :func:`stage_table`: whole
-    rows)."""
-    halo_ids = loc.rows[(loc.rows < loc.own[0]) | (loc.rows >= loc.own[1])]
-    stacked = {k: _ordered(v, halo[k], loc.own[0], halo_ids) for k, v in own.items()}
-    space = local_space(loc.rows, stacked["p"].indices)
-    ctx = _context(stacked, "p", loc.rows, space)
-    del stacked
-    rt = np.searchsorted(space, loc.space[loc.r])
-    ct = np.searchsorted(space, loc.space[loc.c])
-    feats = ctx.matrix(rt, ct, prefix=f"stage{stage + 1}__")[0]
-    out = copy.copy(loc)
-    out.x = np.hstack([loc.x, feats])
-    return out
-
-
-def add_block(loc: Local, own: dict[str, Any], halo: dict[str, Any], halo_ids: np.ndarray,
-              lo: int, stage: int) -> Local:
-    """:func:`add_stage` for one block ``loc`` of a partition (first global id ``lo``),
-    from the partition's stage rows ``own`` and fetched ``halo`` (rows of ``halo_ids``)."""
-    b0, b1 = loc.own
-    if b0 == lo and b1 == lo + n_rows(own):
-        return add_stage(loc, own, halo, stage)
-    need = loc.rows[(loc.rows < b0) | (loc.rows >= b1)]
-    mine, rows = block_view(own, halo, halo_ids, lo, b0 - lo, b1 - lo, need)
-    return add_stage(loc, mine, rows, stage)
-
-
-def score_block(pipe: Any, table: dict[str, Any], halo: dict[str, Any],
-                halo_ids: np.ndarray, incoming: sp.csr_matrix, lo: int, a: int, b: int,
-                names: list[str], cat: Any, present: dict[str, bool], n_total: int,
-                *earlier: dict[str, Any]) -> sp.csr_matrix:
-    """Own rows ``a .. b - 1``'s rows of stage ``len(earlier) // 2``'s probabilities
-    (:func:`stage_rows`): the block's pairs featured (:func:`build_block`), each earlier
-    stage's graph features appended from ``earlier`` (the partition's own rows of that
-    stage's graph and its fetched halo rows, in turn: :func:`add_block`), scored, and the
-    features dropped."""
-    loc = build_block(pipe, table, halo, halo_ids, incoming, lo, a, b, names, cat, present)
-    for t in range(len(earlier) // 2):
-        loc = add_block(loc, earlier[2 * t], earlier[2 * t + 1], halo_ids, lo, t)
-    return stage_rows(pipe, loc, len(earlier) // 2, n_total)
+#: pair features are held between stages when they take at most this share of the
+#: workers' memory (else each stage rebuilds them)
+HOLD_SHARE = 0.25
 
 
 def _own_rows(g: sp.csr_matrix, space: np.ndarray, own: tuple[int, int],
@@ -303,7 +118,8 @@ def _edges(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
                  titles: list[Any] | None, offsets: np.ndarray, cat: Any,
                  stats: dict[str, Any], raw_titles: list[Any] | None = None,
-                 block_rows: int | None = None) -> list[Any]:
+                 block_rows: int | None = None,
+                 hold_features: bool | None = None) -> list[Any]:
     """For each partition, a future of its final edges ``(local rows, global ids)``.
 
     ``pipe``: the scattered pipeline (its combiner is the fitted reranker, sent once per
@@ -313,7 +129,9 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     ``cat``: a future of the title tokens' catalogue counts; ``raw_titles``: futures of
     each partition's titles, for self-training; ``block_rows``: own rows a rerank task
     features at once (:func:`._rerank_blocks.block_bounds`; ``None``: as many as keep
-    its own and halo rows near ``LOCAL_ROWS``).
+    its own and halo rows near ``LOCAL_ROWS``); ``hold_features``: keep each block's
+    pair features between stages instead of rebuilding them (``None``: when
+    :func:`holds_features`).
     """
     if getattr(rr, "adapt_prior", False):
         raise NotImplementedError(
@@ -322,42 +140,44 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     n_parts, n_total = len(offsets) - 1, int(offsets[-1])
     names = sorted(cands)
     lo = [int(o) for o in offsets[:-1]]
-    tables = [client.submit(_table, None if titles is None else titles[a], names, lo[a],
+    tables = [client.submit(row_table, None if titles is None else titles[a], names, lo[a],
                             *[cands[n][a] for n in names], pure=False)
               for a in range(n_parts)]
-    flags = client.gather([client.submit(_present, t, names, pure=False) for t in tables])
+    flags = client.gather([client.submit(proposed, t, names, pure=False) for t in tables])
     present = {n: any(f[n] for f in flags) for n in names}
     incoming = transpose_rows(
-        client, [client.submit(_pattern, t, names, pure=False) for t in tables], offsets)
+        client, [client.submit(pair_rows, t, names, pure=False) for t in tables], offsets)
     halo_ids = [client.submit(block_halo, tables[a], names, incoming[a], lo[a], 0,
                               int(offsets[a + 1] - offsets[a]), pure=False)
                 for a in range(n_parts)]
     halo_n = client.gather([client.submit(len, h, pure=False) for h in halo_ids])
     stats["halo_rows"] = int(sum(halo_n))
-    halos = fetch_rows(client, tables, offsets, halo_ids)
     # each partition's pairs featured a block of own rows at a time (bounded memory)
     bounds = [block_bounds(int(offsets[a + 1] - offsets[a]), halo_n[a], block_rows)
               for a in range(n_parts)]
     stats["rerank_blocks"] = sum(len(b) for b in bounds)
-    n_stages = int(rr.n_stages)
+    n_pairs = sum(client.gather([client.submit(pair_count, tables[a], names, incoming[a],
+                                               lo[a], pure=False) for a in range(n_parts)]))
+    hold = holds_features(client, rr, n_pairs) if hold_features is None else hold_features
+    stats["rerank_features_held"] = bool(hold)
+    parts = [(tables[a], halo_ids[a], incoming[a], lo[a], bounds[a]) for a in range(n_parts)]
+    del tables, incoming
+    fixed = (pipe, names, cat, present, n_total)
+    locs: list[list[Any]] = []  # held features (hold): each partition's blocks
     earlier: list[list[Any]] = [[] for _ in range(n_parts)]  # own rows of each stage's graph
+    n_stages = int(rr.n_stages)
     for stage in range(n_stages):
-        # features are never held between stages: each stage fetches the halo again and
-        # rebuilds its blocks' features (as one machine does with more than one block)
-        if stage:
-            halos = fetch_rows(client, tables, offsets, halo_ids)
-        fetched = [fetch_rows(client, [e[t] for e in earlier], offsets, halo_ids)
-                   for t in range(stage)]
-        scored = [client.submit(stack_scored, *[
-            client.submit(score_block, pipe, tables[a], halos[a], halo_ids[a], incoming[a],
-                          lo[a], x, y, names, cat, present, n_total,
-                          *[v for t in range(stage) for v in (earlier[a][t], fetched[t][a])],
-                          pure=False)
-            for x, y in bounds[a]], pure=False) for a in range(n_parts)]
-        del halos, fetched
+        if hold:
+            locs = _held_locs(client, parts, offsets, fixed, locs, earlier)
+            blocks = [[client.submit(stage_rows, pipe, loc, stage, n_total, pure=False)
+                       for loc in ls] for ls in locs]
+        else:
+            blocks = _rebuilt_blocks(client, parts, offsets, fixed, earlier)
+        scored = [client.submit(stack_scored, *bs, pure=False) for bs in blocks]
+        del blocks
         if stage == 0:
             stats["pairs_scored"] = int(sum(client.gather(
-                [client.submit(_nnz, p, pure=False) for p in scored])))
+                [client.submit(nnz_of, p, pure=False) for p in scored])))
         back = transpose_rows(client, scored, offsets)  # P(j, i) to i's owner
         proba = [client.submit(mean_graph, p, t, pure=False)
                  for p, t in zip(scored, back)]
@@ -365,7 +185,7 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
         if stage < n_stages - 1:
             for a, p in enumerate(proba):
                 earlier[a].append(client.submit(stage_table, p, lo[a], pure=False))
-    del tables, incoming, earlier
+    del parts, locs, earlier
     kept = [client.submit(select_own, pipe, p, lo[a], pure=False) for a, p in enumerate(proba)]
     if rr.grow is not None:
         kept = _grow(client, kept, offsets, rr, stats)
@@ -373,6 +193,58 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     if self_trains(rr):  # after the cut and grow, as on one machine
         edges = self_trained_edges(client, proba, edges, raw_titles, offsets, cat, stats)
     return edges
+
+
+def holds_features(client: Any, rr: Any, n_pairs: int, share: float = HOLD_SHARE) -> bool:
+    """Whether ``n_pairs`` pairs' features (float64, all of ``rr``'s features) take at
+    most ``share`` of the workers' memory limits together (of the machine's memory where
+    a worker has none): then they are held between stages, else rebuilt each stage."""
+    if int(rr.n_stages) < 2:
+        return False
+    workers = client.scheduler_info()["workers"].values()
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    if not limits or min(limits) <= 0:
+        import psutil
+
+        limits = [int(psutil.virtual_memory().total)]
+    return n_pairs * len(rr.feature_names_) * 8 <= share * sum(limits)
+
+
+def _held_locs(client: Any, parts: list[tuple[Any, ...]], offsets: np.ndarray,
+               fixed: tuple[Any, ...], locs: list[list[Any]],
+               earlier: list[list[Any]]) -> list[list[Any]]:
+    """Each partition's blocks with their features for the next stage: built from the
+    fetched halo (the first stage), else ``locs`` with the last stage's graph features
+    appended."""
+    pipe, names, cat, present, _ = fixed
+    tables, halo_ids = [q[0] for q in parts], [q[1] for q in parts]
+    if not locs:
+        halos = fetch_rows(client, tables, offsets, halo_ids)
+        return [[client.submit(build_block, pipe, t, halos[a], h, inc, lo, x, y, names, cat,
+                               present, pure=False) for x, y in bounds]
+                for a, (t, h, inc, lo, bounds) in enumerate(parts)]
+    stage = len(earlier[0]) - 1
+    fetched = fetch_rows(client, [e[stage] for e in earlier], offsets, halo_ids)
+    return [[client.submit(add_block, loc, earlier[a][stage], fetched[a], parts[a][1],
+                           parts[a][3], stage, pure=False) for loc in locs[a]]
+            for a in range(len(parts))]
+
+
+def _rebuilt_blocks(client: Any, parts: list[tuple[Any, ...]], offsets: np.ndarray,
+                    fixed: tuple[Any, ...], earlier: list[list[Any]]) -> list[list[Any]]:
+    """Each partition's blocks' rows of the next stage's probabilities, their features
+    rebuilt (:func:`score_block`) from the halo fetched again and every earlier stage's
+    graph rows."""
+    pipe, names, cat, present, n_total = fixed
+    tables, halo_ids = [q[0] for q in parts], [q[1] for q in parts]
+    halos = fetch_rows(client, tables, offsets, halo_ids)
+    fetched = [fetch_rows(client, [e[t] for e in earlier], offsets, halo_ids)
+               for t in range(len(earlier[0]))]
+    return [[client.submit(score_block, pipe, t, halos[a], h, inc, lo, x, y, names, cat,
+                           present, n_total,
+                           *[v for s, f in enumerate(fetched) for v in (earlier[a][s], f[a])],
+                           pure=False) for x, y in bounds]
+            for a, (t, h, inc, lo, bounds) in enumerate(parts)]
 
 
 def _grow(client: Any, kept: list[Any], offsets: np.ndarray, rr: Any,
@@ -405,7 +277,3 @@ def _grow(client: Any, kept: list[Any], offsets: np.ndarray, rr: Any,
 
 def _cols_of(table: dict[str, Any]) -> np.ndarray:
     return _cols(sp.csr_matrix(table["s"]))
-
-
-def _nnz(rows: sp.csr_matrix) -> int:
-    return int(rows.nnz)

@@ -9,7 +9,7 @@ shuffles still move whole partitions, but each partition's pairs are featured an
 scored in blocks of its own rows (:func:`block_bounds`), each block with only the halo
 rows its pairs read (:func:`block_halo`, taken from the partition's own rows and its
 fetched halo by :func:`block_view`): the block is a smaller partition, with the same
-pairs and the same features (``_rerank.build_block``).
+pairs and the same features (``_rerank_tasks.build_block``).
 """
 
 from __future__ import annotations

@@ -97,6 +97,7 @@ def reranked_edges(
     c: Any, pipeline: Any, prepared: Prepared, frames: list[Any], steps: list[Any],
     hash_steps: list[str], image_dir: str | None, stats: dict[str, Any],
     ivf: dict[str, Any] | None = None, block_rows: int | None = None,
+    hold_features: bool | None = None,
 ) -> tuple[list[Any], np.ndarray, list[Any]]:
     """``(ids, offsets, edges)`` of a pipeline whose ensemble is a fitted PairReranker:
     embed, build each step's candidate graph (``ivf``: in IVF cells), rerank (see
@@ -132,7 +133,7 @@ def reranked_edges(
     timings["candidates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     edges = rerank_edges(c, pipe_future, rr, cands, titles, offsets, cat, stats, raw,
-                         block_rows=block_rows)
+                         block_rows=block_rows, hold_features=hold_features)
     wait(edges)
     timings["rerank"] = time.perf_counter() - t0
     return ids, offsets, edges
