@@ -14,6 +14,7 @@ once per distinct token).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -79,13 +80,22 @@ def _kind(t: str) -> str:
     return "num" if nums else "qty" if qty else "code" if codes else ""
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _facts(t: str) -> tuple[str, str, str | None]:
+    """A token's kind (:func:`_kind`), its code core (a code without its trailing
+    letters, a colour or region suffix: kxts108w -> kxts108) and its unit (a quantity's
+    letters); remembered, as a Dask worker meets the same tokens in every block."""
+    m = _UNIT.match(t)
+    return _kind(t), _TRAILING_LETTERS.sub("", t) or t, m.group(1) if m else None
+
+
 def _kinds(tok: np.ndarray, doc: np.ndarray, n: int) -> dict[str, sp.csr_matrix]:
     """Each title's set of codes, quantities, numbers, code cores and units, as
     incidence matrices; every string test runs once per distinct token."""
-    kind = _by_token(tok, _kind)
-    # a code without its trailing letters (colour or region suffix): kxts108w -> kxts108
-    core = _by_token(tok, lambda t: _TRAILING_LETTERS.sub("", t) or t)
-    unit = _by_token(tok, lambda t: m.group(1) if (m := _UNIT.match(t)) else None)
+    codes, uniq = pd.factorize(tok)
+    facts = [_facts(u) for u in uniq]
+    kind, core, unit = (np.array([f[i] for f in facts], dtype=object)[codes]
+                        for i in range(3))
     out = {}
     for name, want, value in (("code", "code", tok), ("qty", "qty", tok), ("num", "num", tok),
                               ("core", "code", core), ("unit", "qty", unit)):
