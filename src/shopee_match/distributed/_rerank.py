@@ -145,8 +145,8 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
               for a in range(n_parts)]
     flags = client.gather([client.submit(proposed, t, names, pure=False) for t in tables])
     present = {n: any(f[n] for f in flags) for n in names}
-    incoming = transpose_rows(
-        client, [client.submit(pair_rows, t, names, pure=False) for t in tables], offsets)
+    patterns = [client.submit(pair_rows, t, names, pure=False) for t in tables]
+    incoming = transpose_rows(client, patterns, offsets)
     halo_ids = [client.submit(block_halo, tables[a], names, incoming[a], lo[a], 0,
                               int(offsets[a + 1] - offsets[a]), pure=False)
                 for a in range(n_parts)]
@@ -156,12 +156,14 @@ def rerank_edges(client: Any, pipe: Any, rr: Any, cands: dict[str, list[Any]],
     bounds = [block_bounds(int(offsets[a + 1] - offsets[a]), halo_n[a], block_rows)
               for a in range(n_parts)]
     stats["rerank_blocks"] = sum(len(b) for b in bounds)
-    n_pairs = sum(client.gather([client.submit(pair_count, tables[a], names, incoming[a],
-                                               lo[a], pure=False) for a in range(n_parts)]))
-    hold = holds_features(client, rr, n_pairs) if hold_features is None else hold_features
+    hold = hold_features
+    if hold is None:  # a one-stage model has nothing to hold
+        hold = int(rr.n_stages) > 1 and holds_features(client, rr, sum(client.gather(
+            [client.submit(pair_count, patterns[a], incoming[a], lo[a], pure=False)
+             for a in range(n_parts)])))
     stats["rerank_features_held"] = bool(hold)
     parts = [(tables[a], halo_ids[a], incoming[a], lo[a], bounds[a]) for a in range(n_parts)]
-    del tables, incoming
+    del tables, incoming, patterns
     fixed = (pipe, names, cat, present, n_total)
     locs: list[list[Any]] = []  # held features (hold): each partition's blocks
     earlier: list[list[Any]] = [[] for _ in range(n_parts)]  # own rows of each stage's graph

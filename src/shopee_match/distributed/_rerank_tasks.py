@@ -232,15 +232,13 @@ def score_block(pipe: Any, table: dict[str, Any], halo: dict[str, Any],
     return stage_rows(pipe, loc, len(earlier) // 2, n_total)
 
 
-def pair_count(table: dict[str, Any], names: list[str], incoming: sp.csr_matrix,
-                lo: int) -> int:
-    """The pairs a partition's own rows have in the symmetric candidate pattern (what
-    it scores, before any prefilter)."""
-    g = sp.csr_matrix(pair_rows(table, names) + sp.csr_matrix(incoming, dtype=np.float32))
+def pair_count(pattern: sp.csr_matrix, incoming: sp.csr_matrix, lo: int) -> int:
+    """The pairs a partition's own rows have in the symmetric candidate pattern (its
+    :func:`pair_rows` and the rows naming its own, ``incoming``): what it scores, before
+    any prefilter."""
+    g = sp.csr_matrix(pattern + sp.csr_matrix(incoming, dtype=np.float32))
     rows = np.repeat(np.arange(g.shape[0], dtype=np.int64), np.diff(g.indptr))
     return int(np.count_nonzero(g.indices != rows + lo))
-
-
 
 
 def nnz_of(rows: sp.csr_matrix) -> int:

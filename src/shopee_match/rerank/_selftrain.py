@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..neighbors.graph import row_blocks
-from .title_features import _PREP, _by_token, _incidence, _kind, _kinds
+from .title_features import _PREP, _by_token, _facts, _incidence, _kinds
 
 __all__ = ["PairScan", "SelfTraining", "either_way", "evidence_point", "scan_pairs",
            "self_train"]
@@ -58,7 +58,7 @@ class _Titles:
                  catalogue_df: tuple[Mapping[str, int], int] | None = None) -> None:
         n = len(titles)
         tok, doc = _PREP.token_table(titles)
-        plain = _by_token(tok, _kind) == ""
+        plain = _by_token(tok, lambda t: _facts(t)[0]) == ""
         term, vocab = pd.factorize(tok[plain], sort=True)
         words = _incidence(doc[plain], term, n, len(vocab))
         df = np.asarray(words.sum(axis=0)).ravel()  # float32, as are the counts given
